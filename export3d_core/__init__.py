@@ -1,0 +1,1 @@
+"""Export3D in PyTorch: the public API (DESIGN.md §2)."""

@@ -1,0 +1,175 @@
+"""Configuration dataclasses and presets: every size of the model lives here.
+
+`ModelConfig.preset(name)` gives `tiny` (tests, seconds on CPU), `demo` (trained on CPU and
+shipped) or `paper` (the sizes of the Export3D supplementary). A config is saved next to the
+weights as JSON and rebuilds the model on load (`to_dict` / `from_dict`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Volume-rendering settings (EG3D FFHQ conventions, DESIGN.md §3)."""
+
+    ray_start: float = 2.25  # near bound of every ray, in world units
+    ray_end: float = 3.3  # far bound of every ray
+    box_warp: float = 1.0  # the tri-plane covers [-box_warp/2, box_warp/2]^3
+    num_coarse: int = 48  # stratified samples per ray
+    num_fine: int = 48  # importance samples per ray, drawn from the coarse weights
+    density_shift: float = -1.0  # density = softplus(raw + shift), EG3D's softplus(σ − 1)
+    disparity_space: bool = False  # EG3D samples depth linearly for FFHQ
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """All sizes of Export3D. A comment says where the paper is silent and we chose."""
+
+    name: str = "custom"
+    # -- images --------------------------------------------------------------------------------
+    input_size: int = 512  # side of the source image S
+    neural_size: int = 128  # side of the volume-rendered feature image
+    output_size: int = 512  # side of the super-resolved final image
+    # -- expression (LeBS / CLeBS) -------------------------------------------------------------
+    n_basis: int = 10  # n, number of learned basis vectors (paper: 10)
+    expr_dim: int = 256  # d = h/4, expression space = token width (paper: 256)
+    beta_dim: int = 64  # β: 3DMM expression parameters (paper: 64)
+    lebs_hidden: int = 256  # width of LeBS' hidden FC layer (paper silent; chose d)
+    encoder_widths: tuple[int, ...] = (64, 128, 256, 512)  # ResNetSE18 stage widths (ResNet-18's)
+    se_reduction: int = 16  # squeeze-and-excitation bottleneck ratio (SENet default)
+    # -- generator G -----------------------------------------------------------------------------
+    conv_widths: tuple[int, ...] = (64, 128, 256)  # conv encoder stages before patch merging (chose)
+    ffn_hidden: int = 1024  # h, Mix-FFN hidden width of (EAdaLN-)ViT blocks (paper: 1024)
+    num_heads: int = 4  # attention heads (paper: 4)
+    vit_depth: int = 2  # plain SegFormer-style ViT blocks (paper silent; chose)
+    eadaln_depth: int = 4  # expression-modulated EAdaLN-ViT blocks (paper silent; chose)
+    sr_ratio: int = 2  # spatial reduction of keys/values in efficient self-attention (SegFormer)
+    lowpass_sigma: float = 1.0  # std (in plane texels) of the fixed Gaussian after pixel shuffle
+    skip_channels: int = 32  # high-resolution conv skip from S into the planes (LP3D-style; chose)
+    # -- tri-plane -----------------------------------------------------------------------------
+    plane_channels: int = 32  # C of the tri-plane (paper: 32)
+    plane_res: int = 128  # R of the tri-plane (paper: 128)
+    ema_decay: float = 0.998  # δ of the EMA tri-plane, Eq. (2)
+    # -- decoder and super-resolution ------------------------------------------------------------
+    decoder_hidden: int = 64  # width of the density and colour FC stacks (EG3D: 64)
+    decoder_layers: int = 2  # FC layers per stack (paper: two separate stacks)
+    feature_channels: int = 32  # colour features rendered; the first 3 are RGB (EG3D: 32)
+    sr_channels: tuple[int, ...] = (128, 64)  # widths of the SR stages, one per 2x upsampling
+    # -- discriminator ---------------------------------------------------------------------------
+    disc_widths: tuple[int, ...] = (64, 128, 256, 256, 256, 256)  # one per 2x downsampling (chose)
+    camera_dim: int = 25  # EG3D camera: 16 cam2world + 9 intrinsics
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.input_size % 16:
+            problems.append(f"input_size {self.input_size} must be a multiple of 16 (tokens at 1/16)")
+        if self.plane_res % (self.input_size // 16 or 1):
+            problems.append(f"plane_res {self.plane_res} must be a multiple of input_size/16")
+        ratio = self.output_size / self.neural_size
+        if ratio < 1 or ratio != 2 ** round(math.log2(ratio)):
+            problems.append("output_size / neural_size must be a power of two >= 1")
+        elif len(self.sr_channels) < round(math.log2(ratio)):
+            problems.append("sr_channels needs one width per 2x upsampling stage")
+        if self.expr_dim % self.num_heads:
+            problems.append("expr_dim must be divisible by num_heads")
+        if self.feature_channels < 3:
+            problems.append("feature_channels must be >= 3 (the first three are RGB)")
+        if self.n_basis > self.expr_dim:
+            problems.append("n_basis must not exceed expr_dim (QR of a d x n matrix)")
+        if problems:
+            raise ValueError("invalid ModelConfig: " + "; ".join(problems))
+
+    # -- derived sizes ---------------------------------------------------------------------------
+    @property
+    def token_grid(self) -> int:
+        """Side of the token grid: 1/16 of the input side."""
+        return self.input_size // 16
+
+    @property
+    def upsample_factor(self) -> int:
+        """Pixel-shuffle factor from the token grid to the tri-plane."""
+        return self.plane_res // self.token_grid
+
+    @property
+    def sr_stages(self) -> int:
+        return round(math.log2(self.output_size // self.neural_size))
+
+    @property
+    def triplane_shape(self) -> tuple[int, int, int, int]:
+        return (3, self.plane_channels, self.plane_res, self.plane_res)
+
+    # -- presets and (de)serialisation -----------------------------------------------------------
+    @staticmethod
+    def preset(name: str) -> "ModelConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return PRESETS[name]
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"config has unknown fields: {sorted(unknown)}")
+        values = dict(data)
+        if "render" in values and isinstance(values["render"], dict):
+            values["render"] = RenderConfig(**values["render"])
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
+        return ModelConfig(**values)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Seconds on a CPU: for tests only.
+    "tiny": ModelConfig(
+        name="tiny", input_size=64, neural_size=32, output_size=64,
+        expr_dim=32, beta_dim=12, lebs_hidden=32, encoder_widths=(8, 16, 16, 32),
+        se_reduction=4, conv_widths=(8, 16), ffn_hidden=64, num_heads=2, vit_depth=1,
+        eadaln_depth=1, sr_ratio=1, skip_channels=4, plane_channels=8, plane_res=32,
+        decoder_hidden=16, feature_channels=8, sr_channels=(16,), disc_widths=(16, 32, 32),
+        render=RenderConfig(num_coarse=12, num_fine=12),
+    ),
+    # Trained on a 2-core CPU and shipped; sizes chosen for quality per CPU-second.
+    "demo": ModelConfig(
+        name="demo", input_size=128, neural_size=64, output_size=128,
+        expr_dim=128, beta_dim=12, lebs_hidden=128, encoder_widths=(16, 32, 64, 128),
+        se_reduction=8, conv_widths=(32, 64, 128), ffn_hidden=512, num_heads=4, vit_depth=2,
+        eadaln_depth=3, sr_ratio=2, skip_channels=16, plane_channels=16, plane_res=64,
+        decoder_hidden=32, feature_channels=16, sr_channels=(32,), disc_widths=(32, 64, 128, 128),
+        render=RenderConfig(num_coarse=24, num_fine=24),
+    ),
+    # The sizes of the supplementary (Fig. S2, §1.2) and DESIGN.md §3.
+    "paper": ModelConfig(name="paper"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (seed §1.3–1.4)."""
+
+    lr_g: float = 1e-4  # Adam, generator (Export3D)
+    lr_d: float = 1e-5  # Adam, discriminator
+    lr_clebs: float = 1e-4  # Adam, CLeBS pre-training
+    lambda_rec: float = 1.0  # λ_rec of Eq. (4)
+    lambda_adv: float = 0.01  # λ_adv of Eq. (4)
+    r1_gamma: float = 1.0  # R1 penalty weight on real images (EG3D-style)
+    clebs_negatives: int = 32  # negatives per positive, from the same clip
+    clebs_temperature: float = 0.07  # τ of InfoNCE
+    batch_size: int = 8
+    recon_steps: int = 300_000  # phase 1
+    adv_steps: int = 10_000  # phase 2
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    seed: int = 0
