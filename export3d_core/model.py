@@ -1,0 +1,136 @@
+"""Export3D: composes LeBS, the hybrid tri-plane generator, the decoder, the renderer and SR.
+
+The staged API mirrors the three caches of DESIGN.md §1: `encode` (per portrait), `expression` +
+`triplane` (per λ), `render` (per camera). `forward` runs all stages and equals the staged calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from export3d_core.config import ModelConfig, RenderConfig
+from export3d_core.nn.decoder import TriplaneDecoder
+from export3d_core.nn.generator import Appearance, HybridTriplaneGenerator
+from export3d_core.nn.lebs import LeBS
+from export3d_core.nn.superres import SuperResolution
+from export3d_core.render.renderer import FieldFn, VolumeRenderer
+from export3d_core.render.triplane import sample_triplane
+
+
+@dataclass
+class RenderOutput:
+    """One rendered view. Images are in [-1, 1]."""
+
+    image: Tensor  # (B, 3, output_size, output_size) after super-resolution
+    image_raw: Tensor  # (B, 3, n, n): first three channels of the feature image
+    depth: Tensor  # (B, 1, n, n) expected ray depth
+    alpha: Tensor  # (B, 1, n, n) accumulated opacity
+    features: Tensor  # (B, F, n, n) the composited feature image
+
+
+class Export3D(nn.Module):
+    """One-shot, expression-controllable 3D portrait model (Ki et al., ECCV 2024)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lebs = LeBS(config)
+        self.generator = HybridTriplaneGenerator(config)
+        self.decoder = TriplaneDecoder(config)
+        self.superres = SuperResolution(config)
+        self.renderer = VolumeRenderer(config.render)
+
+    # -- expression -------------------------------------------------------------------------------
+    def basis(self) -> Tensor:
+        """The learned orthonormal basis V, (n, d)."""
+        return self.lebs.basis()
+
+    def coefficients(self, beta: Tensor) -> Tensor:
+        """LeBS: expression parameters β (B, beta_dim) -> coefficients λ (B, n)."""
+        _check_last_dim(beta, self.config.beta_dim, "beta")
+        return self.lebs.coefficients(beta)
+
+    def expression(self, *, lam: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
+        """Expression embedding e = Σ λ_i v_i, (B, d), from λ (the sliders) or from β."""
+        if (lam is None) == (beta is None):
+            raise ValueError("give exactly one of lam= or beta=")
+        if beta is not None:
+            lam = self.coefficients(beta)
+        _check_last_dim(lam, self.config.n_basis, "lam")
+        return self.lebs.embed(lam)
+
+    # -- appearance and tri-plane -----------------------------------------------------------------
+    def encode(self, source: Tensor) -> Appearance:
+        """Everything that depends on the source image alone; cache it per portrait."""
+        size = self.config.input_size
+        if source.dim() != 4 or source.shape[1:] != (3, size, size):
+            raise ValueError(f"source must be (B, 3, {size}, {size}) in [-1, 1], got {tuple(source.shape)}")
+        return self.generator.encode(source)
+
+    def triplane(self, appearance: Appearance, e: Tensor) -> Tensor:
+        """Expression-conditioned tri-plane, (B, 3, C, R, R)."""
+        return self.generator.triplane(appearance, e)
+
+    # -- rendering --------------------------------------------------------------------------------
+    def field(self, planes: Tensor) -> FieldFn:
+        """The radiance field of one batch of tri-planes: points (B, N, 3) -> (density_raw, colour)."""
+        box_warp = self.config.render.box_warp
+
+        def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
+            return self.decoder(sample_triplane(planes, points, box_warp))
+
+        return evaluate
+
+    def render(
+        self,
+        planes: Tensor,
+        cameras: Tensor,
+        *,
+        neural_size: int | None = None,
+        renderer: VolumeRenderer | None = None,
+        perturb: bool = False,
+        super_resolve: bool = True,
+        **render_kwargs,
+    ) -> RenderOutput:
+        """Decoder + volume rendering + SR for cameras (B, 25).
+
+        `renderer` swaps in another renderer with the same interface (e.g. the accelerated one);
+        `neural_size` renders fewer rays (the editor's preview); `super_resolve=False` skips SR and
+        returns the raw image bilinearly upsampled to the output size instead.
+        """
+        if cameras.dim() != 2 or cameras.shape[1] != self.config.camera_dim:
+            raise ValueError(f"cameras must be (B, {self.config.camera_dim}), got {tuple(cameras.shape)}")
+        cameras = cameras.to(device=planes.device, dtype=planes.dtype)
+        size = neural_size or self.config.neural_size
+        result = (renderer or self.renderer).render(
+            self.field(planes), cameras, size, perturb=perturb, **render_kwargs
+        )
+        image_raw = result.features[:, :3]  # (B, 3, n, n)
+        if super_resolve and size == self.config.neural_size:
+            image = self.superres(image_raw, result.features)
+        else:
+            image = nn.functional.interpolate(
+                image_raw, size=(self.config.output_size,) * 2, mode="bilinear", align_corners=False
+            )
+        return RenderOutput(image, image_raw, result.depth, result.alpha, result.features)
+
+    def forward(
+        self, source: Tensor, cameras: Tensor, *, lam: Tensor | None = None, beta: Tensor | None = None
+    ) -> RenderOutput:
+        """All stages at once; equal to encode -> expression -> triplane -> render."""
+        appearance = self.encode(source)
+        planes = self.triplane(appearance, self.expression(lam=lam, beta=beta))
+        return self.render(planes, cameras, perturb=self.training)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _check_last_dim(tensor: Tensor, size: int, name: str) -> None:
+    if tensor.dim() != 2 or tensor.shape[1] != size:
+        raise ValueError(f"{name} must be (B, {size}), got {tuple(tensor.shape)}")
+
+
+__all__ = ["Export3D", "RenderOutput", "Appearance", "ModelConfig", "RenderConfig"]

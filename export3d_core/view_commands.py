@@ -1,0 +1,177 @@
+"""The headless view commands: `export3d render`, `turntable`, `sweep`.
+
+They go through `PortraitSession` and `export.py`, the same code paths as the editor's exports.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export3d_core.camera import OrbitCamera
+from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
+from export3d_core.config import ModelConfig
+from export3d_core.errors import Export3DError
+from export3d_core.export import (TurntableSettings, sweep_frames, turntable_frames, write_animation,
+                                  write_png)
+from export3d_core.model import Export3D
+from export3d_core.portrait import default_portrait, load_portrait
+from export3d_core.session import RENDER_MODES, PortraitSession
+
+
+def parse_lambda(text: str | None, n_basis: int) -> list[float]:
+    """`v1=2.5,v3=-4` -> a λ list (unnamed coefficients are 0)."""
+    lam = [0.0] * n_basis
+    if not text:
+        return lam
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep or not name.startswith("v") or not name[1:].isdigit():
+            raise Export3DError(f"bad --lam item {item!r}; write e.g. v1=2.5,v3=-4")
+        index = int(name[1:]) - 1
+        if not 0 <= index < n_basis:
+            raise Export3DError(f"--lam {name}: basis vectors are v1..v{n_basis}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise Export3DError(f"--lam {name}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise Export3DError(f"--lam {name}: must be a finite number")
+        lam[index] = number
+    return lam
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped demo model)")
+    parser.add_argument("--random-init", metavar="PRESET", choices=("tiny", "demo", "paper"),
+                        help="use a randomly initialised model of this preset instead of a checkpoint")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--portrait", type=Path, help="portrait photo (default: a shipped demo portrait)")
+    parser.add_argument("--face-index", type=int, default=None, help="which face when the photo has several")
+    parser.add_argument("--lam", help="coefficients, e.g. v1=2.5,v3=-4 (others 0)")
+    parser.add_argument("--yaw", type=float, default=0.0, help="degrees, + moves the camera to the right")
+    parser.add_argument("--pitch", type=float, default=0.0, help="degrees, + moves the camera up")
+    parser.add_argument("--radius", type=float, default=2.7)
+    parser.add_argument("--fov", type=float, default=18.837, help="vertical field of view in degrees")
+    parser.add_argument("--mode", choices=RENDER_MODES, default="final")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("-o", "--output", type=Path, required=True)
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise Export3DError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise Export3DError("CUDA was asked for but is not available")
+    return device
+
+
+def load_model(args: argparse.Namespace) -> Export3D:
+    device = pick_device(args.device)
+    if args.random_init:
+        if args.checkpoint:
+            raise Export3DError("give --checkpoint or --random-init, not both")
+        print(f"using a RANDOMLY INITIALISED {args.random_init} model (no trained weights)")
+        torch.manual_seed(0)
+        return Export3D(ModelConfig.preset(args.random_init)).to(device).eval()
+    path = args.checkpoint or DEMO_CHECKPOINT
+    if args.checkpoint is None and not DEMO_CHECKPOINT.is_file():
+        raise Export3DError(f"no demo model at {DEMO_CHECKPOINT}; pass --checkpoint C or --random-init PRESET")
+    model, _ = load_checkpoint(path, device=device)
+    return model
+
+
+def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera, list[float]]:
+    model = load_model(args)
+    cfg = model.config
+    portrait_path = args.portrait or default_portrait().path
+    portrait = load_portrait(portrait_path, cfg.input_size, face_index=args.face_index)
+    session = PortraitSession(model)
+    session.set_portrait(portrait.image)
+    try:
+        camera = OrbitCamera(yaw=math.radians(args.yaw), pitch=math.radians(args.pitch),
+                             radius=args.radius, fov_deg=args.fov)
+    except ValueError as exc:
+        raise Export3DError(str(exc)) from None
+    return session, camera, parse_lambda(args.lam, cfg.n_basis)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    session, camera, lam = open_session(args)
+    output = session.render(lam, camera)
+    cfg = session.config
+    from export3d_core.session import view_image
+
+    image = view_image(output, args.mode, cfg.render.ray_start, cfg.render.ray_end)
+    alpha = None
+    if args.alpha:
+        alpha = (output.alpha[0, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+        if alpha.shape != image.shape[:2]:
+            from PIL import Image
+            alpha = np.asarray(Image.fromarray(alpha).resize(image.shape[1::-1], Image.Resampling.BILINEAR))
+    path = write_png(args.output, image, alpha, overwrite=args.overwrite)
+    print(f"wrote {path} ({image.shape[1]}x{image.shape[0]}, {args.mode})")
+    return 0
+
+
+def run_turntable(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    settings = TurntableSettings(frames=args.frames, fps=args.fps, path=args.path,
+                                 yaw_amplitude=math.radians(args.amplitude))
+    session, camera, lam = open_session(args)
+    frames = tqdm(turntable_frames(session, lam, camera, settings, args.mode), total=settings.frames,
+                  desc="turntable", unit="frame")
+    path = write_animation(args.output, frames, settings.fps, loop=settings.loop, overwrite=args.overwrite)
+    print(f"wrote {path} ({settings.frames} frames)")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    session, camera, lam = open_session(args)
+    frames = list(tqdm(sweep_frames(session, lam, camera, args.basis - 1, args.start, args.stop, args.steps,
+                                    args.mode), total=args.steps, desc=f"sweep v{args.basis}", unit="frame"))
+    if args.output.suffix.lower() == ".png":
+        path = write_png(args.output, np.concatenate(frames, axis=1), overwrite=args.overwrite)
+    else:
+        path = write_animation(args.output, frames, args.fps, overwrite=args.overwrite)
+    print(f"wrote {path} ({args.steps} steps of v{args.basis} from {args.start:g} to {args.stop:g})")
+    return 0
+
+
+def add_view_commands(subparsers) -> None:
+    render = subparsers.add_parser("render", help="render one still PNG")
+    add_view_arguments(render)
+    render.add_argument("--alpha", action="store_true", help="store the rendered opacity as the PNG's alpha")
+    render.set_defaults(handler=run_render)
+
+    turntable = subparsers.add_parser("turntable", help="render a turntable GIF or MP4")
+    add_view_arguments(turntable)
+    turntable.add_argument("--frames", type=int, default=60)
+    turntable.add_argument("--fps", type=int, default=30)
+    turntable.add_argument("--path", choices=("orbit", "yaw"), default="orbit",
+                           help="EG3D's orbit (yaw and pitch) or a plain yaw sweep")
+    turntable.add_argument("--amplitude", type=float, default=math.degrees(0.35), help="yaw amplitude in degrees")
+    turntable.set_defaults(handler=run_turntable)
+
+    sweep = subparsers.add_parser("sweep", help="sweep one basis coefficient into a GIF/MP4 or a PNG strip")
+    add_view_arguments(sweep)
+    sweep.add_argument("--basis", type=int, required=True, help="basis vector 1..n")
+    sweep.add_argument("--from", dest="start", type=float, required=True)
+    sweep.add_argument("--to", dest="stop", type=float, required=True)
+    sweep.add_argument("--steps", type=int, default=9)
+    sweep.add_argument("--fps", type=int, default=8)
+    sweep.set_defaults(handler=run_sweep)
