@@ -6,6 +6,7 @@ decoder + volume rendering + SR. Counters record each stage so tests can prove n
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from export3d_core.camera import OrbitCamera
 from export3d_core.model import Export3D, RenderOutput
+from export3d_core.render.renderer import VolumeRenderer
 
 RENDER_MODES = ("final", "raw", "depth", "opacity")
 QUALITIES = ("full", "preview")
@@ -87,6 +89,10 @@ class PortraitSession:
         self.preview = preview
         self._cache = _Cache()
         self._source: Tensor | None = None
+        render_cfg = self.config.render
+        step = preview.sample_fraction
+        self._preview_renderer = VolumeRenderer(dataclasses.replace(
+            render_cfg, num_coarse=max(4, render_cfg.num_coarse // step), num_fine=max(4, render_cfg.num_fine // step)))
 
     @property
     def counters(self) -> StageCounters:
@@ -138,14 +144,10 @@ class PortraitSession:
         self._cache.counters.render += 1
         if quality == "full":
             return self.model.render(planes, cameras)
-        render_cfg = self.config.render
-        step = self.preview.sample_fraction
-        return self.model.render(
-            planes, cameras,
-            neural_size=max(8, self.config.neural_size // self.preview.ray_fraction),
-            num_coarse=max(4, render_cfg.num_coarse // step),
-            num_fine=max(4, render_cfg.num_fine // step),
-        )
+        return self.model.render(planes, cameras, neural_size=self._preview_size(), renderer=self._preview_renderer)
+
+    def _preview_size(self) -> int:
+        return max(8, self.config.neural_size // self.preview.ray_fraction)
 
     def render_image(self, lam, camera: OrbitCamera, mode: str = "final", quality: str = "full") -> np.ndarray:
         output = self.render(lam, camera, quality)

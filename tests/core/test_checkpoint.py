@@ -26,7 +26,8 @@ def test_round_trip_is_bit_identical(tmp_path, tiny_model):
     assert loaded.config == tiny_model.config
     a, b = _render(tiny_model), _render(loaded)
     assert torch.equal(a.image, b.image) and torch.equal(a.depth, b.depth)
-    config, _ = read_header(tmp_path)  # a directory holding model.safetensors works too
+    save_checkpoint(tiny_model, tmp_path / "run")  # a directory gets model.safetensors inside
+    config, _ = read_header(tmp_path / "run")
     assert config.name == "tiny"
 
 

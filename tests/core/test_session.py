@@ -1,0 +1,67 @@
+"""PortraitSession: the three caches of DESIGN.md §1, proven with stage counters."""
+import numpy as np
+import pytest
+import torch
+
+from export3d_core import OrbitCamera
+from export3d_core.session import PortraitSession, RENDER_MODES, image_to_tensor, tensor_to_image
+
+
+@pytest.fixture
+def session(tiny_model):
+    session = PortraitSession(tiny_model)
+    rng = np.random.default_rng(0)
+    session.set_portrait(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8))
+    return session
+
+
+def test_lambda_change_reruns_only_the_triplane(session):
+    lam = [0.0] * 10
+    session.render(lam, OrbitCamera())
+    assert (session.counters.encode, session.counters.triplane, session.counters.render) == (1, 1, 1)
+    lam[3] = 2.5
+    session.render(lam, OrbitCamera())
+    assert (session.counters.encode, session.counters.triplane, session.counters.render) == (1, 2, 2)
+
+
+def test_camera_change_reruns_only_rendering(session):
+    lam = [1.0] * 10
+    first = session.render(lam, OrbitCamera()).image
+    second = session.render(lam, OrbitCamera(yaw=0.4)).image
+    assert (session.counters.encode, session.counters.triplane, session.counters.render) == (1, 1, 2)
+    assert not torch.equal(first, second)
+
+
+def test_new_portrait_reencodes(session):
+    session.render([0.0] * 10, OrbitCamera())
+    session.set_portrait(np.zeros((64, 64, 3), np.uint8))
+    session.render([0.0] * 10, OrbitCamera())
+    assert (session.counters.encode, session.counters.triplane) == (2, 2)
+
+
+def test_preview_is_smaller_and_close_to_full(session):
+    lam = [0.0] * 10
+    full = session.render(lam, OrbitCamera(), quality="full")
+    preview = session.render(lam, OrbitCamera(), quality="preview")
+    assert preview.image_raw.shape[-1] < full.image_raw.shape[-1]
+    assert preview.image.shape == full.image.shape
+
+
+def test_render_modes_give_rgb_images(session):
+    for mode in RENDER_MODES:
+        image = session.render_image([0.0] * 10, OrbitCamera(), mode)
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    with pytest.raises(ValueError, match="render mode"):
+        session.render_image([0.0] * 10, OrbitCamera(), "xray")
+
+
+def test_bad_lambda_is_rejected(session):
+    with pytest.raises(ValueError, match="needs 10"):
+        session.render([0.0] * 3, OrbitCamera())
+    with pytest.raises(ValueError, match="finite"):
+        session.render([float("nan")] + [0.0] * 9, OrbitCamera())
+
+
+def test_image_tensor_round_trip():
+    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(tensor_to_image(image_to_tensor(image, 32)), image)
