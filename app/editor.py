@@ -1,0 +1,242 @@
+"""The editor's controller: connects the state, the undo stack, the render service and the files.
+
+It owns no widgets. The main window forwards user intents here (open a portrait, load a
+checkpoint, apply a λ) and shows what comes back through signals (frames, status, errors). A
+failed load leaves everything as it was, so the app stays usable after any bad file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from export3d_core.errors import Export3DError
+
+from app import backend
+from app.export_jobs import ExportJob, ExportSpec
+from app.presets import Preset
+from app.project import Project, load_project, save_project
+from app.render_service import REST_MS, RenderResult, RenderService
+from app.state import EditorState, ViewCamera
+from app.undo import EditTracker
+
+PORTRAIT_MIN_SIDE = 256  # portraits are kept at least this large; the session resamples to the model
+
+
+class EditorController(QObject):
+    frame_shown = Signal(object)  # RenderResult
+    status = Signal(str)
+    error = Signal(str)
+    model_changed = Signal(object)  # backend.LoadedModel
+    portrait_loaded = Signal(object)  # Path | None
+    no_face = Signal(object)  # backend.NoPortraitFace: the window offers the manual crop
+    presets_changed = Signal(object)  # list[Preset]
+    job_ready = Signal(str, object, object)  # tag, key, image
+
+    def __init__(self, rest_ms: int = REST_MS, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = EditorState()
+        self.undo_stack = QUndoStack(self)
+        self.tracker = EditTracker(self.state, self.undo_stack)
+        self.service = RenderService(rest_ms, self)
+        self.loaded: backend.LoadedModel | None = None
+        self.portrait_image: np.ndarray | None = None
+        self.portrait_crop: tuple[tuple[float, float], float] | None = None
+        self.presets: list[Preset] = []
+        self.last_frame: RenderResult | None = None
+        self.jobs: list[ExportJob] = []
+        for signal in (self.state.lam_changed, self.state.camera_changed, self.state.mode_changed):
+            signal.connect(self.request_render)
+        self.service.frame_ready.connect(self._on_frame)
+        self.service.render_failed.connect(lambda msg: self.error.emit(f"render failed: {msg}"))
+        self.service.session_failed.connect(lambda msg: self.error.emit(f"model failed: {msg}"))
+        self.service.job_ready.connect(self.job_ready)
+
+    # -- rendering ---------------------------------------------------------------------------------
+    def request_render(self, *_args) -> None:
+        if self.portrait_image is None or self.loaded is None:
+            return
+        self.service.request(self.state.lam, self.state.camera, self.state.mode, rest=True)
+
+    def _on_frame(self, result: RenderResult) -> None:
+        self.last_frame = result
+        self.frame_shown.emit(result)
+
+    def render_jobs(self, tag: str, items: list[tuple[object, tuple[float, ...]]],
+                    camera: ViewCamera | None = None) -> None:
+        """Background thumbnails: each (key, λ) rendered at full quality, delivered via `job_ready`."""
+        self.service.cancel_jobs(tag)
+        camera = (camera or self.state.camera).to_orbit()
+        mode = self.state.mode
+        for key, lam in items:
+            self.service.submit_job(tag, key, lambda s, lam=lam: s.render_image(lam, camera, mode, "full"))
+
+    # -- model -------------------------------------------------------------------------------------
+    def load_model(self, path: str | Path | None) -> bool:
+        """Load a checkpoint (None: the demo model or the visible random fallback); keep the old on failure."""
+        try:
+            loaded = backend.load_model(path)
+        except Export3DError as exc:
+            self.error.emit(str(exc))
+            return False
+        except Exception as exc:  # anything else a strange file can raise; never crash the editor
+            self.error.emit(f"could not load {path}: {type(exc).__name__}: {exc}")
+            return False
+        self.loaded = loaded
+        self.state.checkpoint_path = loaded.path
+        self.state.resize_basis(loaded.model.config.n_basis)
+        self.model_changed.emit(loaded)
+        self._rebuild_session()
+        return True
+
+    def _rebuild_session(self) -> None:
+        if self.loaded is None or self.portrait_image is None:
+            return
+        model, image = self.loaded.model, self.portrait_image
+
+        def build(_old):
+            from export3d_core.session import PortraitSession
+
+            session = PortraitSession(model, device=backend.pick_device())
+            session.set_portrait(image)
+            return session
+
+        self.service.load(build)
+        self.request_render()
+
+    # -- portrait ----------------------------------------------------------------------------------
+    def portrait_size(self) -> int:
+        size = self.loaded.model.config.input_size if self.loaded else PORTRAIT_MIN_SIDE
+        return max(size, PORTRAIT_MIN_SIDE)
+
+    def open_portrait(self, path: str | Path, crop: tuple | None = None) -> bool:
+        """Intake a photo (detect, align, crop). No face -> `no_face` (the window offers a manual crop)."""
+        path = Path(path)
+        try:
+            if crop is not None:
+                from export3d_core.data.image_io import load_image
+
+                (center, side) = crop
+                image = backend.crop_by_hand(load_image(path), tuple(center), float(side), self.portrait_size())
+                method = "manual"
+            else:
+                image, method = backend.load_portrait_image(path, self.portrait_size())
+        except backend.NoPortraitFace as exc:
+            exc.path = path
+            self.no_face.emit(exc)
+            return False
+        except Export3DError as exc:
+            self.error.emit(str(exc))
+            return False
+        except Exception as exc:
+            self.error.emit(f"could not open {path.name}: {type(exc).__name__}: {exc}")
+            return False
+        self.portrait_crop = tuple(crop) if crop is not None else None
+        self.set_portrait_image(image, path)
+        self.status.emit(f"portrait {path.name} ({method})")
+        return True
+
+    def set_portrait_image(self, image: np.ndarray, path: Path | None) -> None:
+        self.portrait_image = image
+        self.state.portrait_path = path
+        # Hook for an expression estimator: when one exists, set the portrait's λ here.
+        self.state.set_portrait_lam(None)
+        self.state.reset_to_portrait_expression()
+        self.undo_stack.clear()
+        self._rebuild_session()  # first: a new session drops queued work of the old one
+        self.portrait_loaded.emit(path)
+
+    def apply_manual_crop(self, path: Path, center: tuple[float, float], side: float) -> bool:
+        return self.open_portrait(path, crop=(tuple(center), float(side)))
+
+    # -- edits (each one undo step) ----------------------------------------------------------------
+    def apply_lam(self, lam, text: str = "Set λ") -> None:
+        self.tracker.edit(text, lambda: self.state.set_lam(lam))
+
+    def apply_preset(self, preset: Preset) -> None:
+        if len(preset.lam) != self.state.n_basis:
+            self.error.emit(f"preset {preset.name!r} has {len(preset.lam)} coefficients; this model has "
+                            f"{self.state.n_basis}")
+            return
+
+        def apply() -> None:
+            if preset.names:
+                self.state.set_names(preset.names)
+            self.state.set_lam(preset.lam)
+            if preset.camera is not None:
+                self.state.set_camera(preset.camera)
+
+        self.tracker.edit(f"Apply preset {preset.name}", apply)
+
+    def save_preset(self, name: str, with_camera: bool = True) -> Preset:
+        preset = Preset(name, self.state.lam, self.state.names, self.state.camera if with_camera else None)
+        self.set_presets(self.presets + [preset])
+        return preset
+
+    def set_presets(self, presets: list[Preset]) -> None:
+        self.presets = list(presets)
+        self.presets_changed.emit(self.presets)
+
+    # -- project -----------------------------------------------------------------------------------
+    def project(self) -> Project:
+        state = self.state
+        return Project(state.portrait_path, state.checkpoint_path, state.lam, state.names, state.camera,
+                       state.mode, list(self.presets), self.portrait_crop)
+
+    def save_project(self, path: str | Path) -> bool:
+        try:
+            save_project(path, self.project())
+        except Export3DError as exc:
+            self.error.emit(str(exc))
+            return False
+        self.status.emit(f"saved {Path(path).name}")
+        return True
+
+    def open_project(self, path: str | Path) -> bool:
+        try:
+            project = load_project(path)
+        except Export3DError as exc:
+            self.error.emit(str(exc))
+            return False
+        current = self.loaded.path if self.loaded else None
+        if project.checkpoint != current or self.loaded is None:
+            if project.checkpoint is not None and not self.load_model(project.checkpoint):
+                return False
+        if project.portrait is not None and not self.open_portrait(project.portrait, project.crop):
+            return False
+        if len(project.lam) != self.state.n_basis:
+            self.error.emit(f"the project has {len(project.lam)} coefficients; the model has {self.state.n_basis}")
+            return False
+        self.state.set_names(project.names)
+        self.state.set_lam(project.lam)
+        self.state.set_camera(project.camera)
+        self.state.set_mode(project.mode)
+        self.set_presets(project.presets)
+        self.undo_stack.clear()
+        self.status.emit(f"opened {Path(path).name}")
+        return True
+
+    # -- exports -----------------------------------------------------------------------------------
+    def export_spec(self, kind: str, path: Path, **settings) -> ExportSpec:
+        return ExportSpec(kind, Path(path), self.state.lam, self.state.camera, self.state.mode, **settings)
+
+    def start_export(self, spec: ExportSpec) -> ExportJob | None:
+        if self.loaded is None or self.portrait_image is None:
+            self.error.emit("nothing to export yet: open a portrait first")
+            return None
+        job = ExportJob(self.loaded.model, self.portrait_image, spec)
+        job.failed.connect(lambda msg: self.error.emit(f"export failed: {msg}"))
+        job.succeeded.connect(lambda p: self.status.emit(f"wrote {p}"))
+        job.cancelled.connect(lambda: self.status.emit("export cancelled; nothing was written"))
+        job.finished.connect(lambda: self.jobs.remove(job) if job in self.jobs else None)
+        self.jobs.append(job)
+        job.start()
+        return job
+
+    def shutdown(self) -> None:
+        for job in list(self.jobs):
+            job.cancel()
+            job.wait(30_000)
+        self.service.shutdown()

@@ -1,0 +1,121 @@
+"""Exports as background jobs: a still PNG, a turntable GIF/MP4 or a basis-sweep GIF.
+
+Each job runs on its own thread with its own `PortraitSession` over the shared (read-only) model,
+so the viewport keeps rendering. Writing goes through `export3d_core.export` (the same code as
+the headless commands): atomic, and a cancelled job raises `ExportCancelled` and leaves no file.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+
+from export3d_core.errors import Export3DError
+from export3d_core.export import (ExportCancelled, TurntableSettings, sweep_frames, turntable_frames,
+                                  write_animation, write_png)
+
+from app.state import ViewCamera
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    basis_index: int  # 0-based
+    start: float
+    stop: float
+    steps: int = 24
+    fps: int = 12
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    kind: str  # "still" | "turntable" | "sweep"
+    path: Path
+    lam: tuple[float, ...]
+    camera: ViewCamera
+    mode: str = "final"
+    overwrite: bool = False
+    alpha: bool = False  # still only: opacity as the PNG's alpha channel
+    turntable: TurntableSettings | None = None
+    sweep: SweepSettings | None = None
+
+    @property
+    def total(self) -> int:
+        if self.kind == "turntable" and self.turntable is not None:
+            return self.turntable.frames
+        if self.kind == "sweep" and self.sweep is not None:
+            return self.sweep.steps
+        return 1
+
+
+def opacity_alpha(output, size: tuple[int, int]) -> np.ndarray:
+    """The rendered opacity as uint8 (H, W), resized to the image."""
+    from PIL import Image
+
+    alpha = (output.alpha[0, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+    if alpha.shape != size:
+        alpha = np.asarray(Image.fromarray(alpha).resize(size[::-1], Image.Resampling.BILINEAR))
+    return alpha
+
+
+class ExportJob(QThread):
+    progress = Signal(int, int)  # done, total
+    succeeded = Signal(str)  # path
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, model, portrait: np.ndarray, spec: ExportSpec) -> None:
+        super().__init__()
+        self.model, self.portrait, self.spec = model, portrait, spec
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def run(self) -> None:  # noqa: D401 - Qt override
+        try:
+            path = self._export()
+        except ExportCancelled:
+            self.cancelled.emit()
+        except Export3DError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # shown in the window, never a crash
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            self.succeeded.emit(str(path))
+
+    def _report(self, done: int, total: int | None) -> None:
+        self.progress.emit(done, total or self.spec.total)
+
+    def _export(self) -> Path:
+        from export3d_core.session import PortraitSession, view_image
+
+        spec = self.spec
+        session = PortraitSession(self.model)
+        session.set_portrait(self.portrait)
+        camera = spec.camera.to_orbit()
+        if spec.kind == "still":
+            output = session.render(spec.lam, camera, "full")
+            cfg = session.config.render
+            image = view_image(output, spec.mode, cfg.ray_start, cfg.ray_end)
+            alpha = opacity_alpha(output, image.shape[:2]) if spec.alpha else None
+            if self._cancel.is_set():
+                raise ExportCancelled()
+            path = write_png(spec.path, image, alpha, overwrite=spec.overwrite)
+            self._report(1, 1)
+            return path
+        if spec.kind == "turntable":
+            settings = spec.turntable or TurntableSettings()
+            frames = turntable_frames(session, spec.lam, camera, settings, spec.mode)
+            fps, loop = settings.fps, settings.loop
+        elif spec.kind == "sweep":
+            sweep = spec.sweep
+            frames = sweep_frames(session, spec.lam, camera, sweep.basis_index, sweep.start, sweep.stop,
+                                  sweep.steps, spec.mode)
+            fps, loop = sweep.fps, True
+        else:
+            raise Export3DError(f"unknown export kind {spec.kind!r}")
+        return write_animation(spec.path, frames, fps, loop=loop, overwrite=spec.overwrite, total=spec.total,
+                               progress=self._report, should_cancel=self._cancel.is_set)

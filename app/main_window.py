@@ -1,0 +1,361 @@
+"""The main window: composes the viewport, the docks, the menus and the status bar; no model logic.
+
+User intents go to `EditorController`; what comes back (frames, status, errors) is shown here.
+Errors never block: they go to the status bar, the viewport and a non-modal message box, and are
+kept in `errors` (tests read them).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
+from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressDialog,
+                               QPushButton, QSplitter, QVBoxLayout, QWidget)
+
+from export3d_core.errors import Export3DError
+
+from app import menus
+from app.editor import EditorController
+from app.export_jobs import ExportJob, ExportSpec
+from app.presets import load_library, save_library
+from app.render_service import REST_MS, RenderResult
+from app.state import ViewCamera
+from app.widgets.camera_panel import CameraPanel
+from app.widgets.coefficients import CoefficientsPanel
+from app.widgets.explorer import ExplorerPanel
+from app.widgets.lambda_chart import LambdaChart
+from app.widgets.presets_panel import PresetsPanel
+from app.widgets.viewport import Viewport
+
+APP_NAME = "Export3D Studio"
+ZOOM_PER_NOTCH = 0.95  # wheel notch -> radius factor
+STATUS_MS = 6000
+BOTTOM_DOCK_HEIGHT = 300  # basis explorer / presets: about three rows of thumbnails
+ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "export3d.png"
+PRESETS_FILENAME = "presets.json"  # the preset library, beside the settings file
+MATCH_TOOLTIP = ("Match expression from photo needs an expression estimator (photo → β → λ); this build "
+                 "has none yet, so the action is disabled rather than faked.")
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None, rest_ms: int = REST_MS,
+                 theme: str = "dark", explore_on_load: bool = True) -> None:
+        super().__init__()
+        self.settings = settings or QSettings("Export3D", "Export3D Studio")
+        self.theme = theme
+        self.explore_on_load = explore_on_load  # fill the basis explorer for every new portrait
+        self.controller = EditorController(rest_ms, self)
+        self.state = self.controller.state
+        self.errors: list[str] = []
+        self.project_path: Path | None = None
+        self._orbit_base: ViewCamera | None = None
+        self._error_box: QMessageBox | None = None
+        self.setAcceptDrops(True)
+        self.resize(1500, 940)
+        self._build_widgets()
+        menus.build_menus(self)
+        self._wire()
+        self._load_preset_library()
+        self._update_title()
+
+    # -- composition -------------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.viewport = Viewport()
+        self.setCentralWidget(self.viewport)
+        self.camera_panel = CameraPanel()
+        self.model_info = QLabel("no model")
+        self.model_info.setWordWrap(True)
+        self.portrait_info = QLabel("no portrait")
+        self.portrait_info.setWordWrap(True)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.camera_panel)
+        left_layout.addWidget(QLabel("<b>Model</b>"))
+        left_layout.addWidget(self.model_info)
+        left_layout.addWidget(QLabel("<b>Portrait</b>"))
+        left_layout.addWidget(self.portrait_info)
+        left_layout.addStretch(1)
+        self._dock("View", left, Qt.DockWidgetArea.LeftDockWidgetArea)
+
+        self.chart = LambdaChart(self.state.n_basis)
+        self.coefficients = CoefficientsPanel(self.state.names)
+        self.match_button = QPushButton("Match expression from photo…")
+        self.match_button.setEnabled(False)
+        self.match_button.setToolTip(MATCH_TOOLTIP)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.chart)
+        holder = QWidget()
+        holder_layout = QVBoxLayout(holder)
+        holder_layout.setContentsMargins(0, 0, 0, 0)
+        holder_layout.addWidget(self.coefficients)
+        holder_layout.addWidget(self.match_button)
+        right.addWidget(holder)
+        right.setSizes([180, 520])
+        self._dock("Expression λ", right, Qt.DockWidgetArea.RightDockWidgetArea).setMinimumWidth(440)
+
+        self.explorer = ExplorerPanel()
+        self.presets_panel = PresetsPanel()
+        explorer_dock = self._dock("Basis explorer", self.explorer, Qt.DockWidgetArea.BottomDockWidgetArea)
+        presets_dock = self._dock("Presets", self.presets_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(explorer_dock, presets_dock)
+        explorer_dock.raise_()
+        self._bottom_dock, self._sized = explorer_dock, False
+        self.frame_label = QLabel("—")
+        self.frame_label.setToolTip("Last frame: quality, render time and device")
+        self.statusBar().addPermanentWidget(self.frame_label)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _wire(self) -> None:
+        c, state = self.controller, self.state
+        c.frame_shown.connect(self._show_frame)
+        c.status.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
+        c.error.connect(self.show_error)
+        c.model_changed.connect(self._on_model)
+        c.portrait_loaded.connect(self._on_portrait)
+        c.no_face.connect(lambda exc: self.ask_manual_crop(exc))
+        c.presets_changed.connect(self.presets_panel.set_presets)
+        c.job_ready.connect(self._on_job)
+        c.undo_stack.cleanChanged.connect(lambda _: self._update_title())
+
+        state.lam_changed.connect(self.coefficients.set_values)
+        state.lam_changed.connect(self.chart.set_values)
+        state.lam_changed.connect(lambda lam: self.explorer.set_context(lam, state.names))
+        state.names_changed.connect(self.coefficients.set_names)
+        state.names_changed.connect(self.chart.set_names)
+        state.camera_changed.connect(self.camera_panel.set_camera)
+        state.mode_changed.connect(self.camera_panel.set_mode)
+        self.chart.set_names(state.names)
+        self.explorer.set_context(state.lam, state.names)
+
+        panel = self.coefficients
+        panel.edit_started.connect(lambda i: c.tracker.begin())
+        panel.value_changed.connect(state.set_coefficient)
+        panel.edit_finished.connect(lambda i: c.tracker.end(f"Drag {state.names[i]}"))
+        panel.value_committed.connect(
+            lambda i, v: c.tracker.edit(f"Set {state.names[i]}", lambda: state.set_coefficient(i, v)))
+        panel.row_reset.connect(self.reset_row)
+        panel.name_edited.connect(lambda i, name: c.tracker.edit("Rename", lambda: state.set_name(i, name)))
+        panel.zero_all_requested.connect(lambda: c.tracker.edit("Zero all", state.zero_all))
+        panel.reset_portrait_requested.connect(
+            lambda: c.tracker.edit("Reset to portrait", state.reset_to_portrait_expression))
+
+        self.camera_panel.camera_edited.connect(lambda cam: c.tracker.edit("Camera", lambda: state.set_camera(cam)))
+        self.camera_panel.mode_selected.connect(state.set_mode)
+        self.camera_panel.frontal_requested.connect(self.reset_camera)
+        self.viewport.orbit_started.connect(self._orbit_start)
+        self.viewport.orbit_moved.connect(self._orbit_move)
+        self.viewport.orbit_finished.connect(lambda: c.tracker.end("Orbit"))
+        self.viewport.zoom_requested.connect(self.zoom)
+        self.viewport.reset_requested.connect(self.reset_camera)
+
+        self.explorer.cells_requested.connect(lambda items: c.render_jobs("explorer", items))
+        self.explorer.lam_selected.connect(lambda lam: c.apply_lam(lam, "Apply explorer cell"))
+        self.presets_panel.apply_requested.connect(c.apply_preset)
+        self.presets_panel.save_requested.connect(c.save_preset)
+        self.presets_panel.presets_changed.connect(c.set_presets)
+        self.presets_panel.thumbnails_requested.connect(
+            lambda items: c.render_jobs("presets", [(i, p.lam) for i, p in items if len(p.lam) == state.n_basis]))
+
+    # -- preset library ----------------------------------------------------------------------------
+    @property
+    def presets_file(self) -> Path:
+        return Path(self.settings.fileName()).parent / PRESETS_FILENAME
+
+    def _load_preset_library(self) -> None:
+        try:
+            self.controller.set_presets(load_library(self.presets_file))
+        except Export3DError as exc:
+            self.show_error(str(exc))
+        # Connected after loading so that reading the library never rewrites it.
+        self.controller.presets_changed.connect(self._save_preset_library)
+
+    def _save_preset_library(self, presets) -> None:
+        try:
+            save_library(self.presets_file, presets)
+        except OSError as exc:
+            self.statusBar().showMessage(f"could not save presets: {exc}", STATUS_MS)
+
+    # -- camera gestures ---------------------------------------------------------------------------
+    def _orbit_start(self) -> None:
+        self.controller.tracker.begin()
+        self._orbit_base = self.state.camera
+
+    def _orbit_move(self, d_yaw: float, d_pitch: float) -> None:
+        base = self._orbit_base or self.state.camera
+        self.state.set_camera(base.replace(yaw_deg=base.yaw_deg + d_yaw, pitch_deg=base.pitch_deg + d_pitch))
+
+    def zoom(self, notches: float) -> None:
+        camera = self.state.camera
+        self.controller.tracker.edit(
+            "Zoom", lambda: self.state.set_camera(camera.replace(radius=camera.radius * ZOOM_PER_NOTCH ** notches)))
+
+    def reset_camera(self) -> None:
+        frontal = ViewCamera(fov_deg=self.state.camera.fov_deg)
+        self.controller.tracker.edit("Frontal view", lambda: self.state.set_camera(frontal))
+
+    def reset_row(self, index: int) -> None:
+        target = self.state.portrait_lam[index] if self.state.portrait_lam else 0.0
+        self.controller.tracker.edit(f"Reset {self.state.names[index]}",
+                                     lambda: self.state.set_coefficient(index, target))
+
+    # -- results -----------------------------------------------------------------------------------
+    def _show_frame(self, result: RenderResult) -> None:
+        quality = result.request.quality
+        notes = ["preview"] if quality == "preview" else []
+        if self.controller.loaded is not None and self.controller.loaded.fallback:
+            notes.append("UNTRAINED random model")
+        self.viewport.set_image(result.image, " · ".join(notes))
+        self.frame_label.setText(f"{quality} {result.seconds * 1000:.0f} ms · {result.device}")
+
+    def _on_job(self, tag: str, key: object, image) -> None:
+        if tag == "explorer":
+            self.explorer.set_cell(key, image)
+        elif tag == "presets":
+            self.presets_panel.set_thumbnail(key, image)
+
+    def _on_model(self, loaded) -> None:
+        self.model_info.setText(loaded.info + ("\n(random weights: images are noise until a model is "
+                                               "trained)" if loaded.fallback else f"\n{loaded.path}"))
+        self.model_info.setToolTip(loaded.info)
+        if loaded.fallback:
+            self.statusBar().showMessage("No trained demo model found: running an UNTRAINED random tiny model",
+                                         STATUS_MS * 3)
+        self._update_title()
+
+    def _on_portrait(self, path) -> None:
+        self.portrait_info.setText(str(path) if path else "built-in placeholder (no demo portrait shipped)")
+        if path:
+            menus.add_recent(self, Path(path))
+        self.presets_panel.set_presets(self.controller.presets)
+        if self.explore_on_load:
+            self.explorer.set_context(self.state.lam, self.state.names)
+            self.explorer.request()
+        self._update_title()
+
+    def _update_title(self) -> None:
+        loaded = self.controller.loaded
+        parts = [APP_NAME]
+        if self.state.portrait_path:
+            parts.append(Path(self.state.portrait_path).name)
+        if loaded is not None and loaded.fallback:
+            parts.append("UNTRAINED random tiny model (no demo checkpoint)")
+        elif loaded is not None and loaded.path is not None:
+            parts.append(Path(loaded.path).name)
+        self.setWindowTitle(" — ".join(parts))
+
+    def show_error(self, message: str) -> None:
+        """Non-blocking: status bar, viewport message and a window-modal box that never waits."""
+        self.errors.append(message)
+        self.statusBar().showMessage(message, STATUS_MS * 2)
+        if message.startswith(("render failed", "model failed")):
+            self.viewport.set_message(message)
+        if self._error_box is None:
+            self._error_box = QMessageBox(QMessageBox.Icon.Warning, APP_NAME, "", QMessageBox.StandardButton.Ok,
+                                          self)
+        self._error_box.setText(message)
+        self._error_box.open()
+
+    # -- files -------------------------------------------------------------------------------------
+    def ask_manual_crop(self, exc) -> None:
+        """No face found: say so, and open (without blocking) a dialog to place the crop by hand."""
+        from app.widgets.crop_dialog import CropDialog
+
+        self.show_error(str(exc))
+        dialog = CropDialog(exc.image, str(exc), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def accepted() -> None:
+            center, side = dialog.crop()
+            self.controller.apply_manual_crop(exc.path, center, side)
+
+        dialog.accepted.connect(accepted)
+        self.crop_dialog = dialog
+        dialog.open()
+
+    def open_path(self, path: Path) -> bool:
+        """Whatever was dropped or named: a project, a checkpoint or a portrait."""
+        name = path.name.lower()
+        if name.endswith(".json"):
+            return self.open_project(path)
+        if name.endswith(".safetensors") or path.is_dir():
+            return self.controller.load_model(path)
+        return self.controller.open_portrait(path)
+
+    def open_project(self, path: Path) -> bool:
+        ok = self.controller.open_project(path)
+        if ok:
+            self.project_path = Path(path)
+        return ok
+
+    def save_project(self, path: Path) -> bool:
+        ok = self.controller.save_project(path)
+        if ok:
+            self.project_path = Path(path)
+            self.controller.undo_stack.setClean()
+        return ok
+
+    def run_export(self, spec: ExportSpec) -> ExportJob | None:
+        """Start a background export with a progress dialog whose Cancel stops it (nothing written)."""
+        job = self.controller.start_export(spec)
+        if job is None:
+            return None
+        dialog = QProgressDialog(f"Exporting {spec.path.name}…", "Cancel", 0, spec.total, self)
+        dialog.setWindowTitle("Export")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(300)
+        dialog.canceled.connect(job.cancel)
+        job.progress.connect(lambda done, total: dialog.setValue(min(done, total)))
+        job.finished.connect(dialog.reset)
+        job.finished.connect(dialog.deleteLater)
+        self.export_dialog = dialog
+        return job
+
+    # -- Qt events ---------------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.open_path(Path(url.toLocalFile()))
+                break
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._sized:  # dock sizes only stick once the window has its real size
+            self._sized = True
+            self.resizeDocks([self._bottom_dock], [BOTTOM_DOCK_HEIGHT], Qt.Orientation.Vertical)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.controller.shutdown()
+        super().closeEvent(event)
+
+    def startup(self, portrait: Path | None, checkpoint: Path | None) -> None:
+        """Load the model (or the visible fallback) and the first portrait."""
+        from app import backend
+
+        if not self.controller.load_model(checkpoint) and checkpoint is not None:
+            self.controller.load_model(None)
+        if portrait is not None and self.controller.open_portrait(portrait):
+            return
+        default = backend.default_portrait_path()
+        if default is None or not self.controller.open_portrait(default):
+            size = self.controller.portrait_size()
+            self.controller.set_portrait_image(backend.placeholder_portrait(size), None)
+
+
+def application() -> QApplication:
+    app = QApplication.instance() or QApplication([])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName("Export3D")
+    if ICON_PATH.is_file():
+        app.setWindowIcon(QIcon(str(ICON_PATH)))
+    return app

@@ -1,0 +1,119 @@
+"""Project files (`*.e3d.json`): the whole editor state, readable JSON, written atomically.
+
+A project stores the portrait and checkpoint paths (relative to the project file when they sit
+beside it, so a project folder can move), λ with its names, the camera, the render mode and the
+expression presets. Reading validates everything and raises `Export3DError` with one line.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from export3d_core.errors import Export3DError
+
+from app.presets import Preset
+from app.state import RENDER_MODES, ViewCamera
+
+PROJECT_FORMAT = "export3d-studio-project"
+PROJECT_VERSION = 1
+PROJECT_SUFFIX = ".e3d.json"
+
+
+@dataclass
+class Project:
+    portrait: Path | None
+    checkpoint: Path | None
+    lam: tuple[float, ...]
+    names: tuple[str, ...]
+    camera: ViewCamera = field(default_factory=ViewCamera)
+    mode: str = "final"
+    presets: list[Preset] = field(default_factory=list)
+    crop: tuple[tuple[float, float], float] | None = None  # manual crop (centre, side) when no face was found
+
+
+def _rel(path: Path | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _abs(text: str | None, base: Path) -> Path | None:
+    if not text:
+        return None
+    path = Path(text)
+    return path if path.is_absolute() else (base / path)
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_project(path: str | Path, project: Project) -> Path:
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise Export3DError(f"folder does not exist: {path.parent}")
+    base = path.parent
+    data = {
+        "format": PROJECT_FORMAT,
+        "version": PROJECT_VERSION,
+        "portrait": _rel(project.portrait, base),
+        "checkpoint": _rel(project.checkpoint, base),
+        "lambda": list(project.lam),
+        "names": list(project.names),
+        "camera": project.camera.to_dict(),
+        "mode": project.mode,
+        "presets": [p.to_dict() for p in project.presets],
+        "crop": None if project.crop is None else {"center": list(project.crop[0]), "side": project.crop[1]},
+    }
+    try:
+        return write_json_atomic(path, data)
+    except OSError as exc:
+        raise Export3DError(f"could not write {path}: {exc.strerror or exc}") from None
+
+
+def load_project(path: str | Path) -> Project:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Export3DError(f"project not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Export3DError(f"{path.name} is not a readable project file ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != PROJECT_FORMAT:
+        raise Export3DError(f"{path.name} is not an Export3D Studio project")
+    if data.get("version") != PROJECT_VERSION:
+        raise Export3DError(f"{path.name} has project version {data.get('version')}; this build reads "
+                            f"{PROJECT_VERSION}")
+    try:
+        lam = tuple(float(v) for v in data["lambda"])
+        names = tuple(str(n) for n in data.get("names") or [f"v{i + 1}" for i in range(len(lam))])
+        camera = ViewCamera.from_dict(data.get("camera") or {})
+        presets = [Preset.from_dict(p) for p in data.get("presets") or []]
+        crop = data.get("crop")
+        crop = None if not crop else ((float(crop["center"][0]), float(crop["center"][1])), float(crop["side"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Export3DError(f"{path.name} has invalid values: {exc}") from None
+    if not all(math.isfinite(v) for v in lam) or len(names) != len(lam):
+        raise Export3DError(f"{path.name}: λ must be finite numbers with one name each")
+    mode = data.get("mode", "final")
+    return Project(_abs(data.get("portrait"), path.parent), _abs(data.get("checkpoint"), path.parent),
+                   lam, names, camera, mode if mode in RENDER_MODES else "final", presets, crop)

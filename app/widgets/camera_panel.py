@@ -1,0 +1,77 @@
+"""The camera panel: numeric yaw / pitch / radius / fov fields and the render-mode choice.
+
+Degrees for angles (what artists read); the state converts to the core's radians. Emits whole
+`ViewCamera` values, so the main window can treat a typed number as one undoable edit.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QPushButton, QWidget
+
+from app.state import RENDER_MODES, ViewCamera
+
+MODE_LABELS = {
+    "final": "Final (super-resolved)",
+    "raw": "Raw neural render",
+    "depth": "Depth",
+    "opacity": "Opacity",
+}
+
+
+def _spin(lo: float, hi: float, step: float, suffix: str, tip: str) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(lo, hi)
+    spin.setSingleStep(step)
+    spin.setDecimals(2)
+    spin.setSuffix(suffix)
+    spin.setKeyboardTracking(False)
+    spin.setToolTip(tip)
+    return spin
+
+
+class CameraPanel(QWidget):
+    camera_edited = Signal(object)  # ViewCamera
+    mode_selected = Signal(str)
+    frontal_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lim = ViewCamera
+        self.yaw = _spin(-lim.YAW_LIMIT, lim.YAW_LIMIT, 1.0, "°", "Yaw: + moves the camera to the face's left")
+        self.pitch = _spin(-lim.PITCH_LIMIT, lim.PITCH_LIMIT, 1.0, "°", "Pitch: + moves the camera up")
+        self.radius = _spin(*lim.RADIUS_RANGE, 0.05, "", "Distance from the head's pivot (wheel zooms)")
+        self.fov = _spin(*lim.FOV_RANGE, 0.5, "°", "Vertical field of view (EG3D: 18.84°)")
+        self.mode = QComboBox()
+        for mode in RENDER_MODES:
+            self.mode.addItem(MODE_LABELS[mode], mode)
+        self.mode.setToolTip("What the viewport shows (keys 1–4)")
+        self.frontal = QPushButton("Frontal view")
+        self.frontal.setToolTip("Reset the camera to the frontal view (double-click the viewport, or F)")
+        form = QFormLayout(self)
+        form.addRow("Yaw", self.yaw)
+        form.addRow("Pitch", self.pitch)
+        form.addRow("Radius", self.radius)
+        form.addRow("FOV", self.fov)
+        form.addRow("Mode", self.mode)
+        form.addRow(self.frontal)
+        for spin in (self.yaw, self.pitch, self.radius, self.fov):
+            spin.valueChanged.connect(self._emit_camera)
+        self.mode.currentIndexChanged.connect(lambda _: self.mode_selected.emit(self.mode.currentData()))
+        self.frontal.clicked.connect(self.frontal_requested)
+        self.set_camera(ViewCamera())
+
+    def set_camera(self, camera: ViewCamera) -> None:
+        for spin, value in ((self.yaw, camera.yaw_deg), (self.pitch, camera.pitch_deg),
+                            (self.radius, camera.radius), (self.fov, camera.fov_deg)):
+            spin.blockSignals(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode.blockSignals(True)
+        self.mode.setCurrentIndex(RENDER_MODES.index(mode))
+        self.mode.blockSignals(False)
+
+    def _emit_camera(self) -> None:
+        self.camera_edited.emit(ViewCamera(self.yaw.value(), self.pitch.value(), self.radius.value(),
+                                           self.fov.value()))

@@ -1,0 +1,99 @@
+"""Settings dialogs for the three exports; each returns plain settings, the window runs the job."""
+from __future__ import annotations
+
+import math
+
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
+                               QSpinBox, QWidget)
+
+from export3d_core.export import TurntableSettings
+
+from app.export_jobs import SweepSettings
+
+MAX_FRAMES = 1000
+MAX_FPS = 120
+DEFAULT_TURNTABLE = TurntableSettings()
+
+
+def _buttons(dialog: QDialog, form: QFormLayout) -> None:
+    box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    box.accepted.connect(dialog.accept)
+    box.rejected.connect(dialog.reject)
+    form.addRow(box)
+
+
+class StillDialog(QDialog):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export still PNG")
+        form = QFormLayout(self)
+        self.alpha = QCheckBox("Use the rendered opacity as alpha")
+        self.alpha.setToolTip("Transparent background where the rays hit nothing")
+        form.addRow(self.alpha)
+        _buttons(self, form)
+
+
+class TurntableDialog(QDialog):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export turntable")
+        form = QFormLayout(self)
+        self.frames = QSpinBox()
+        self.frames.setRange(2, MAX_FRAMES)
+        self.frames.setValue(DEFAULT_TURNTABLE.frames)
+        self.fps = QSpinBox()
+        self.fps.setRange(1, MAX_FPS)
+        self.fps.setValue(DEFAULT_TURNTABLE.fps)
+        self.amplitude = QDoubleSpinBox()
+        self.amplitude.setRange(1.0, 89.0)
+        self.amplitude.setSuffix("°")
+        self.amplitude.setValue(math.degrees(DEFAULT_TURNTABLE.yaw_amplitude))
+        self.amplitude.setToolTip("Yaw amplitude; the orbit path uses 5/7 of it for pitch, as EG3D")
+        self.path = QComboBox()
+        self.path.addItem("EG3D orbit (yaw + pitch ellipse)", "orbit")
+        self.path.addItem("Yaw sweep", "yaw")
+        self.loop = QCheckBox("Loop forever (GIF)")
+        self.loop.setChecked(True)
+        form.addRow("Frames", self.frames)
+        form.addRow("FPS", self.fps)
+        form.addRow("Amplitude", self.amplitude)
+        form.addRow("Path", self.path)
+        form.addRow(self.loop)
+        _buttons(self, form)
+
+    def settings(self) -> TurntableSettings:
+        yaw = math.radians(self.amplitude.value())
+        ratio = DEFAULT_TURNTABLE.pitch_amplitude / DEFAULT_TURNTABLE.yaw_amplitude
+        return TurntableSettings(frames=self.frames.value(), fps=self.fps.value(), path=self.path.currentData(),
+                                 yaw_amplitude=yaw, pitch_amplitude=yaw * ratio, loop=self.loop.isChecked())
+
+
+class SweepDialog(QDialog):
+    def __init__(self, names: tuple[str, ...], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export basis sweep")
+        form = QFormLayout(self)
+        self.basis = QComboBox()
+        for index, name in enumerate(names):
+            self.basis.addItem(f"{index + 1}: {name}", index)
+        self.start = QDoubleSpinBox()
+        self.stop = QDoubleSpinBox()
+        for spin, value in ((self.start, -10.0), (self.stop, 20.0)):
+            spin.setRange(-1e6, 1e6)
+            spin.setValue(value)
+        self.steps = QSpinBox()
+        self.steps.setRange(2, MAX_FRAMES)
+        self.steps.setValue(24)
+        self.fps = QSpinBox()
+        self.fps.setRange(1, MAX_FPS)
+        self.fps.setValue(12)
+        form.addRow("Basis vector", self.basis)
+        form.addRow("From λ", self.start)
+        form.addRow("To λ", self.stop)
+        form.addRow("Steps", self.steps)
+        form.addRow("FPS", self.fps)
+        _buttons(self, form)
+
+    def settings(self) -> SweepSettings:
+        return SweepSettings(self.basis.currentData(), self.start.value(), self.stop.value(), self.steps.value(),
+                             self.fps.value())
