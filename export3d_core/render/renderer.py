@@ -1,0 +1,126 @@
+"""The reference volume renderer (EG3D's ImportanceRenderer, written as small pure functions).
+
+The renderer knows nothing of the model: it is given a `FieldFn` that maps world points to a
+raw density and colour features. One `render` call generates the rays, evaluates the field at
+`num_coarse` stratified depths, composites them to get weights, draws `num_fine` importance
+depths from those weights, evaluates the field there too, and composites all merged samples
+(DESIGN.md §3). With `perturb=False` every depth is deterministic (inference); the output is
+differentiable with respect to whatever the field closes over (the tri-plane, the decoder).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from export3d_core.config import RenderConfig
+from export3d_core.render.marcher import MarchResult, composite, interval_weights
+from export3d_core.render.rays import generate_rays
+from export3d_core.render.sampling import gather_merged, importance_depths, merge_depths, stratified_depths
+
+# points (B, N, 3) -> (raw density (B, N, 1), colour features (B, N, F) in ~[0, 1])
+FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+@dataclass
+class RenderResult:
+    """A rendered batch of images."""
+
+    features: Tensor  # (B, F, H, W) in [-1, 1]; the first three channels are raw RGB
+    depth: Tensor  # (B, 1, H, W) expected distance along the ray
+    alpha: Tensor  # (B, 1, H, W) accumulated opacity in [0, 1]
+
+
+def sample_points(origins: Tensor, directions: Tensor, depths: Tensor) -> Tensor:
+    """Points along rays: origins/directions (B,R,3), depths (B,R,S,1) -> (B,R,S,3)."""
+    return origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)
+
+
+def query_field(field: FieldFn, points: Tensor) -> tuple[Tensor, Tensor]:
+    """Evaluate the field on points (B,R,S,3) -> raw density (B,R,S,1), colours (B,R,S,F)."""
+    batch, n_rays, n_samples, _ = points.shape
+    raw, colours = field(points.reshape(batch, n_rays * n_samples, 3))
+    n_points = n_rays * n_samples
+    if raw.shape != (batch, n_points, 1) or colours.dim() != 3 or colours.shape[:2] != (batch, n_points):
+        raise ValueError(
+            f"field must return density (B, N, 1) and colours (B, N, F) for N = {n_points}, "
+            f"got {tuple(raw.shape)} and {tuple(colours.shape)}"
+        )
+    return raw.reshape(batch, n_rays, n_samples, 1), colours.reshape(batch, n_rays, n_samples, -1)
+
+
+def to_images(rays: list[MarchResult], batch: int, resolution: int) -> RenderResult:
+    """Concatenate ray chunks and fold rays (B, H*W, C) into images (B, C, H, W)."""
+
+    def fold(parts: list[Tensor]) -> Tensor:
+        flat = torch.cat(parts, dim=1)  # (B, H*W, C)
+        return flat.transpose(1, 2).reshape(batch, flat.shape[-1], resolution, resolution)
+
+    return RenderResult(
+        features=fold([r.features for r in rays]),
+        depth=fold([r.depth for r in rays]),
+        alpha=fold([r.alpha for r in rays]),
+    )
+
+
+class VolumeRenderer:
+    """Coarse + importance volume rendering of a radiance field, EG3D's sampling scheme."""
+
+    def __init__(self, cfg: RenderConfig) -> None:
+        if cfg.num_coarse < 2:
+            raise ValueError(f"num_coarse must be >= 2, got {cfg.num_coarse}")
+        if cfg.num_fine < 0:
+            raise ValueError(f"num_fine must be >= 0, got {cfg.num_fine}")
+        self.cfg = cfg
+
+    def render(
+        self,
+        field: FieldFn,
+        cameras: Tensor,
+        resolution: int,
+        *,
+        perturb: bool = False,
+        chunk: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> RenderResult:
+        """Render cameras (B, 25) at resolution x resolution; `chunk` bounds the rays per pass."""
+        origins, directions = generate_rays(cameras, resolution)  # (B, H*W, 3) each
+        n_rays = origins.shape[1]
+        step = n_rays if chunk is None else max(1, int(chunk))
+        parts = [
+            self.render_rays(field, origins[:, s:s + step], directions[:, s:s + step],
+                             perturb=perturb, generator=generator)
+            for s in range(0, n_rays, step)
+        ]
+        return to_images(parts, cameras.shape[0], resolution)
+
+    def render_rays(
+        self,
+        field: FieldFn,
+        origins: Tensor,
+        directions: Tensor,
+        *,
+        perturb: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> MarchResult:
+        """Render a batch of rays, origins/directions (B, R, 3) -> composited rays."""
+        cfg = self.cfg
+        batch, n_rays, _ = origins.shape
+        depths = stratified_depths(
+            batch, n_rays, cfg.num_coarse, cfg.ray_start, cfg.ray_end, origins.device,
+            generator=generator, perturb=perturb, disparity=cfg.disparity_space, dtype=origins.dtype,
+        )  # (B, R, Sc, 1)
+        raw, colours = query_field(field, sample_points(origins, directions, depths))
+        if cfg.num_fine > 0:
+            with torch.no_grad():  # the fine depths are a sampling decision, not differentiated (EG3D)
+                weights = interval_weights(raw, depths, cfg.density_shift)  # (B, R, Sc-1, 1)
+            fine_depths = importance_depths(
+                depths, weights, cfg.num_fine, perturb=perturb, generator=generator
+            )  # (B, R, Sf, 1)
+            fine_raw, fine_colours = query_field(field, sample_points(origins, directions, fine_depths))
+            depths, order = merge_depths(depths, fine_depths)  # (B, R, Sc+Sf, 1)
+            raw = gather_merged(raw, fine_raw, order)
+            colours = gather_merged(colours, fine_colours, order)
+        return composite(colours, raw, depths, cfg.density_shift)

@@ -1,0 +1,170 @@
+"""The reference renderer against an analytic sphere, hand-computed compositing, tri-plane lookups."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from export3d_core.camera import OrbitCamera
+from export3d_core.config import RenderConfig
+from export3d_core.render.marcher import composite
+from export3d_core.render.rays import generate_rays
+from export3d_core.render.renderer import VolumeRenderer, sample_points
+from export3d_core.render.sampling import importance_depths, merge_depths, gather_merged, stratified_depths
+from export3d_core.render.triplane import sample_triplane
+
+CFG = RenderConfig()  # EG3D FFHQ: rays 2.25..3.3, 48 + 48 samples
+SPHERE_RADIUS = 0.2
+SPHERE_CENTRE = torch.tensor(OrbitCamera().pivot)
+COLOUR = torch.tensor([0.1, 0.3, 0.6, 0.9])  # constant colour features in [0, 1]
+RAW_DENSITY = 1e3  # raw density inside (huge) / minus outside (empty)
+RES = 15  # odd, so the centre pixel's ray passes exactly through the pivot
+
+
+def sphere_field(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Opaque sphere at the pivot: points (B, N, 3) -> raw density (B, N, 1), colour (B, N, 4)."""
+    inside = (points - SPHERE_CENTRE).norm(dim=-1, keepdim=True) < SPHERE_RADIUS  # (B, N, 1)
+    raw = torch.where(inside, RAW_DENSITY, -RAW_DENSITY).to(points.dtype)
+    return raw, COLOUR.to(points.dtype).expand(*points.shape[:2], -1)
+
+
+def frontal_cameras(batch: int = 1) -> torch.Tensor:
+    return OrbitCamera().params()[None].expand(batch, -1).contiguous()  # (B, 25)
+
+
+def test_rays_are_unit_row_major_y_down() -> None:
+    cam = OrbitCamera()
+    origins, dirs = generate_rays(frontal_cameras(2), RES)
+    assert origins.shape == dirs.shape == (2, RES * RES, 3)
+    torch.testing.assert_close(dirs.norm(dim=-1), torch.ones(2, RES * RES))
+    torch.testing.assert_close(origins[0, 0], torch.tensor(cam.origin(), dtype=torch.float32))
+    centre = (RES // 2) * RES + RES // 2
+    torch.testing.assert_close(dirs[0, centre], torch.tensor([0.0, 0.0, -1.0]), atol=1e-6, rtol=0)
+    top_left, top_right, bottom_left = dirs[0, 0], dirs[0, RES - 1], dirs[0, RES * (RES - 1)]
+    assert top_left[1] > 0 > bottom_left[1]  # row 0 is the top of the image (world +y)
+    assert top_right[0] > 0 > top_left[0]  # columns run toward world +x for the frontal camera
+
+
+def test_sphere_depth_opacity_and_colour() -> None:
+    result = VolumeRenderer(CFG).render(sphere_field, frontal_cameras(), RES)
+    assert result.features.shape == (1, 4, RES, RES)
+    assert result.depth.shape == result.alpha.shape == (1, 1, RES, RES)
+    c = RES // 2
+    expected_depth = OrbitCamera().radius - SPHERE_RADIUS
+    assert result.depth[0, 0, c, c].item() == pytest.approx(expected_depth, abs=0.02)
+    assert result.alpha[0, 0, c, c].item() == pytest.approx(1.0, abs=1e-3)
+    torch.testing.assert_close(result.features[0, :, c, c], COLOUR * 2 - 1, atol=2e-3, rtol=0)
+    for i, j in ((0, 0), (0, RES - 1), (RES - 1, 0), (RES - 1, RES - 1)):  # corners miss the sphere
+        assert result.alpha[0, 0, i, j].item() < 1e-4
+        torch.testing.assert_close(result.features[0, :, i, j], -torch.ones(4), atol=1e-3, rtol=0)
+        assert result.depth[0, 0, i, j].item() == pytest.approx(CFG.ray_end)  # empty rays go far
+    # The depth map is a sphere: hits near the centre are nearer than hits near the silhouette.
+    hit = result.alpha[0, 0] > 0.99
+    assert hit.sum() > 9 and result.depth[0, 0][hit].max() > result.depth[0, 0, c, c] + 0.01
+
+
+def test_importance_samples_concentrate_at_the_surface() -> None:
+    origins = torch.tensor([[[0.0, 0.0, 2.9]]])  # frontal camera centre, (1, 1, 3)
+    dirs = torch.tensor([[[0.0, 0.0, -1.0]]])
+    depths = stratified_depths(1, 1, CFG.num_coarse, CFG.ray_start, CFG.ray_end, perturb=False)
+    raw, colour = sphere_field(sample_points(origins, dirs, depths).reshape(1, -1, 3))
+    coarse = composite(colour.reshape(1, 1, -1, 4), raw.reshape(1, 1, -1, 1), depths, CFG.density_shift)
+    assert coarse.weights.shape == (1, 1, CFG.num_coarse - 1, 1)
+    fine = importance_depths(depths, coarse.weights, CFG.num_fine, perturb=False)  # (1, 1, Sf, 1)
+    assert fine.shape == (1, 1, CFG.num_fine, 1)
+    assert (fine.diff(dim=-2) >= 0).all() and fine.min() >= CFG.ray_start and fine.max() <= CFG.ray_end
+    true_depth = 2.7 - SPHERE_RADIUS
+    near_surface = ((fine - true_depth).abs() < 0.05).float().mean().item()
+    uniform_share = 0.1 / (CFG.ray_end - CFG.ray_start)  # what stratified samples would put there
+    assert near_surface > 0.5 > 4 * uniform_share
+
+
+def test_compositing_by_hand() -> None:
+    # raw 1 with shift -1 gives sigma = softplus(0) = ln 2, so over unit intervals alpha = 1 - 1/2:
+    # T = (1, 0.5), w = (0.5, 0.25), alpha = 0.75, depth = (0.5 * 0.5 + 0.25 * 1.5) / 0.75.
+    depths = torch.tensor([0.0, 1.0, 2.0]).reshape(1, 1, 3, 1) + 1.0
+    raw = torch.ones(1, 1, 3, 1)
+    colours = torch.tensor([1.0, 1.0, 0.0]).reshape(1, 1, 3, 1)  # interval colours 1 and 0.5
+    out = composite(colours, raw, depths, density_shift=-1.0)
+    torch.testing.assert_close(out.weights.flatten(), torch.tensor([0.5, 0.25]))
+    torch.testing.assert_close(out.alpha.flatten(), torch.tensor([0.75]))
+    torch.testing.assert_close(out.depth.flatten(), torch.tensor([1.0 + 0.625 / 0.75]))
+    torch.testing.assert_close(out.features.flatten(), torch.tensor([2 * (0.5 + 0.25 * 0.5) - 1]))
+
+
+def test_stratified_depths_deterministic_and_perturbed() -> None:
+    fixed = stratified_depths(2, 3, 8, 2.0, 3.0, perturb=False)
+    torch.testing.assert_close(fixed[1, 2, :, 0], torch.linspace(2.0, 3.0, 8))
+    gen = torch.Generator().manual_seed(0)
+    jittered = stratified_depths(2, 3, 8, 2.0, 3.0, generator=gen, perturb=True)
+    assert not torch.equal(jittered, fixed)
+    assert (jittered >= 2.0).all() and (jittered <= 3.0).all() and (jittered.diff(dim=-2) >= 0).all()
+    assert (jittered - fixed).abs().max() <= 0.5 / 7 + 1e-6  # within half a spacing
+
+
+def test_merge_keeps_values_with_their_depths() -> None:
+    a = torch.tensor([1.0, 3.0]).reshape(1, 1, 2, 1)
+    b = torch.tensor([2.0, 0.5]).reshape(1, 1, 2, 1)
+    merged, order = merge_depths(a, b)
+    torch.testing.assert_close(merged.flatten(), torch.tensor([0.5, 1.0, 2.0, 3.0]))
+    torch.testing.assert_close(gather_merged(a * 10, b * 10, order).flatten(), merged.flatten() * 10)
+
+
+def test_render_is_deterministic_and_chunking_agrees() -> None:
+    renderer = VolumeRenderer(RenderConfig(num_coarse=16, num_fine=16))
+    cams = torch.stack([OrbitCamera().params(), OrbitCamera(yaw=0.4, pitch=-0.2).params()])
+    whole = renderer.render(sphere_field, cams, 9)
+    again = renderer.render(sphere_field, cams, 9, chunk=7)
+    for name in ("features", "depth", "alpha"):
+        torch.testing.assert_close(getattr(again, name), getattr(whole, name))
+    # The sphere is centred on the pivot, so every orbit camera sees the same picture.
+    torch.testing.assert_close(whole.alpha[0], whole.alpha[1], atol=0.05, rtol=0)
+
+
+def linear_planes(res: int) -> torch.Tensor:
+    """Planes whose channel 0 / 1 hold the world coordinate of the plane's first / second axis."""
+    centres = (torch.arange(res) * 2 + 1) / res - 1  # texel centres in [-1, 1], align_corners=False
+    across = centres.expand(res, res) * 0.5  # varies along the width; box_warp 1 -> half
+    down = across.T  # varies along the height
+    plane = torch.stack([across, down])  # (2, R, R)
+    return plane.expand(1, 3, 2, res, res).contiguous()  # (1, 3, 2, R, R)
+
+
+def test_sample_triplane_projects_xy_xz_zy_and_averages() -> None:
+    res = 16
+    gen = torch.Generator().manual_seed(1)
+    points = (torch.rand(1, 50, 3, generator=gen) - 0.5) * (1 - 2 / res)  # inside the texel-centre span
+    features = sample_triplane(linear_planes(res), points, box_warp=1.0)  # (1, 50, 2)
+    x, y, z = points[..., 0], points[..., 1], points[..., 2]
+    torch.testing.assert_close(features[..., 0], (x + x + z) / 3, atol=1e-5, rtol=0)
+    torch.testing.assert_close(features[..., 1], (y + z + y) / 3, atol=1e-5, rtol=0)
+    # box_warp 2 stretches the planes over [-1, 1]^3: reading at 2p finds the texels p found before.
+    torch.testing.assert_close(sample_triplane(linear_planes(res), points * 2, box_warp=2.0), features,
+                               atol=1e-5, rtol=0)
+    far = torch.full((1, 1, 3), 2.0)  # outside the box in every axis: zero padding
+    assert sample_triplane(linear_planes(res), far, box_warp=1.0).abs().max() == 0
+
+
+def test_gradients_flow_to_the_planes() -> None:
+    gen = torch.Generator().manual_seed(2)
+    planes = torch.randn(1, 3, 4, 8, 8, generator=gen).requires_grad_(True)
+
+    def field(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = sample_triplane(planes, points, box_warp=1.0)  # (B, N, 4)
+        return feats[..., :1] * 5, torch.sigmoid(feats)
+
+    result = VolumeRenderer(RenderConfig(num_coarse=8, num_fine=8)).render(field, frontal_cameras(), 6)
+    (result.features.sum() + result.depth.sum()).backward()
+    assert planes.grad is not None and torch.isfinite(planes.grad).all() and planes.grad.abs().sum() > 0
+
+
+def test_bad_inputs_raise() -> None:
+    renderer = VolumeRenderer(CFG)
+    with pytest.raises(ValueError):
+        renderer.render(sphere_field, torch.zeros(1, 24), 4)
+    with pytest.raises(ValueError):
+        renderer.render(lambda p: (p[..., :1], p[:, :1]), frontal_cameras(), 4)  # wrong colour shape
+    with pytest.raises(ValueError):
+        VolumeRenderer(RenderConfig(num_coarse=1))
+    assert math.isfinite(CFG.ray_start)
