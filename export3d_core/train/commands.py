@@ -1,0 +1,164 @@
+"""The `export3d train` and `export3d pretrain-clebs` sub-commands.
+
+Owns turning command-line options into a configured run: the preset (with beta_dim taken from
+the corpus), the TrainConfig, the model, discriminator, frozen CLeBS, perceptual loss and process
+group, then hands them to `Trainer` / `pretrain_clebs`. Handlers return exit codes (0 done,
+130 interrupted after checkpointing); user errors raise Export3DError.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from export3d_core.config import ModelConfig, PRESETS, TrainConfig
+from export3d_core.data.dataset import CorpusDataset
+from export3d_core.errors import Export3DError
+from export3d_core.train import checkpointing as ckpt
+from export3d_core.train.clebs import load_lebs_frozen, pretrain_clebs
+from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
+from export3d_core.train.losses import PerceptualLoss
+from export3d_core.train.loop import Trainer
+from export3d_core.train.vgg import load_vgg16
+
+EXIT_INTERRUPTED = 130  # what a shell reports for Ctrl-C
+
+
+def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `train` and `pretrain-clebs` on the `export3d` parser."""
+    train = subparsers.add_parser("train", help="train Export3D on a corpus (single process or torchrun DDP)",
+                                  description="Phase 1 reconstruction for --steps, then phase 2 adds the "
+                                              "adversarial loss for --adv-steps. Resumable; Ctrl-C checkpoints.")
+    train.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size (default tiny)")
+    train.add_argument("--data", required=True, help="corpus directory (export3d synth / prepare)")
+    train.add_argument("--out", required=True, help="run directory: checkpoints, log.jsonl, samples, model.safetensors")
+    train.add_argument("--steps", type=int, default=1000, help="phase-1 (reconstruction) steps (default 1000)")
+    train.add_argument("--adv-steps", type=int, default=0, help="phase-2 (adversarial) steps (default 0)")
+    train.add_argument("--batch", type=int, default=None, help="batch size per process (default TrainConfig's)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--clebs", default=None, help="pre-trained CLeBS run directory or clebs.safetensors (frozen)")
+    train.add_argument("--vgg", default=None, help="torchvision vgg16-397923af.pth (default: the torch hub cache)")
+    train.add_argument("--seed", type=int, default=None, help="random seed (default TrainConfig's)")
+    train.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    train.add_argument("--sample-every", type=int, default=None, help="steps between sample grids")
+    train.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: this rank's GPU if any)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(handler=run_train)
+
+    clebs = subparsers.add_parser("pretrain-clebs", help="contrastive pre-training of LeBS (CLeBS)",
+                                  description="Fit LeBS and the image encoder with InfoNCE; writes OUT/clebs.safetensors.")
+    clebs.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size (default tiny)")
+    clebs.add_argument("--data", required=True, help="corpus directory")
+    clebs.add_argument("--out", required=True, help="run directory")
+    clebs.add_argument("--steps", type=int, default=1000, help="steps (default 1000; the paper used 60,000)")
+    clebs.add_argument("--batch", type=int, default=None, help="batch size (default TrainConfig's)")
+    clebs.add_argument("--seed", type=int, default=None, help="random seed")
+    clebs.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    clebs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    clebs.set_defaults(handler=run_pretrain_clebs)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def corpus_config(preset: str, dataset: CorpusDataset, quiet: bool = False) -> ModelConfig:
+    """The preset with beta_dim taken from the corpus (β comes from the data, not the preset)."""
+    cfg = ModelConfig.preset(preset)
+    if cfg.beta_dim != dataset.beta_dim:
+        if not quiet:
+            print(f"note: beta_dim {cfg.beta_dim} of preset {preset!r} replaced by the corpus' {dataset.beta_dim}",
+                  file=sys.stderr)
+        cfg = cfg.replace(beta_dim=dataset.beta_dim)
+    return cfg
+
+
+def train_config(*, steps: int | None = None, adv_steps: int | None = None, batch: int | None = None,
+                 seed: int | None = None, checkpoint_every: int | None = None,
+                 sample_every: int | None = None) -> TrainConfig:
+    """TrainConfig defaults overridden by whatever the command line gave (None = keep)."""
+    base = TrainConfig()
+    changes = {"recon_steps": steps, "adv_steps": adv_steps, "batch_size": batch, "seed": seed,
+               "checkpoint_every": checkpoint_every, "sample_every": sample_every}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    flags = {"recon_steps": "--steps", "adv_steps": "--adv-steps", "checkpoint_every": "--checkpoint-every",
+             "sample_every": "--sample-every"}
+    for key, flag in flags.items():
+        if changes.get(key, 0) < 0:
+            raise Export3DError(f"{flag} must be >= 0")
+    if changes.get("batch_size", 1) < 1:
+        raise Export3DError("--batch must be >= 1")
+    return dataclasses.replace(base, **changes)
+
+
+def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None = None) -> Trainer:
+    """Everything `train` needs, ready to `.train()` (and already resumed with --resume)."""
+    from export3d_core.model import Export3D  # deferred: the model pulls in the whole network
+    from export3d_core.nn.discriminator import DualDiscriminator
+
+    tcfg = train_config(steps=args.steps, adv_steps=args.adv_steps, batch=args.batch, seed=args.seed,
+                        checkpoint_every=args.checkpoint_every, sample_every=args.sample_every)
+    out = Path(args.out)
+    if args.resume and not ckpt.has_training_state(out):
+        raise Export3DError(f"nothing to resume in {out}: no {ckpt.STATE_JSON}")
+    if not args.resume and ckpt.has_training_state(out):
+        raise Export3DError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    dataset = CorpusDataset(args.data, *_sizes(args.preset), seed=tcfg.seed)
+    cfg = corpus_config(args.preset, dataset, quiet=not dist.is_main)
+    torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
+    model = Export3D(cfg)
+    frozen = bool(args.clebs)
+    if args.clebs:
+        load_lebs_frozen(model.lebs, args.clebs)
+    elif args.resume:
+        _, meta = ckpt.load_training_state(out)
+        frozen = bool(meta.get("extra", {}).get("frozen_lebs"))
+        if frozen:  # the saved LeBS weights are the pre-trained ones; freeze them again
+            model.lebs.requires_grad_(False)
+    discriminator = DualDiscriminator(cfg) if tcfg.adv_steps > 0 else None
+    vgg = load_vgg16(args.vgg, dist.device)
+    torch.manual_seed(tcfg.seed + dist.rank)  # per-rank stochastic ray sampling
+    trainer = Trainer(model, dataset, tcfg, out, discriminator=discriminator,
+                      perceptual=PerceptualLoss(vgg) if vgg is not None else None, dist=dist,
+                      hooks=hooks, progress=not args.no_progress,
+                      extra_meta={"frozen_lebs": frozen, "preset": args.preset, "data": str(args.data)})
+    if args.resume:
+        trainer.resume()
+    return trainer
+
+
+def _sizes(preset: str) -> tuple[int, int, int]:
+    cfg = ModelConfig.preset(preset)
+    return cfg.input_size, cfg.neural_size, cfg.output_size
+
+
+# -- handlers -----------------------------------------------------------------------------------------
+def run_train(args: argparse.Namespace) -> int:
+    dist = setup_distributed(args.device)
+    try:
+        trainer = build_trainer(args, dist)
+        status = trainer.train()
+    finally:
+        cleanup_distributed()
+    if dist.is_main:
+        where = Path(args.out)
+        if status == "done":
+            print(f"trained {trainer.step} steps; weights in {where / 'model.safetensors'}", file=sys.stderr)
+        else:
+            print(f"stopped at step {trainer.step}; continue with --resume --out {where}", file=sys.stderr)
+    return 0 if status == "done" else EXIT_INTERRUPTED
+
+
+def run_pretrain_clebs(args: argparse.Namespace) -> int:
+    from export3d_core.train.ddp import resolve_device
+
+    tcfg = train_config(batch=args.batch, seed=args.seed)
+    if args.steps < 1:
+        raise Export3DError("--steps must be >= 1")
+    cfg0 = ModelConfig.preset(args.preset)
+    dataset = CorpusDataset(args.data, cfg0.input_size, cfg0.neural_size, cfg0.output_size, seed=tcfg.seed)
+    cfg = corpus_config(args.preset, dataset)
+    path = pretrain_clebs(dataset, cfg, tcfg, args.out, steps=args.steps, device=resolve_device(args.device),
+                          progress=not args.no_progress)
+    print(f"CLeBS weights in {path}; train with --clebs {args.out}", file=sys.stderr)
+    return 0

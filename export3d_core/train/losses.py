@@ -1,0 +1,85 @@
+"""Training objectives of seed §1.3: reconstruction (Eq. 3) and the adversarial terms of Eq. 4.
+
+Owns the multi-scale LPIPS-style perceptual distance on VGG16 features, the reconstruction loss
+on the raw and final images, the non-saturating (softplus) GAN losses and the R1 penalty. Pure
+functions of tensors; the VGG network is passed in (or None: MSE only).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from export3d_core.train.vgg import VGG16Features
+
+PERCEPTUAL_SCALES = 2  # the image scale and half of it ("multi-scale", seed §1.3)
+NORM_EPS = 1e-10  # as LPIPS' normalize_tensor
+
+
+def normalize_channels(features: torch.Tensor) -> torch.Tensor:
+    """Unit length along channels at every pixel (LPIPS): (B, C, H, W) -> (B, C, H, W)."""
+    return features / (features.pow(2).sum(dim=1, keepdim=True).sqrt() + NORM_EPS)
+
+
+class PerceptualLoss(torch.nn.Module):
+    """LPIPS-style distance with uniform layer weights (LPIPS' "baseline" variant, no learned
+    linear heads: those weights would need another download). Per tap: channel-normalised
+    features, squared difference summed over channels, mean over pixels; summed over the five
+    taps, averaged over the scales."""
+
+    def __init__(self, vgg: VGG16Features, scales: int = PERCEPTUAL_SCALES) -> None:
+        super().__init__()
+        self.vgg = vgg
+        self.scales = scales
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = prediction.new_zeros(())
+        for scale in range(self.scales):
+            if scale:
+                prediction = F.avg_pool2d(prediction, 2)  # (B, 3, H/2, W/2)
+                target = F.avg_pool2d(target, 2)
+            with torch.no_grad():
+                target_taps = self.vgg(target)
+            for pred, ref in zip(self.vgg(prediction), target_taps):
+                diff = (normalize_channels(pred) - normalize_channels(ref)).pow(2).sum(dim=1)  # (B, h, w)
+                total = total + diff.mean()
+        return total / self.scales
+
+
+def reconstruction_loss(out: Any, batch: Mapping[str, torch.Tensor],
+                        perceptual: PerceptualLoss | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. (3): L2(raw) + L2(final) + LPIPS(raw) + LPIPS(final); the LPIPS terms only with VGG.
+
+    `out` has `.image` (B, 3, out, out) and `.image_raw` (B, 3, n, n); `batch` has `driving` and
+    `driving_raw` of the same sides. Returns the total and the float value of each part.
+    """
+    parts: dict[str, torch.Tensor] = {
+        "l2_raw": F.mse_loss(out.image_raw, batch["driving_raw"]),
+        "l2": F.mse_loss(out.image, batch["driving"]),
+    }
+    if perceptual is not None:
+        parts["lpips_raw"] = perceptual(out.image_raw, batch["driving_raw"])
+        parts["lpips"] = perceptual(out.image, batch["driving"])
+    total = torch.stack(list(parts.values())).sum()
+    return total, {name: float(value.detach()) for name, value in parts.items()}
+
+
+def generator_adv_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating GAN loss (binary cross-entropy with "real" labels): mean softplus(-D(G))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of D: mean softplus(-D(x)) + mean softplus(D(G))."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: list[torch.Tensor]) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): mean over the batch of |∇_x D(x)|² on real inputs.
+
+    `real_inputs` must require grad and be what produced `real_logits`; the graph is kept so the
+    penalty can be backpropagated into D.
+    """
+    grads = torch.autograd.grad(real_logits.sum(), real_inputs, create_graph=True)
+    return sum(g.pow(2).flatten(1).sum(dim=1) for g in grads).mean()

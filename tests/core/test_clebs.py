@@ -1,0 +1,125 @@
+"""CLeBS: InfoNCE on a hand-made example, same-clip negatives, pre-training, frozen loading."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_dataset import write_toy_corpus
+
+from export3d_core.config import ModelConfig, TrainConfig
+from export3d_core.data.dataset import CorpusDataset
+from export3d_core.errors import Export3DError
+from export3d_core.model import Export3D
+from export3d_core.train.clebs import (CLEBS_FILE, ENCODER_FILE, draw_negatives, info_nce,
+                                       load_lebs_frozen, pretrain_clebs)
+from export3d_core.train.logs import read_jsonl
+
+
+def test_info_nce_hand_made_example() -> None:
+    # d = 2, tau = 0.5. Query (2, 0) and positive (1, 0): cosine 1 -> logit 2.
+    # Negatives (0, 3) (cosine 0 -> logit 0) and (-1, 0) (cosine -1 -> logit -2).
+    # loss = -log(e^2 / (e^2 + e^0 + e^-2)) = log(1 + e^-2 + e^-4)
+    #      = log(1 + 0.1353353 + 0.0183156) = log(1.1536509) = 0.1429323
+    query = torch.tensor([[2.0, 0.0]])
+    positive = torch.tensor([[1.0, 0.0]])
+    negatives = torch.tensor([[[0.0, 3.0], [-1.0, 0.0]]])
+    loss = info_nce(query, positive, negatives, tau=0.5)
+    assert float(loss) == pytest.approx(0.1429323, abs=1e-6)
+    # Swapping the positive with the worst negative: logit -2 vs {2, 0}:
+    # loss = log(1 + e^4 + e^2) = log(1 + 54.59815 + 7.389056) = log(62.98721) = 4.1429323
+    swapped = info_nce(query, torch.tensor([[-1.0, 0.0]]), torch.tensor([[[0.0, 3.0], [1.0, 0.0]]]), tau=0.5)
+    assert float(swapped) == pytest.approx(4.1429323, abs=1e-5)
+    # Batch mean: the two examples together average.
+    both = info_nce(torch.cat([query, query]), torch.tensor([[1.0, 0.0], [-1.0, 0.0]]),
+                    torch.cat([negatives, torch.tensor([[[0.0, 3.0], [1.0, 0.0]]])]), tau=0.5)
+    assert float(both) == pytest.approx((0.1429323 + 4.1429323) / 2, abs=1e-5)
+
+
+def test_info_nce_mask_removes_negatives() -> None:
+    # Masking the (-1, 0) negative leaves log(1 + e^-2) = 0.1269280.
+    query, positive = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+    negatives = torch.tensor([[[0.0, 1.0], [-1.0, 0.0]]])
+    loss = info_nce(query, positive, negatives, 0.5, mask=torch.tensor([[True, False]]))
+    assert float(loss) == pytest.approx(math.log1p(math.exp(-2)), abs=1e-6)
+    # No negative at all (a one-frame clip): log(1) = 0, and no NaN.
+    none = info_nce(query, positive, negatives, 0.5, mask=torch.zeros(1, 2, dtype=torch.bool))
+    assert float(none) == 0.0
+
+
+def test_negatives_come_from_other_frames_of_the_same_clip(tmp_path: Path) -> None:
+    root = write_toy_corpus(tmp_path / "c", clips=3, frames=5, res=32)
+    ds = CorpusDataset(root, 32, 16, 32)
+    rng = np.random.default_rng(0)
+    indices = np.arange(len(ds))
+    chosen, mask = draw_negatives(ds, indices, k=3, rng=rng)
+    assert chosen.shape == (15, 3) and mask.all()
+    for row, index in enumerate(indices):
+        assert index not in chosen[row]
+        assert (ds.frame_clip[chosen[row]] == ds.frame_clip[index]).all()
+        assert len(set(chosen[row])) == 3  # without replacement
+    # Fewer frames than K + 1: all 4 others, the rest masked.
+    chosen, mask = draw_negatives(ds, indices[:2], k=32, rng=rng)
+    assert mask.sum(axis=1).tolist() == [4, 4]
+    assert set(chosen[0][mask[0]]) == {1, 2, 3, 4}
+
+
+def test_pretrain_clebs_writes_weights_that_load_frozen(tmp_path: Path) -> None:
+    root = write_toy_corpus(tmp_path / "c", clips=2, frames=6, res=64)
+    cfg = ModelConfig.preset("tiny")
+    ds = CorpusDataset(root, cfg.input_size, cfg.neural_size, cfg.output_size)
+    tcfg = TrainConfig(clebs_negatives=4, batch_size=4, lr_clebs=1e-3)
+    path = pretrain_clebs(ds, cfg, tcfg, tmp_path / "run", steps=8, progress=False)
+    assert path == tmp_path / "run" / CLEBS_FILE and (tmp_path / "run" / ENCODER_FILE).is_file()
+    log = read_jsonl(tmp_path / "run" / "clebs_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 9))
+    assert all(math.isfinite(r["loss"]) and r["loss"] >= 0 for r in log)
+
+    torch.manual_seed(123)
+    model = Export3D(cfg)
+    before = model.lebs.basis_weight.detach().clone()
+    load_lebs_frozen(model.lebs, tmp_path / "run")  # a run directory works as well as the file
+    assert not any(p.requires_grad for p in model.lebs.parameters())
+    assert not torch.equal(before, model.lebs.basis_weight)
+    assert torch.allclose(model.basis() @ model.basis().T, torch.eye(cfg.n_basis), atol=1e-5)
+
+    other = Export3D(cfg.replace(beta_dim=7))
+    with pytest.raises(Export3DError, match="do not fit"):
+        load_lebs_frozen(other.lebs, path)
+    with pytest.raises(Export3DError, match="not found"):
+        load_lebs_frozen(model.lebs, tmp_path / "missing")
+
+
+def test_pretrain_clebs_learns(tmp_path: Path) -> None:
+    """On a toy clip the InfoNCE loss falls clearly below its start within a few dozen steps."""
+    root = write_toy_corpus(tmp_path / "c", clips=1, frames=9, res=64)
+    cfg = ModelConfig.preset("tiny")
+    ds = CorpusDataset(root, cfg.input_size, cfg.neural_size, cfg.output_size)
+    tcfg = TrainConfig(clebs_negatives=8, batch_size=8, lr_clebs=1e-3)
+    pretrain_clebs(ds, cfg, tcfg, tmp_path / "run", steps=40, progress=False)
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / "clebs_log.jsonl")]
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_train_with_clebs_keeps_lebs_frozen_across_resume(tmp_path: Path) -> None:
+    from export3d_core.checkpoint import load_checkpoint
+    from export3d_core.train.__main__ import main as train_main
+    from export3d_core.train.checkpointing import load_training_state
+
+    root = write_toy_corpus(tmp_path / "c", clips=1, frames=4, res=64)
+    assert train_main(["pretrain-clebs", "--data", str(root), "--out", str(tmp_path / "clebs"), "--steps", "2",
+                       "--batch", "2", "--no-progress"]) == 0
+    from safetensors.torch import load_file
+    pretrained = load_file(str(tmp_path / "clebs" / CLEBS_FILE))
+    common = ["--data", str(root), "--out", str(tmp_path / "run"), "--batch", "2", "--no-progress"]
+    assert train_main([*common, "--steps", "2", "--clebs", str(tmp_path / "clebs")]) == 0
+    assert train_main([*common, "--steps", "4", "--resume"]) == 0  # no --clebs: frozen from the checkpoint
+    model, _ = load_checkpoint(tmp_path / "run")
+    for name, value in pretrained.items():
+        assert torch.equal(model.lebs.state_dict()[name], value), f"LeBS {name} moved during training"
+    _, meta = load_training_state(tmp_path / "run")
+    assert meta["extra"]["frozen_lebs"] is True and meta["step"] == 4
+    optimised = meta["opt_g"]["param_groups"][0]["params"]  # the frozen LeBS is not in G's optimiser
+    assert len(optimised) == len(list(model.parameters())) - len(list(model.lebs.parameters()))

@@ -1,0 +1,172 @@
+"""Trainer: a tiny model overfits a clip; resume repeats an uninterrupted run; Ctrl-C checkpoints;
+the `train` command writes inference weights and reports user errors."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_dataset import write_toy_corpus
+
+from export3d_core.checkpoint import load_checkpoint
+from export3d_core.config import ModelConfig, TrainConfig
+from export3d_core.data.dataset import CorpusDataset
+from export3d_core.errors import Export3DError
+from export3d_core.model import Export3D
+from export3d_core.nn.discriminator import DualDiscriminator
+from export3d_core.train import checkpointing as ckpt
+from export3d_core.train.__main__ import main as train_main
+from export3d_core.train.logs import LOG_FILE, read_jsonl
+from export3d_core.train.loop import Trainer
+
+CFG = ModelConfig.preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_toy_corpus(tmp_path_factory.mktemp("corpus"), clips=2, frames=4, res=64)
+
+
+def make_trainer(corpus: Path, run: Path, tcfg: TrainConfig, hooks=None) -> Trainer:
+    dataset = CorpusDataset(corpus, CFG.input_size, CFG.neural_size, CFG.output_size, seed=tcfg.seed)
+    torch.manual_seed(tcfg.seed)
+    model = Export3D(CFG)
+    disc = DualDiscriminator(CFG) if tcfg.adv_steps else None
+    return Trainer(model, dataset, tcfg, run, discriminator=disc, hooks=hooks, progress=False)
+
+
+def test_tiny_model_overfits_one_clip(tmp_path: Path) -> None:
+    """One clip of the real synthetic generator (rendered heads, a new camera per frame)."""
+    from export3d_core.data.synthetic import generate_corpus
+
+    root = generate_corpus(tmp_path / "one", identities=1, frames=4, resolution=64, seed=0, progress=False)
+    # lr 3e-3 instead of the paper's 1e-4: the test checks that the graph can learn, quickly.
+    tcfg = TrainConfig(batch_size=2, recon_steps=20, adv_steps=0, checkpoint_every=0, sample_every=10, lr_g=3e-3)
+    trainer = make_trainer(root, tmp_path / "run", tcfg)
+    assert trainer.train() == "done"
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / LOG_FILE)]
+    assert len(losses) == 20 and all(math.isfinite(x) for x in losses)
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
+    assert (tmp_path / "run" / "samples" / "step_00000020.png").is_file()
+    model, meta = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert meta["step"] == 20
+    live = trainer.model.state_dict()
+    assert all(torch.equal(value, live[name]) for name, value in model.state_dict().items())
+
+
+def test_resume_repeats_an_uninterrupted_run(corpus: Path, tmp_path: Path) -> None:
+    """Both phases: 4 reconstruction steps then 3 adversarial; stop after 3 (phase 1) and 5 (phase 2)."""
+    tcfg = TrainConfig(batch_size=2, recon_steps=4, adv_steps=3, checkpoint_every=0, sample_every=0, seed=3)
+    reference = make_trainer(corpus, tmp_path / "ref", tcfg)
+    assert reference.train() == "done"
+    expected = read_jsonl(tmp_path / "ref" / LOG_FILE)
+    assert [r["phase"] for r in expected] == [1, 1, 1, 1, 2, 2, 2]
+
+    def stop_at(step: int):
+        def hook(trainer: Trainer, record: dict) -> None:
+            if trainer.step == step:
+                raise KeyboardInterrupt  # as Ctrl-C would, between two steps
+        return hook
+
+    run = tmp_path / "resumed"
+    assert make_trainer(corpus, run, tcfg, hooks=[stop_at(3)]).train() == "interrupted"
+    for stop in (5, None):
+        torch.manual_seed(999)  # whatever the process did since, resume restores the RNG state
+        trainer = make_trainer(corpus, run, tcfg, hooks=[stop_at(stop)] if stop else None)
+        trainer.resume()
+        trainer.train()
+    got = read_jsonl(run / LOG_FILE)
+    assert [r["step"] for r in got] == list(range(1, 8))
+    for mine, theirs in zip(got, expected):
+        for key in ("loss", "l2", "l2_raw", "g_adv", "d_loss", "r1"):
+            if key in theirs:
+                assert mine[key] == pytest.approx(theirs[key], abs=1e-6), (mine["step"], key)
+    final_ref = reference.model.state_dict()
+    for name, value in trainer.model.state_dict().items():
+        assert torch.allclose(value, final_ref[name], atol=1e-6), name
+    for name, value in trainer.disc.state_dict().items():
+        assert torch.allclose(value, reference.disc.state_dict()[name], atol=1e-6), name
+
+
+def test_interrupted_run_leaves_a_valid_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    tcfg = TrainConfig(batch_size=2, recon_steps=10, adv_steps=0, checkpoint_every=0, sample_every=0)
+
+    def interrupt(trainer: Trainer, record: dict) -> None:
+        if trainer.step == 2:
+            raise KeyboardInterrupt
+
+    trainer = make_trainer(corpus, tmp_path / "run", tcfg, hooks=[interrupt])
+    assert trainer.train() == "interrupted"
+    tensors, meta = ckpt.load_training_state(tmp_path / "run")
+    assert meta["step"] == 2 and meta["phase"] == 1 and meta["batch_in_epoch"] == 2
+    assert ModelConfig.from_dict(meta["model_config"]) == CFG
+    assert all(not p.name.startswith(".") for p in (tmp_path / "run").iterdir()), "temporary files left behind"
+    state = ckpt.split_prefix(tensors, "model")
+    assert set(state) == set(trainer.model.state_dict())
+    assert torch.equal(state["generator.triplane_ema"], trainer.model.generator.triplane_ema)
+    assert not (tmp_path / "run" / "model.safetensors").exists()  # only a finished run ships weights
+    # The optimiser state survives the JSON + safetensors round trip.
+    opt = ckpt.unflatten_optimizer(tensors, meta["opt_g"], "opt_g")
+    live = trainer.opt_g.state_dict()
+    assert opt["param_groups"] == live["param_groups"]
+    assert all(torch.equal(opt["state"][0][k], live["state"][0][k]) for k in live["state"][0])
+
+
+def test_checkpoint_is_atomic(tmp_path: Path) -> None:
+    ckpt.save_training_state(tmp_path, 1, {"a": torch.ones(2)}, {"x": 1})
+    ckpt.save_training_state(tmp_path, 2, {"a": torch.full((2,), 2.0)}, {"x": 2})
+    tensors, meta = ckpt.load_training_state(tmp_path)
+    assert meta["x"] == 2 and torch.equal(tensors["a"], torch.full((2,), 2.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_state-00000002.safetensors", "train_state.json"]
+    # A crash before the JSON commit leaves the previous checkpoint readable.
+    (tmp_path / "train_state-00000003.safetensors").write_bytes(b"half a file")
+    assert ckpt.load_training_state(tmp_path)[1]["step"] == 2
+
+
+def test_train_command(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    common = ["--preset", "tiny", "--data", str(corpus), "--out", str(run), "--batch", "2", "--no-progress"]
+    args = [*common, "--steps", "2", "--adv-steps", "1", "--checkpoint-every", "1"]
+    assert train_main(args) == 0
+    model, meta = load_checkpoint(run / "model.safetensors")
+    assert model.config == CFG and meta["step"] == 3
+    assert train_main(args) == 2  # a second run into the same directory needs --resume
+    assert "--resume" in capsys.readouterr().err
+    assert train_main(["train", *common, "--steps", "4", "--adv-steps", "1", "--resume"]) == 0
+    assert [r["step"] for r in read_jsonl(run / LOG_FILE)] == [1, 2, 3, 4, 5]
+    assert train_main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
+    assert "corpus.json is missing" in capsys.readouterr().err
+    assert train_main(["--data", str(corpus), "--out", str(tmp_path / "r3"), "--resume"]) == 2
+
+
+def test_corpus_beta_dim_overrides_the_preset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = write_toy_corpus(tmp_path / "c", clips=1, frames=3, res=64, beta_dim=5)
+    assert train_main(["--data", str(root), "--out", str(tmp_path / "run"), "--steps", "1", "--batch", "2",
+                       "--no-progress"]) == 0
+    assert "beta_dim 12 of preset 'tiny' replaced by the corpus' 5" in capsys.readouterr().err
+    model, _ = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert model.config == dataclasses.replace(CFG, beta_dim=5)
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    assert state["model_config"]["beta_dim"] == 5
+
+
+def test_sigint_finishes_the_step_then_checkpoints(corpus: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    tcfg = TrainConfig(batch_size=2, recon_steps=10, adv_steps=0, checkpoint_every=0, sample_every=0)
+
+    def press_ctrl_c(trainer: Trainer, record: dict) -> None:
+        if trainer.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # a real SIGINT: the handler asks the loop to stop
+
+    before = signal.getsignal(signal.SIGINT)
+    trainer = make_trainer(corpus, tmp_path / "run", tcfg, hooks=[press_ctrl_c])
+    assert trainer.train() == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is removed again
+    assert ckpt.load_training_state(tmp_path / "run")[1]["step"] == 3
+    assert len(read_jsonl(tmp_path / "run" / LOG_FILE)) == 3
