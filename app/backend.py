@@ -26,6 +26,8 @@ class LoadedModel:
     path: Path | None  # None for the random fallback
     info: str  # one line: preset and sizes
     fallback: bool  # True: randomly initialised, not a trained model
+    estimator: object | None = None  # ExpressionEstimator: photo -> λ, when a regressor ships beside the weights
+    estimator_note: str = "no expression estimator for this model"  # why not, when estimator is None
 
 
 class NoPortraitFace(Export3DError):
@@ -60,7 +62,14 @@ def load_model(path: str | Path | None, device: torch.device | None = None) -> L
     path = Path(path) if path is not None else DEMO_CHECKPOINT
     config, meta = read_header(path)  # cheap first: a bad file is refused before any weights load
     model, meta = load_checkpoint(path, device=device)
-    return LoadedModel(model, path, describe(config, meta), False)
+    loaded = LoadedModel(model, path, describe(config, meta), False)
+    from export3d_core.expression_estimate import ExpressionEstimator
+
+    try:
+        loaded.estimator = ExpressionEstimator.for_checkpoint(model, path)
+    except Export3DError as exc:
+        loaded.estimator_note = str(exc)
+    return loaded
 
 
 def default_portrait_path() -> Path | None:

@@ -141,12 +141,40 @@ class EditorController(QObject):
     def set_portrait_image(self, image: np.ndarray, path: Path | None) -> None:
         self.portrait_image = image
         self.state.portrait_path = path
-        # Hook for an expression estimator: when one exists, set the portrait's λ here.
-        self.state.set_portrait_lam(None)
+        self.state.set_portrait_lam(self.estimate_lam(image))
         self.state.reset_to_portrait_expression()
         self.undo_stack.clear()
         self._rebuild_session()  # first: a new session drops queued work of the old one
         self.portrait_loaded.emit(path)
+
+    def estimate_lam(self, image: np.ndarray) -> list[float] | None:
+        """The portrait's own λ when the model ships an expression estimator, else None (sliders at 0)."""
+        estimator = self.loaded.estimator if self.loaded else None
+        if estimator is None:
+            return None
+        try:
+            return estimator.estimate(image).lam
+        except Exception as exc:  # an estimate is a convenience: report it, never lose the portrait
+            self.error.emit(f"expression estimate failed: {type(exc).__name__}: {exc}")
+            return None
+
+    def match_expression(self, path: str | Path) -> bool:
+        """Set λ from a reference photo's expression (one undo step)."""
+        if self.loaded is None or self.loaded.estimator is None:
+            self.error.emit(self.loaded.estimator_note if self.loaded else "no model loaded")
+            return False
+        path = Path(path)
+        try:
+            image, _method = backend.load_portrait_image(path, self.portrait_size())
+        except Export3DError as exc:
+            self.error.emit(str(exc))
+            return False
+        lam = self.estimate_lam(image)
+        if lam is None:
+            return False
+        self.apply_lam(lam, f"Match expression of {path.name}")
+        self.status.emit(f"λ matched to the expression of {path.name}")
+        return True
 
     def apply_manual_crop(self, path: Path, center: tuple[float, float], side: float) -> bool:
         return self.open_portrait(path, crop=(tuple(center), float(side)))

@@ -34,8 +34,7 @@ STATUS_MS = 6000
 BOTTOM_DOCK_HEIGHT = 300  # basis explorer / presets: about three rows of thumbnails
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "export3d.png"
 PRESETS_FILENAME = "presets.json"  # the preset library, beside the settings file
-MATCH_TOOLTIP = ("Match expression from photo needs an expression estimator (photo → β → λ); this build "
-                 "has none yet, so the action is disabled rather than faked.")
+MATCH_TOOLTIP = "Set λ to the expression read from a reference photo (attribute regressor β → LeBS λ)"
 
 
 class MainWindow(QMainWindow):
@@ -114,6 +113,7 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         c, state = self.controller, self.state
+        self.match_button.clicked.connect(lambda: menus.match_expression(self))
         c.frame_shown.connect(self._show_frame)
         c.status.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         c.error.connect(self.show_error)
@@ -224,6 +224,12 @@ class MainWindow(QMainWindow):
         self.model_info.setText(loaded.info + ("\n(random weights: images are noise until a model is "
                                                "trained)" if loaded.fallback else f"\n{loaded.path}"))
         self.model_info.setToolTip(loaded.info)
+        has_estimator = loaded.estimator is not None
+        self.match_button.setEnabled(has_estimator)
+        self.match_action.setEnabled(has_estimator)
+        tip = MATCH_TOOLTIP if has_estimator else f"Disabled: {loaded.estimator_note}"
+        self.match_button.setToolTip(tip)
+        self.match_action.setToolTip(tip)
         if loaded.fallback:
             self.statusBar().showMessage("No trained demo model found: running an UNTRAINED random tiny model",
                                          STATUS_MS * 3)

@@ -72,8 +72,10 @@ def build_menus(window: MainWindow) -> None:
     edit.addSeparator()
     _action(window, edit, "Zero all λ", window.coefficients.zero_all_requested.emit, "Ctrl+0")
     _action(window, edit, "Reset λ to portrait", window.coefficients.reset_portrait_requested.emit, "Ctrl+R")
-    match = _action(window, edit, "Match expression from photo…", lambda: None, tip="Needs an expression estimator")
+    match = _action(window, edit, "Match expression from photo…", lambda: match_expression(window),
+                    tip="Set λ to the expression of a reference photo")
     match.setEnabled(False)
+    window.match_action = match
 
     view = bar.addMenu("&View")
     modes = QActionGroup(window)
@@ -136,6 +138,12 @@ def open_portrait(window: MainWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(window, "Open portrait", "", IMAGE_FILTER)
     if path:
         window.controller.open_portrait(Path(path))
+
+
+def match_expression(window: MainWindow) -> None:
+    path, _ = QFileDialog.getOpenFileName(window, "Match expression from photo", "", IMAGE_FILTER)
+    if path:
+        window.controller.match_expression(Path(path))
 
 
 def open_checkpoint(window: MainWindow) -> None:
