@@ -7,14 +7,13 @@ export never leaves a half-written file, and they refuse to overwrite unless ask
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from export3d_core.atomic import atomic_path
 from export3d_core.camera import OrbitCamera, orbit_path
 from export3d_core.errors import Export3DError
 from export3d_core.session import PortraitSession
@@ -96,14 +95,8 @@ def check_target(path: Path, suffixes: tuple[str, ...], overwrite: bool) -> Path
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -19,12 +19,11 @@ known (synthetic data). Cameras follow DESIGN.md §3 (25 numbers). Files are wri
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from export3d_core.atomic import write_text_atomic
 from export3d_core.errors import Export3DError
 
 CORPUS_FORMAT = "export3d-corpus"
@@ -44,17 +43,7 @@ def frame_file(index: int) -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file beside `path` and rename it over, so no reader sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 @dataclass

@@ -8,8 +8,6 @@ and anything that would still need more than `max_pixels` pixels is refused with
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from export3d_core.atomic import atomic_path
 from export3d_core.errors import Export3DError
 
 DEFAULT_MAX_SIDE = 4096  # longest side of the returned image; larger images are downscaled
@@ -145,17 +144,8 @@ def save_image_atomic(path: str | Path, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image beside `path` then rename it over, so no reader sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix or ".png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
-    os.close(fd)
     try:
-        Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=path.suffix or ".png") as tmp:
+            Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp)
     except (OSError, ValueError, KeyError) as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise Export3DError(f"cannot write {path}: {exc}") from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

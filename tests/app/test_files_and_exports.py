@@ -112,7 +112,7 @@ def test_bad_files_show_an_error_and_keep_the_app_usable(qtbot, window, tmp_path
     window.coefficients.value_committed.emit(0, 2.0)  # still usable: edits render
     idle(window)
     assert c.last_frame.request.lam[0] == 2.0
-    assert not window.match_button.isEnabled() and "estimator" in window.match_button.toolTip()
+    assert not window.match_button.isEnabled() and "attribute regressor" in window.match_button.toolTip()
 
 
 def test_explorer_fills_in_and_click_applies(qtbot, window, idle):
