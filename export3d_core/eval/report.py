@@ -1,0 +1,90 @@
+"""One evaluation end to end (checkpoint + regressor + data -> result dict) and its printed table.
+
+Owns `evaluate` (what `export3d eval` runs, usable from Python and tests) and `format_table`.
+The result dict is the JSON of `export3d eval --json` (shape documented in `commands`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+import torch
+
+from export3d_core.checkpoint import load_checkpoint, resolve_checkpoint_path
+from export3d_core.eval.basis import save_grid
+from export3d_core.eval.clips import EvalClip, generate_heldout, load_corpus
+from export3d_core.eval.harness import EvalConfig, Harness
+from export3d_core.eval.regressor import DEFAULT_REGRESSOR, RegressorConfig, build_or_load_regressor
+from export3d_core.eval.runner import ModelRunner
+
+
+def evaluate(checkpoint: str | os.PathLike, *, data: str | os.PathLike | None = None,
+             regressor: str | os.PathLike = DEFAULT_REGRESSOR, config: EvalConfig = EvalConfig(),
+             regressor_config: RegressorConfig | None = None, grid: str | os.PathLike | None = None,
+             device: str | torch.device = "cpu", progress: bool = True,
+             log: Callable[[str], None] | None = None, clips: list[EvalClip] | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint on held-out synthetic identities (or the corpus at `data`).
+
+    `clips` short-circuits data loading (tests reuse one rendered set). `grid` writes the basis
+    sweep PNG. The regressor at `regressor` is trained first when the file is absent.
+    """
+    log = log or (lambda message: print(message, file=sys.stderr))
+    path = resolve_checkpoint_path(checkpoint)
+    model, _ = load_checkpoint(path, device=device)
+    attribute_model = build_or_load_regressor(regressor, config=regressor_config, device=device,
+                                              progress=progress, log=log)
+    if clips is None:
+        if data is not None:
+            clips = load_corpus(data, limit=config.identities)
+        else:
+            clips = generate_heldout(config.identities, config.frames, config.resolution,
+                                     seed=config.heldout_seed, progress=progress)
+    runner = ModelRunner(model, device=device, batch_size=config.batch_size, progress=progress)
+    result, basis = Harness(runner, attribute_model, config).run(clips)
+    seeds = sorted({clip.corpus_seed for clip in clips if clip.corpus_seed is not None})
+    result.update({
+        "checkpoint": str(path),
+        "data": str(data) if data is not None else None,
+        "corpus_seeds": seeds,  # synthetic corpus seeds of the clips; held-out ones are >= 10,000,000
+        "regressor": {"path": str(regressor), "accuracy": getattr(attribute_model, "meta", {}).get("accuracy")},
+    })
+    if grid is not None:
+        result["basis"]["grid"] = str(save_grid(basis.grid, grid))
+    return result
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The result as an aligned plain-text table (what `export3d eval` prints)."""
+    data = result.get("data") or f"generated held-out heads (corpus seed {result.get('corpus_seeds')})"
+    lines = [f"checkpoint: {result.get('checkpoint')}   identities: {result['n_identities']}   data: {data}"]
+    same, cross, novel = result["same_identity"], result["cross_identity"], result["novel_view"]
+    lines.append(f"{'same identity':<26}{'PSNR':>8}{'SSIM':>8}{'AED':>8}{'APD':>8}")
+    for name in ("model", "copy_source"):
+        row = same[name]
+        lines.append(f"  {name:<24}{_cell(row['psnr'], 2):>8}{_cell(row['ssim']):>8}{_cell(row['aed']):>8}"
+                     f"{_cell(row['apd']):>8}")
+    lines.append(f"{'cross identity':<26}{'id_sim':>8}{'AED':>8}{'APD':>8}")
+    for name in ("model", "copy_source", "copy_driving"):
+        row = cross[name]
+        lines.append(f"  {name:<24}{_cell(row['id_sim']):>8}{_cell(row['aed']):>8}{_cell(row['apd']):>8}")
+    if cross.get("note"):
+        lines.append(f"  note: {cross['note']}")
+    lines.append(f"{'novel views':<26}{'PSNR':>8}{'SSIM':>8}")
+    for name in ("model", "copy_source"):
+        if name in novel:
+            lines.append(f"  {name:<24}{_cell(novel[name]['psnr'], 2):>8}{_cell(novel[name]['ssim']):>8}")
+    if novel.get("note"):
+        lines.append(f"  note: {novel['note']}")
+    basis = result["basis"]
+    lines.append(f"basis: {basis['meaningful']} of {len(basis['response'])} vectors meaningful "
+                 f"{basis.get('meaningful_vectors', '')}; strength (std units) "
+                 + " ".join(_cell(s, 2) for s in basis.get("strength", [])))
+    return "\n".join(lines)
+
+
+__all__ = ["evaluate", "format_table"]
