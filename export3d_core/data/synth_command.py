@@ -31,6 +31,10 @@ MAX_YAW, MAX_PITCH = np.radians(35.0), np.radians(20.0)  # camera range of the c
 FRAMES_PER_KEY = 4  # expression keyframe spacing: β moves smoothly between keys, like speech
 
 
+# Corpus seeds from here up are reserved for held-out identities (export3d_core/eval/synthetic_views.py).
+TRAINING_SEED_LIMIT = 10_000_000
+
+
 def clip_rng(seed: int, index: int) -> np.random.Generator:
     """The generator of clip `index`: depends only on (seed, index), so clips can be made in any order."""
     return np.random.default_rng([int(seed), int(index)])
@@ -164,6 +168,9 @@ def validate(identities: int, frames: int, resolution: int, seed: int, workers: 
         raise Export3DError(f"--res must be between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {resolution}")
     if seed < 0:
         raise Export3DError(f"--seed must be >= 0, got {seed}")
+    if seed >= TRAINING_SEED_LIMIT:
+        raise Export3DError(f"--seed must be below {TRAINING_SEED_LIMIT:,}: higher seeds are the held-out "
+                            "evaluation, regressor and demo-portrait identities")
     if workers < 1:
         raise Export3DError(f"--workers must be at least 1, got {workers}")
 

@@ -23,10 +23,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from export3d_core.camera import OrbitCamera
+from export3d_core.data.synth_command import TRAINING_SEED_LIMIT  # `export3d synth --seed S` needs S below it
 
-HELDOUT_SEED = 10_000_000  # corpus seed of the held-out evaluation identities
+HELDOUT_SEED = TRAINING_SEED_LIMIT  # corpus seed of the held-out evaluation identities (10,000,000)
 REGRESSOR_SEED = 20_000_000  # corpus seed of the attribute regressor's identities
-TRAINING_SEED_LIMIT = HELDOUT_SEED  # training corpora (`export3d synth --seed S`) must use S below this
 POSE_DIM = 2  # (yaw, pitch), radians
 
 

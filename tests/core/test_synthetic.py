@@ -184,3 +184,12 @@ def test_synth_command(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         parser.parse_args(["synth", "--help"])
     assert "--identities" in capsys.readouterr().out
+
+
+def test_synth_refuses_held_out_seeds():
+    from export3d_core.data.synth_command import TRAINING_SEED_LIMIT, validate
+    from export3d_core.errors import Export3DError
+
+    validate(1, 1, 64, TRAINING_SEED_LIMIT - 1)
+    with pytest.raises(Export3DError, match="held-out"):
+        validate(1, 1, 64, TRAINING_SEED_LIMIT)
