@@ -131,6 +131,11 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
                       extra_meta={"frozen_lebs": frozen, "preset": args.preset, "data": str(args.data)})
     if args.resume:
         trainer.resume()
+        # The optimiser state carries the run's learning rates; a flag given now changes them.
+        for optimiser, lr in ((trainer.opt_g, getattr(args, "lr_g", None)), (trainer.opt_d, getattr(args, "lr_d", None))):
+            if optimiser is not None and lr is not None:
+                for group in optimiser.param_groups:
+                    group["lr"] = lr
     return trainer
 
 

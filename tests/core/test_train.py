@@ -170,3 +170,17 @@ def test_sigint_finishes_the_step_then_checkpoints(corpus: Path, tmp_path: Path)
     assert signal.getsignal(signal.SIGINT) is before  # the handler is removed again
     assert ckpt.load_training_state(tmp_path / "run")[1]["step"] == 3
     assert len(read_jsonl(tmp_path / "run" / LOG_FILE)) == 3
+
+
+def test_learning_rate_flag_on_resume_changes_the_run(corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    common = ["--preset", "tiny", "--data", str(corpus), "--out", str(run), "--batch", "2", "--no-progress",
+              "--checkpoint-every", "1"]
+    assert train_main([*common, "--steps", "1", "--lr-g", "3e-4"]) == 0
+    state = ckpt.load_training_state(run)[1]
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(3e-4)
+    assert train_main([*common, "--steps", "2", "--resume"]) == 0  # no flag: the run's rate is kept
+    assert ckpt.load_training_state(run)[1]["opt_g"]["param_groups"][0]["lr"] == pytest.approx(3e-4)
+    assert train_main([*common, "--steps", "3", "--resume", "--lr-g", "5e-4"]) == 0
+    assert ckpt.load_training_state(run)[1]["opt_g"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+    assert train_main([*common, "--steps", "4", "--resume", "--lr-g", "7"]) == 2
