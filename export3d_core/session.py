@@ -1,11 +1,17 @@
 """A portrait kept resident on the device, with the three caches of DESIGN.md §1.
 
 `PortraitSession` is what the editor and the headless commands render through: a new portrait
-re-encodes, a λ change re-runs only the expression-dependent part of G, a camera change only
+re-encodes, a λ change re-runs only the expression-dependent part of G (and rebuilds the
+occupancy grid of the accelerated renderer, cached with the planes), a camera change only
 decoder + volume rendering + SR. Counters record each stage so tests can prove nothing is redone.
+
+Both qualities render with `AcceleratedRenderer` by default (`renderer="reference"` switches to
+the reference renderer, e.g. for comparisons). On CUDA the planes stay resident, TF32 is on, the
+SR convolutions run channels-last, and `Acceleration` offers bf16 autocast and torch.compile.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -16,10 +22,13 @@ from torch import Tensor
 
 from export3d_core.camera import OrbitCamera
 from export3d_core.model import Export3D, RenderOutput
-from export3d_core.render.renderer import VolumeRenderer
+from export3d_core.render.accelerated import AcceleratedRenderer, OccupancyGrid
+from export3d_core.render.renderer import FieldFn, VolumeRenderer
+from export3d_core.render.triplane import sample_triplane
 
 RENDER_MODES = ("final", "raw", "depth", "opacity")
 QUALITIES = ("full", "preview")
+RENDERERS = ("accelerated", "reference")
 
 
 @dataclass(frozen=True)
@@ -30,10 +39,24 @@ class PreviewSettings:
     sample_fraction: int = 2  # num_coarse and num_fine divided by this
 
 
+@dataclass(frozen=True)
+class Acceleration:
+    """How the accelerated renderer trades exactness for speed (measured in `export3d bench`)."""
+
+    grid_resolution: int = 48  # occupancy cells per side; built once per tri-plane (λ change)
+    grid_alpha: float = 1e-2  # a cell is empty when its side of path stays below this opacity
+    fine_divisor: int = 4  # live importance samples = num_fine // fine_divisor (>= 40 dB on sharp fields)
+    early_stop: float = 1e-3  # transmittance at which a ray stops being evaluated
+    fine_skip_alpha: float = 1e-2  # rays with less coarse opacity skip the importance pass
+    autocast_bf16: bool = False  # bf16 autocast of G (encode, tri-plane): check agreement with bench
+    compile_decoder: bool = False  # torch.compile the decoder MLP (worth it on CUDA)
+
+
 @dataclass
 class StageCounters:
     encode: int = 0
     triplane: int = 0
+    grid: int = 0  # occupancy grids built: one per tri-plane, never per camera
     render: int = 0
 
 
@@ -42,6 +65,7 @@ class _Cache:
     appearance: object | None = None
     lam_key: tuple[float, ...] | None = None
     planes: Tensor | None = None
+    grid: OccupancyGrid | None = None  # of `planes`; None until the first accelerated render
     counters: StageCounters = field(default_factory=StageCounters)
 
 
@@ -83,16 +107,39 @@ class PortraitSession:
     """One model + one portrait, resident on `device`, rendering any (λ, camera)."""
 
     def __init__(self, model: Export3D, device: str | torch.device | None = None,
-                 preview: PreviewSettings = PreviewSettings()) -> None:
+                 preview: PreviewSettings = PreviewSettings(), renderer: str = "accelerated",
+                 acceleration: Acceleration = Acceleration()) -> None:
+        if renderer not in RENDERERS:
+            raise ValueError(f"unknown renderer {renderer!r}; choose one of {RENDERERS}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.preview = preview
+        self.renderer = renderer
+        self.acceleration = acceleration
         self._cache = _Cache()
         self._source: Tensor | None = None
         render_cfg = self.config.render
         step = preview.sample_fraction
-        self._preview_renderer = VolumeRenderer(dataclasses.replace(
-            render_cfg, num_coarse=max(4, render_cfg.num_coarse // step), num_fine=max(4, render_cfg.num_fine // step)))
+        preview_cfg = dataclasses.replace(
+            render_cfg, num_coarse=max(4, render_cfg.num_coarse // step), num_fine=max(4, render_cfg.num_fine // step))
+        self.accelerated_renderer = self._accelerated(render_cfg)
+        self._preview_renderers = {"reference": VolumeRenderer(preview_cfg), "accelerated": self._accelerated(preview_cfg)}
+        self._decoder = self.model.decoder
+        if self.device.type == "cuda":
+            self._prepare_cuda()
+
+    def _accelerated(self, cfg) -> AcceleratedRenderer:
+        acc = self.acceleration
+        return AcceleratedRenderer(cfg, early_stop=acc.early_stop, fine_skip_alpha=acc.fine_skip_alpha,
+                                   fine_samples=max(1, cfg.num_fine // max(1, acc.fine_divisor)))
+
+    def _prepare_cuda(self) -> None:
+        """TF32 matmuls/convs, channels-last SR, optionally a compiled decoder (CUDA only)."""
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        self.model.superres.to(memory_format=torch.channels_last)
+        if self.acceleration.compile_decoder and hasattr(torch, "compile"):
+            self._decoder = torch.compile(self.model.decoder, dynamic=True)
 
     @property
     def counters(self) -> StageCounters:
@@ -106,14 +153,21 @@ class PortraitSession:
     def source(self) -> Tensor | None:
         return self._source
 
+    def _autocast(self):
+        if not self.acceleration.autocast_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
     @torch.no_grad()
     def set_portrait(self, image: np.ndarray | Tensor) -> None:
         """A new portrait: uint8 (H, W, 3) RGB or a (1, 3, S, S) tensor in [-1, 1]. Re-encodes."""
         size = self.config.input_size
         source = image_to_tensor(image, size) if isinstance(image, np.ndarray) else image
         self._source = source.to(self.device)
-        self._cache.appearance = self.model.encode(self._source)
-        self._cache.lam_key, self._cache.planes = None, None
+        with self._autocast():
+            appearance = self.model.encode(self._source)
+        self._cache.appearance = appearance
+        self._cache.lam_key, self._cache.planes, self._cache.grid = None, None, None
         self._cache.counters.encode += 1
 
     @torch.no_grad()
@@ -128,11 +182,51 @@ class PortraitSession:
             raise ValueError("λ values must be finite numbers")
         if key != self._cache.lam_key:
             lam_tensor = torch.tensor([key], dtype=torch.float32, device=self.device)
-            e = self.model.expression(lam=lam_tensor)
-            self._cache.planes = self.model.triplane(self._cache.appearance, e)
+            with self._autocast():
+                e = self.model.expression(lam=lam_tensor)
+                planes = self.model.triplane(self._cache.appearance, e)
+            # fp32 and contiguous: the planes are sampled millions of times per frame.
+            self._cache.planes = planes.float().contiguous()
+            self._cache.grid = None
             self._cache.lam_key = key
             self._cache.counters.triplane += 1
         return self._cache.planes
+
+    def field(self, planes: Tensor) -> FieldFn:
+        """The model's radiance field of `planes`, through the (optionally compiled) decoder."""
+        box_warp, decoder = self.config.render.box_warp, self._decoder
+
+        def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
+            return decoder(sample_triplane(planes, points, box_warp))
+
+        return evaluate
+
+    @torch.no_grad()
+    def grid(self, lam) -> OccupancyGrid:
+        """The occupancy grid of λ's tri-plane: built once per tri-plane, reused for every camera."""
+        planes = self.planes(lam)
+        if self._cache.grid is None:
+            self._cache.grid = self.build_grid(planes)
+            self._cache.counters.grid += 1
+        return self._cache.grid
+
+    @torch.no_grad()
+    def build_grid(self, planes: Tensor) -> OccupancyGrid:
+        """A fresh occupancy grid of `planes` (uncached; `grid` caches it per λ)."""
+        acc = self.acceleration
+        return self.accelerated_renderer.build_grid(
+            self._density_field(planes), acc.grid_resolution, batch=planes.shape[0],
+            alpha_threshold=acc.grid_alpha, device=self.device)
+
+    def _density_field(self, planes: Tensor) -> FieldFn:
+        """Density only (the grid needs no colour): half the decoder's work per grid point."""
+        box_warp, decoder = self.config.render.box_warp, self.model.decoder
+
+        def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
+            raw = decoder.density(sample_triplane(planes, points, box_warp))  # (B, N, 1)
+            return raw, raw
+
+        return evaluate
 
     @torch.no_grad()
     def render(self, lam, camera: OrbitCamera | Tensor, quality: str = "full") -> RenderOutput:
@@ -141,10 +235,30 @@ class PortraitSession:
             raise ValueError(f"unknown quality {quality!r}; choose one of {QUALITIES}")
         planes = self.planes(lam)
         cameras = camera.params(device=self.device)[None] if isinstance(camera, OrbitCamera) else camera
+        cameras = cameras.to(self.device)
+        kwargs = {}
+        if self.renderer == "accelerated":
+            kwargs["grid"] = self.grid(lam)
         self._cache.counters.render += 1
         if quality == "full":
-            return self.model.render(planes, cameras)
-        return self.model.render(planes, cameras, neural_size=self._preview_size(), renderer=self._preview_renderer)
+            renderer = self.accelerated_renderer if self.renderer == "accelerated" else self.model.renderer
+            return self._render(planes, cameras, None, renderer, kwargs)
+        return self._render(planes, cameras, self._preview_size(), self._preview_renderers[self.renderer], kwargs)
+
+    def _render(self, planes: Tensor, cameras: Tensor, size: int | None, renderer, kwargs: dict) -> RenderOutput:
+        """model.render with the session's decoder (compiled or not); mirrors Export3D.render."""
+        model = self.model
+        size = size or self.config.neural_size
+        result = renderer.render(self.field(planes), cameras.to(planes.dtype), size, **kwargs)
+        image_raw = result.features[:, :3]  # (B, 3, n, n)
+        if size == self.config.neural_size:
+            features = result.features
+            if self.device.type == "cuda":
+                features = features.contiguous(memory_format=torch.channels_last)
+            image = model.superres(image_raw, features)
+        else:  # the preview: cheap bilinear upsampling instead of SR
+            image = F.interpolate(image_raw, size=(self.config.output_size,) * 2, mode="bilinear", align_corners=False)
+        return RenderOutput(image, image_raw, result.depth, result.alpha, result.features)
 
     def _preview_size(self) -> int:
         return max(8, self.config.neural_size // self.preview.ray_fraction)

@@ -175,3 +175,29 @@ def test_thin_shell_is_not_lost() -> None:
     assert min(agreement(ref, out)) >= 40
     holes = renderer.build_grid(shell, resolution=48, dilation=0)  # without dilation rays slip through
     assert min(agreement(ref, renderer.render(shell, cams, 20, grid=holes))) < 40
+
+
+def test_alpha_threshold_is_the_density_that_makes_a_ray_that_opaque() -> None:
+    renderer = AcceleratedRenderer(CFG)
+    path = CFG.ray_end - CFG.ray_start
+    alpha = 0.05
+    by_alpha = renderer.build_grid(triplane_field()[0], resolution=16, alpha_threshold=alpha)
+    by_density = renderer.build_grid(triplane_field()[0], resolution=16, threshold=-math.log1p(-alpha) / path)
+    assert torch.equal(by_alpha.occupied, by_density.occupied)
+    assert by_alpha.threshold == pytest.approx(-math.log1p(-alpha) / path)
+
+
+def test_fewer_fine_samples_and_fine_skip_keep_a_surface_at_40_db() -> None:
+    cams = cameras((0.2, 0.1))
+    field, _ = triplane_field(seed=1)
+    exact, fast = CountingField(field), CountingField(field)
+    with torch.no_grad():
+        ref = VolumeRenderer(CFG).render(field, cams, RES)
+        renderer = AcceleratedRenderer(CFG)
+        grid = renderer.build_grid(field, resolution=48)
+        renderer.render(exact, cams, RES, grid=grid)
+        quick = AcceleratedRenderer(CFG, fine_samples=CFG.num_fine // 4, fine_skip_alpha=1e-2, early_stop=1e-3)
+        out = quick.render(fast, cams, RES, grid=grid)
+    assert quick.cfg.num_fine == CFG.num_fine // 4
+    assert min(agreement(ref, out)) >= 40, agreement(ref, out)
+    assert fast.points < 0.8 * exact.points, (fast.points, exact.points)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from export3d_core import OrbitCamera
+from export3d_core.render.accelerated import AcceleratedRenderer
 from export3d_core.session import PortraitSession, RENDER_MODES, image_to_tensor, tensor_to_image
 
 
@@ -65,3 +66,29 @@ def test_bad_lambda_is_rejected(session):
 def test_image_tensor_round_trip():
     image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert np.array_equal(tensor_to_image(image_to_tensor(image, 32)), image)
+
+
+def test_grid_is_built_once_per_triplane(session):
+    lam = [0.0] * 10
+    session.render(lam, OrbitCamera())
+    session.render(lam, OrbitCamera(yaw=0.3), quality="preview")
+    session.render(lam, OrbitCamera(yaw=-0.3))
+    assert (session.counters.triplane, session.counters.grid, session.counters.render) == (1, 1, 3)
+    lam[0] = 1.0
+    session.render(lam, OrbitCamera())
+    assert (session.counters.triplane, session.counters.grid) == (2, 2)
+
+
+def test_reference_renderer_option_builds_no_grid_and_agrees(tiny_model):
+    image = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    sessions = {name: PortraitSession(tiny_model, renderer=name) for name in ("reference", "accelerated")}
+    outputs = {}
+    for name, s in sessions.items():
+        s.set_portrait(image)
+        outputs[name] = s.render([0.5] * 10, OrbitCamera(yaw=0.2)).image
+    assert sessions["reference"].counters.grid == 0 and sessions["accelerated"].counters.grid == 1
+    assert isinstance(sessions["accelerated"].accelerated_renderer, AcceleratedRenderer)
+    mse = (outputs["reference"] - outputs["accelerated"]).square().mean().item()
+    assert 10 * np.log10(4 / max(mse, 1e-12)) >= 30  # random-init haze: a loose bound; bench checks 40 dB on a surface
+    with pytest.raises(ValueError, match="renderer"):
+        PortraitSession(tiny_model, renderer="raytraced")

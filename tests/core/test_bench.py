@@ -1,0 +1,39 @@
+"""`export3d bench`: the report has the promised shape and its numbers are consistent."""
+import json
+import math
+
+import torch
+
+from export3d_core.bench import BenchSettings, ShapeSettings, bench_presets, blob_target, psnr_db
+
+KEYS = ("encode_ms", "triplane_ms", "render_ms", "sr_ms", "preview_ms", "full_ms", "lambda_change_ms",
+        "reference_render_ms", "accelerated_render_ms", "speedup", "agreement_psnr_db", "peak_mem_mb")
+
+
+def test_tiny_report_has_the_issue_shape(tmp_path):
+    report = bench_presets(["tiny"], torch.device("cpu"), BenchSettings(warmup=0, repeats=1),
+                           shape=ShapeSettings(steps=30, points=1024))
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(report))
+    loaded = json.loads(path.read_text())
+    assert loaded["device"] == "cpu" and isinstance(loaded["threads"], int) and loaded["threads"] >= 1
+    assert "random weights" in loaded["notes"][0]
+    stats = loaded["presets"]["tiny"]
+    for key in KEYS:
+        assert isinstance(stats[key], (int, float)) and math.isfinite(stats[key]) and stats[key] > 0, key
+    assert stats["speedup"] == round(stats["reference_render_ms"] / stats["accelerated_render_ms"], 3) or \
+        abs(stats["speedup"] - stats["reference_render_ms"] / stats["accelerated_render_ms"]) < 0.01
+    assert stats["render_ms"] == stats["accelerated_render_ms"]
+
+
+def test_blob_target_is_opaque_inside_and_empty_outside():
+    points = torch.tensor([[[0.0, 0.0, 0.05], [0.45, 0.45, 0.45]]])
+    raw, colour = blob_target(points, 5)
+    assert raw[0, 0, 0] > 30 and raw[0, 1, 0] < -10
+    assert colour.shape == (1, 2, 5) and (colour >= 0).all() and (colour <= 1).all()
+
+
+def test_psnr_of_images_in_minus_one_one():
+    a = torch.zeros(1, 3, 4, 4)
+    assert psnr_db(a, a) == float("inf")
+    assert abs(psnr_db(a, a + 0.02) - 10 * math.log10(4 / 0.0004)) < 1e-6
