@@ -84,6 +84,11 @@ def test_video_becomes_a_clip_and_resumes(tmp_path: Path) -> None:
     raw_first, raw_last = (np.asarray(Image.fromarray(f).resize((RES, RES)), np.float32)
                            for f in _astronaut_frames()[::FRAMES - 1])
     assert np.abs(first - last).mean() < 0.6 * np.abs(raw_first - raw_last).mean()
+    from export3d_core.data.dataset import CorpusDataset
+
+    item = CorpusDataset(out, 64, 32, 64)[0]  # the training data set loads the prepared clip
+    assert item["source"].shape == (3, 64, 64) and item["driving_raw"].shape == (3, 32, 32)
+    assert item["beta"].shape == (136,) and item["camera"].shape == (25,)
     stamp = (out / meta.clip / corpus.CLIP_META_FILE).stat().st_mtime_ns
     again = prepare_corpus([video], out, options, progress=False)
     assert [r.status for r in again] == ["exists"]
