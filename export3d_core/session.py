@@ -73,7 +73,7 @@ def image_to_tensor(image: np.ndarray, size: int) -> Tensor:
     """uint8 (H, W, 3) RGB -> (1, 3, size, size) float in [-1, 1] (area resampling)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # copy: inputs may be read-only
     if tensor.shape[-2:] != (size, size):
         tensor = F.interpolate(tensor, size=(size, size), mode="area")
     return tensor
