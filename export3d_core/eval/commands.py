@@ -8,6 +8,10 @@
  "basis":          {"meaningful": int, "response": [[beta_dim floats] * n_basis]},
  "n_identities": int, "checkpoint": "<path>"}
 ```
+On real data (an `export3d prepare` corpus) both reenactment sections also carry
+`"real_face": {"model": {"akd", "csim", "aed", "apd"}, "copy_source": {...}, ["copy_driving": {...},]
+"missing": {metric: short reason}, "notes": [...]}` (no "akd" in the cross-identity block); a metric
+whose model is missing is null, with its reason in "missing" and "notes" (see `real_metrics`).
 Heavy imports (torch, the model, the renderer) happen in the handler, so `export3d --help` stays fast.
 """
 from __future__ import annotations
@@ -27,7 +31,9 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="measure a checkpoint on held-out identities (Table S1 analogue)",
         description="Same- and cross-identity reenactment (PSNR, SSIM, AED, APD, id_sim), novel views and "
                     "the basis response, next to copy-the-source / copy-the-driving baselines. Without --data "
-                    "it renders held-out synthetic identities (corpus seed 10,000,000; training corpora use seeds below it).")
+                    "it renders held-out synthetic identities (corpus seed 10,000,000; training corpora use seeds below it). "
+                    "On a real corpus (`export3d prepare`) it adds AKD (face-alignment landmarks) and CSIM (--arcface); "
+                    "a metric whose model is missing is reported as n/a with the reason.")
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped demo model)")
     parser.add_argument("--data", default=None, help="evaluate this corpus directory instead of generated heads")
     parser.add_argument("--identities", type=int, default=8, help="identities (clips) to evaluate (default 8)")
@@ -38,6 +44,9 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--regressor", default=None, metavar="PATH",
                         help="attribute regressor (default: resources/models/demo/attribute_regressor.safetensors, "
                              "trained on synthetic renders if absent)")
+    parser.add_argument("--arcface", default=None, metavar="MODEL.onnx",
+                        help="ArcFace ONNX model for CSIM on real data (insightface-style, 112x112 input; "
+                             "needs onnxruntime: pip install onnxruntime)")
     parser.add_argument("--grid", default=None, metavar="OUT.png", help="write the basis sweep grid (rows v_i, columns λ)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -60,11 +69,16 @@ def run_eval(args: argparse.Namespace) -> int:
         raise Export3DError(f"the demo model is missing ({DEMO_CHECKPOINT}); pass --checkpoint")
     if args.data is not None and not Path(args.data).is_dir():
         raise Export3DError(f"--data {args.data} is not a directory")
+    if args.arcface is not None:
+        from export3d_core.eval.real_metrics import check_arcface_path
+
+        check_arcface_path(args.arcface)  # before the slow part: a typo fails at once
     config = EvalConfig(identities=args.identities, frames=args.frames)
     if args.scales:
         config = dataclasses.replace(config, basis_scales=_scales(args.scales))
     result = evaluate(checkpoint, data=args.data, regressor=args.regressor or DEFAULT_REGRESSOR, config=config,
-                      grid=args.grid, device=_device(args.device), progress=not args.no_progress)
+                      grid=args.grid, device=_device(args.device), progress=not args.no_progress,
+                      arcface=args.arcface)
     print(format_table(result))
     if args.json:
         write_json_atomic(Path(args.json), result)

@@ -13,6 +13,8 @@ Owns the protocol (which frames are compared with which) and the result dictiona
   (EG3D's orbit amplitudes), compared with the synthetic renderer's ground truth of the same head,
   expression, background and camera. Skipped, with a note, when no clip carries an identity.
 - basis response: see `export3d_core.eval.basis`.
+- real data (a `RealFaceMetrics` given): each reenactment section also gets a "real_face" block
+  (AKD, CSIM, AED/APD or null with notes) computed on the same pairs; see `real_metrics`.
 
 AED = mean over pairs of the mean L1 between regressed β of output and driving frame; APD the
 same for (yaw, pitch) in radians. Sizes: see `export3d_core.eval.runner`.
@@ -31,6 +33,7 @@ from export3d_core.eval import synthetic_views as views
 from export3d_core.eval.basis import DEFAULT_SCALES, DUPLICATE_COSINE, MOVE_THRESHOLD, BasisResult, basis_response
 from export3d_core.eval.clips import EvalClip
 from export3d_core.eval.metrics import cosine_similarity, l1_distance, psnr, ssim
+from export3d_core.eval.real_metrics import RealFaceMetrics
 from export3d_core.eval.regressor import AttributeRegressor, Attributes
 from export3d_core.eval.runner import ModelRunner
 
@@ -73,10 +76,12 @@ def _image_scores(outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict[
 class Harness:
     """Runs the protocols of one model with one regressor on a list of clips."""
 
-    def __init__(self, runner: ModelRunner, regressor: AttributeRegressor, config: EvalConfig) -> None:
+    def __init__(self, runner: ModelRunner, regressor: AttributeRegressor, config: EvalConfig,
+                 real: RealFaceMetrics | None = None) -> None:
         self.runner = runner
         self.regressor = regressor
         self.config = config
+        self.real = real  # real-face metrics (AKD, CSIM, ...), added as "real_face" on real data
 
     def _attribute_scores(self, outputs: list[np.ndarray], wanted: Attributes) -> dict[str, float]:
         found = self.regressor.predict(outputs)
@@ -106,13 +111,19 @@ class Harness:
         for name, images in (("model", pairs.outputs), ("copy_source", pairs.sources)):
             result[name] = {**_image_scores(images, pairs.drivings), **self._attribute_scores(images, wanted)}
         result["pairs"] = len(pairs.outputs)
+        if self.real is not None:
+            result["real_face"] = self.real.same_identity(pairs.sources, pairs.drivings, pairs.outputs)
         return result
 
     def cross_identity(self, clips: list[EvalClip]) -> dict[str, Any]:
         if len(clips) < 2:
             empty = {"id_sim": None, "aed": None, "apd": None}
-            return {"model": empty, "copy_source": dict(empty), "copy_driving": dict(empty), "pairs": 0,
-                    "note": "skipped: cross-identity reenactment needs at least 2 identities"}
+            note = "skipped: cross-identity reenactment needs at least 2 identities"
+            section = {"model": empty, "copy_source": dict(empty), "copy_driving": dict(empty), "pairs": 0,
+                       "note": note}
+            if self.real is not None:
+                section["real_face"] = self.real.skipped(("model", "copy_source", "copy_driving"), note)
+            return section
         drivers = clips[1:] + clips[:1]  # clip i is driven by clip i+1
         pairs = self._reenact(clips, drivers, "cross-identity reenactment")
         source_id = self.regressor.predict(pairs.sources).identity_embedding
@@ -124,6 +135,8 @@ class Harness:
             result[name] = {"id_sim": float(cosine_similarity(source_id, identity).mean()),
                             **self._attribute_scores(images, wanted)}
         result["pairs"] = len(pairs.outputs)
+        if self.real is not None:
+            result["real_face"] = self.real.cross_identity(pairs.sources, pairs.drivings, pairs.outputs)
         return result
 
     def novel_view(self, clips: list[EvalClip]) -> dict[str, Any]:
