@@ -218,6 +218,12 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = BenchSettings(warmup=args.warmup, repeats=args.repeats)
+    if args.forward:
+        for preset in args.presets:
+            params, ms = forward_pass(preset, device, settings)
+            print(f"{preset:6s} parameters {params:>12,}   one forward pass {ms:9.1f} ms "
+                  f"({device_label(device)}, {torch.get_num_threads()} threads, median of {settings.repeats})")
+        return 0
     report = bench_presets(args.presets, device, settings, checkpoint=args.checkpoint,
                            shape=ShapeSettings(steps=args.shape_steps))
     _print_table(report)
@@ -225,6 +231,18 @@ def run_bench(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
         print(f"wrote {args.json}")
     return 0
+
+
+@torch.no_grad()
+def forward_pass(preset: str, device: torch.device, settings: BenchSettings) -> tuple[int, float]:
+    """Parameter count and the time of one full `model(source, camera, lam=...)` at batch 1."""
+    torch.manual_seed(0)
+    model = Export3D(ModelConfig.preset(preset)).to(device).eval()
+    cfg = model.config
+    source = torch.rand(1, 3, cfg.input_size, cfg.input_size, device=device) * 2 - 1
+    cameras = OrbitCamera().params(device=device)[None]
+    lam = torch.zeros(1, cfg.n_basis, device=device)
+    return model.parameter_count(), median_ms(lambda: model(source, cameras, lam=lam), device, settings)
 
 
 def bench_presets(presets: list[str], device: torch.device, settings: BenchSettings, *,
@@ -272,6 +290,8 @@ def add_bench_command(subparsers) -> None:
     parser.add_argument("--shape-steps", type=int, default=ShapeSettings.steps,
                         help="fit steps of the blob field given to random-weight models")
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
+    parser.add_argument("--forward", action="store_true",
+                        help="only print each preset's parameter count and one full forward pass")
     parser.set_defaults(handler=run_bench)
 
 

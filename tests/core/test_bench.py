@@ -37,3 +37,13 @@ def test_psnr_of_images_in_minus_one_one():
     a = torch.zeros(1, 3, 4, 4)
     assert psnr_db(a, a) == float("inf")
     assert abs(psnr_db(a, a + 0.02) - 10 * math.log10(4 / 0.0004)) < 1e-6
+
+
+def test_forward_report_counts_parameters(capsys):
+    from export3d_core.cli import main
+    from export3d_core import Export3D, ModelConfig
+
+    assert main(["bench", "--forward", "--presets", "tiny", "--repeats", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    expected = Export3D(ModelConfig.preset("tiny")).parameter_count()
+    assert f"parameters {expected:>12,}" in out and "forward pass" in out
