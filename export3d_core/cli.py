@@ -11,6 +11,9 @@ import sys
 
 from export3d_core.errors import Export3DError
 
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+
 # (module, registration function): each adds its sub-commands to the parser.
 COMMAND_MODULES = (
     ("export3d_core.view_commands", "add_view_commands"),
@@ -41,14 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
+    return run_handler(args)
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Run a parsed sub-command: user errors print one line (exit 2), Ctrl-C exits 130."""
     try:
         return int(args.handler(args) or 0)
     except Export3DError as exc:
         print(f"export3d {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"export3d {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from export3d_core.errors import Export3DError
-from export3d_core.train.commands import EXIT_INTERRUPTED, add_train_commands
+from export3d_core.cli import run_handler
+from export3d_core.train.commands import add_train_commands
 
 COMMANDS = ("train", "pretrain-clebs")
 
@@ -20,15 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["train", *argv]
     parser = argparse.ArgumentParser(prog="python -m export3d_core.train")
     add_train_commands(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except Export3DError as exc:
-        print(f"export3d {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"export3d {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_handler(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from export3d_core.cli import EXIT_INTERRUPTED
 from export3d_core.config import ModelConfig, PRESETS, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.errors import Export3DError
@@ -23,8 +24,6 @@ from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distrib
 from export3d_core.train.losses import PerceptualLoss
 from export3d_core.train.loop import Trainer
 from export3d_core.train.vgg import load_vgg16
-
-EXIT_INTERRUPTED = 130  # what a shell reports for Ctrl-C
 
 
 def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
