@@ -9,6 +9,17 @@ from export3d_core import Export3D, Export3DError, ModelConfig, OrbitCamera, loa
 from export3d_core.checkpoint import read_header
 
 
+def _rewrite_header(path, change) -> None:
+    """Apply `change` to a checkpoint's header dict in place, keeping its tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        header = dict(handle.metadata())
+    change(header)
+    save_file(tensors, str(path), metadata=header)
+
+
 def _render(model):
     cfg = model.config
     torch.manual_seed(3)
@@ -54,27 +65,20 @@ def test_plain_safetensors_without_config(tmp_path):
 
 def test_mismatched_weights_name_the_tensors(tmp_path, tiny_model):
     path = save_checkpoint(tiny_model, tmp_path / "m.safetensors")
-    # Rewrite the header so the config claims wider planes than the weights have.
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as handle:
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-        header = dict(handle.metadata())
-    config = json.loads(header["config"])
-    config["decoder_hidden"] = 24
-    header["config"] = json.dumps(config)
-    save_file(tensors, str(path), metadata=header)
+
+    def wider_decoder(header):  # the config now claims a wider decoder than the weights have
+        config = json.loads(header["config"])
+        config["decoder_hidden"] = 24
+        header["config"] = json.dumps(config)
+
+    _rewrite_header(path, wider_decoder)
     with pytest.raises(Export3DError, match=r"decoder.*shape mismatch|shape mismatch.*decoder"):
         load_checkpoint(path)
 
 
 def test_newer_format_version_is_refused(tmp_path, tiny_model):
     path = save_checkpoint(tiny_model, tmp_path / "m.safetensors")
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as handle:
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-        header = dict(handle.metadata())
-    header["format_version"] = "99"
-    save_file(tensors, str(path), metadata=header)
+    _rewrite_header(path, lambda header: header.update(format_version="99"))
     with pytest.raises(Export3DError, match="format version 99"):
         load_checkpoint(path)
 
