@@ -15,3 +15,24 @@ def tiny_model():
 
     torch.manual_seed(0)
     return Export3D(ModelConfig.preset("tiny")).eval()
+
+
+@pytest.fixture
+def offline_hub(tmp_path_factory, monkeypatch):
+    """An empty torch hub (no face-alignment weights) and no network: the offline fallback path."""
+    import socket
+    import warnings
+
+    from export3d_core.data import landmarks_fa
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path_factory.mktemp("hub")))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    landmarks_fa.reset_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+    landmarks_fa.reset_cache()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from export3d_core import Export3D, Export3DError, ModelConfig, OrbitCamera, load_checkpoint, save_checkpoint
+from export3d_core import Export3DError, OrbitCamera, load_checkpoint, save_checkpoint
 from export3d_core.checkpoint import read_header
 
 

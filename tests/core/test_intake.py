@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage.data import astronaut
 
@@ -27,20 +25,7 @@ ASTRONAUT_EYES = np.array([[204.0, 101.0], [245.0, 102.0]])
 ASTRONAUT_MOUTH = np.array([226.0, 141.0])
 
 
-@pytest.fixture(autouse=True)
-def offline_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """An empty torch hub (no face-alignment weights) and no network: the offline fallback path."""
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path_factory.mktemp("hub")))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("intake tried to reach the network")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    landmarks_fa.reset_cache()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
-    landmarks_fa.reset_cache()
+pytestmark = pytest.mark.usefixtures("offline_hub")  # tests/conftest.py: no hub weights, no network
 
 
 def _canonical(size: int) -> tuple[np.ndarray, np.ndarray]:

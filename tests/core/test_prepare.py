@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
-import warnings
 from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage.data import astronaut
 
@@ -26,19 +23,7 @@ SIDE = 160
 RES = 48
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path_factory.mktemp("hub")))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("prepare tried to reach the network")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    landmarks_fa.reset_cache()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
-    landmarks_fa.reset_cache()
+pytestmark = pytest.mark.usefixtures("offline_hub")  # tests/conftest.py: no hub weights, no network
 
 
 def _astronaut_frames(count: int = FRAMES) -> list[np.ndarray]:

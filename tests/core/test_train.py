@@ -15,7 +15,6 @@ from test_dataset import write_toy_corpus
 from export3d_core.checkpoint import load_checkpoint
 from export3d_core.config import ModelConfig, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
-from export3d_core.errors import Export3DError
 from export3d_core.model import Export3D
 from export3d_core.nn.discriminator import DualDiscriminator
 from export3d_core.train import checkpointing as ckpt
