@@ -37,8 +37,8 @@ from torch import Tensor
 from export3d_core.config import RenderConfig
 from export3d_core.render.marcher import MarchResult, expected_depth, interval_alpha, interval_weights
 from export3d_core.render.rays import generate_rays
-from export3d_core.render.renderer import FieldFn, RenderResult, query_field, sample_points, to_images
-from export3d_core.render.sampling import gather_merged, importance_depths, merge_depths, stratified_depths
+from export3d_core.render.renderer import FieldFn, RenderResult, coarse_depths, query_field, sample_points, to_images
+from export3d_core.render.sampling import gather_merged, importance_depths, merge_depths
 
 EMPTY_RAW = -1e4  # raw density given to skipped samples: softplus(EMPTY_RAW + shift) == 0 exactly
 GRID_THRESHOLD = 1e-3  # density below which a cell is empty: <= 1e-3 opacity per unit of path skipped
@@ -183,11 +183,7 @@ class AcceleratedRenderer:
     ) -> MarchResult:
         """Render rays (B, R, 3) with the reference's samples, evaluating only the live ones."""
         cfg = self.cfg
-        batch, n_rays, _ = origins.shape
-        depths = stratified_depths(
-            batch, n_rays, cfg.num_coarse, cfg.ray_start, cfg.ray_end, origins.device,
-            generator=generator, perturb=perturb, disparity=cfg.disparity_space, dtype=origins.dtype,
-        )  # (B, R, Sc, 1)
+        depths = coarse_depths(cfg, origins, perturb=perturb, generator=generator)  # (B, R, Sc, 1)
         n_features = query_field(field, origins[:, :1, None])[1].shape[-1]  # probe one point for F
         samples = _Samples.empty(depths, n_features)
         occupied = None if grid is None else grid.lookup(sample_points(origins, directions, depths))  # (B, R, Sc)

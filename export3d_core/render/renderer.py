@@ -38,6 +38,16 @@ def sample_points(origins: Tensor, directions: Tensor, depths: Tensor) -> Tensor
     return origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)
 
 
+def coarse_depths(cfg: RenderConfig, origins: Tensor, *, perturb: bool,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """The stratified depths every ray of origins (B, R, 3) starts from -> (B, R, num_coarse, 1)."""
+    batch, n_rays, _ = origins.shape
+    return stratified_depths(
+        batch, n_rays, cfg.num_coarse, cfg.ray_start, cfg.ray_end, origins.device,
+        generator=generator, perturb=perturb, disparity=cfg.disparity_space, dtype=origins.dtype,
+    )
+
+
 def query_field(field: FieldFn, points: Tensor) -> tuple[Tensor, Tensor]:
     """Evaluate the field on points (B,R,S,3) -> raw density (B,R,S,1), colours (B,R,S,F)."""
     batch, n_rays, n_samples, _ = points.shape
@@ -107,11 +117,7 @@ class VolumeRenderer:
     ) -> MarchResult:
         """Render a batch of rays, origins/directions (B, R, 3) -> composited rays."""
         cfg = self.cfg
-        batch, n_rays, _ = origins.shape
-        depths = stratified_depths(
-            batch, n_rays, cfg.num_coarse, cfg.ray_start, cfg.ray_end, origins.device,
-            generator=generator, perturb=perturb, disparity=cfg.disparity_space, dtype=origins.dtype,
-        )  # (B, R, Sc, 1)
+        depths = coarse_depths(cfg, origins, perturb=perturb, generator=generator)  # (B, R, Sc, 1)
         raw, colours = query_field(field, sample_points(origins, directions, depths))
         if cfg.num_fine > 0:
             with torch.no_grad():  # the fine depths are a sampling decision, not differentiated (EG3D)
