@@ -27,6 +27,7 @@ class RenderOutput:
     depth: Tensor  # (B, 1, n, n) expected ray depth
     alpha: Tensor  # (B, 1, n, n) accumulated opacity
     features: Tensor  # (B, F, n, n) the composited feature image
+    distortion: Tensor | None = None  # (B,) mean distortion loss of the rays (training forward only)
 
 
 class Export3D(nn.Module):
@@ -113,15 +114,18 @@ class Export3D(nn.Module):
             image = nn.functional.interpolate(
                 image_raw, size=(self.config.output_size,) * 2, mode="bilinear", align_corners=False
             )
-        return RenderOutput(image, image_raw, result.depth, result.alpha, result.features)
+        return RenderOutput(image, image_raw, result.depth, result.alpha, result.features, result.distortion)
 
     def forward(
         self, source: Tensor, cameras: Tensor, *, lam: Tensor | None = None, beta: Tensor | None = None
     ) -> RenderOutput:
-        """All stages at once; equal to encode -> expression -> triplane -> render."""
+        """All stages at once; equal to encode -> expression -> triplane -> render.
+
+        In training mode the output also carries the rays' distortion loss (for the regulariser).
+        """
         appearance = self.encode(source)
         planes = self.triplane(appearance, self.expression(lam=lam, beta=beta))
-        return self.render(planes, cameras, perturb=self.training)
+        return self.render(planes, cameras, perturb=self.training, distortion=self.training)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -52,11 +52,16 @@ STEP_GROWTH = 2  # each later call takes this many times more samples per ray (f
 
 @dataclass
 class OccupancyGrid:
-    """Which cells of the cube [-bound, bound]^3 may hold density, per batch element."""
+    """Which cells of the cube [-bound, bound]^3 may hold density, per batch element.
+
+    `corner_raw` keeps the raw densities measured at the cell corners, so the grid can also
+    stand in for the field's density (trilinearly) when placing samples: see `raw_at`.
+    """
 
     occupied: Tensor  # (B, G, G, G) bool, indexed [x, y, z]
     bound: float  # half side of the cube, world units, centred at the origin
     threshold: float  # density used to decide occupancy
+    corner_raw: Tensor | None = None  # (B, 1, G+1, G+1, G+1) raw density, indexed [z, y, x] for grid_sample
 
     @property
     def resolution(self) -> int:
@@ -76,6 +81,15 @@ class OccupancyGrid:
         occupied = self.occupied.reshape(batch, -1).gather(1, index)  # (B, N)
         return (occupied | ~inside).reshape(points.shape[:-1])
 
+    def raw_at(self, points: Tensor) -> Tensor:
+        """Trilinear raw density at points (B, ..., 3) -> (B, ..., 1); outside the cube the border value."""
+        if self.corner_raw is None:
+            raise ValueError("this grid keeps no corner densities")
+        batch = points.shape[0]
+        coords = (points / self.bound).reshape(batch, -1, 1, 1, 3).to(self.corner_raw.dtype)  # (B, N, 1, 1, 3)
+        raw = F.grid_sample(self.corner_raw, coords, mode="bilinear", padding_mode="border", align_corners=True)
+        return raw.reshape(*points.shape[:-1], 1)  # (B, ..., 1)
+
 
 class AcceleratedRenderer:
     """Drop-in for `VolumeRenderer` that skips empty and occluded samples (see module docstring)."""
@@ -89,11 +103,16 @@ class AcceleratedRenderer:
         step_growth: int = STEP_GROWTH,
         fine_samples: int | None = None,
         fine_skip_alpha: float = 0.0,
+        proposal_samples: int | None = None,
     ) -> None:
         if cfg.num_coarse < 2 or cfg.num_fine < 0:
             raise ValueError("need num_coarse >= 2 and num_fine >= 0")
         if fine_samples is not None and fine_samples < 0:
             raise ValueError(f"fine_samples must be >= 0, got {fine_samples}")
+        if proposal_samples is not None and proposal_samples < 2:
+            raise ValueError(f"proposal_samples must be >= 2, got {proposal_samples}")
+        # With a grid, place this many samples per ray from the grid's density (no coarse pass).
+        self.proposal_samples = proposal_samples
         # Fewer importance samples than the reference changes the image (the fast mode); None keeps
         # the reference's count, so only the skipping differs from `VolumeRenderer`.
         self.cfg = cfg if fine_samples is None else dataclasses.replace(cfg, num_fine=fine_samples)
@@ -139,12 +158,13 @@ class AcceleratedRenderer:
             [field(corners[:, s:s + GRID_CHUNK].contiguous())[0] for s in range(0, corners.shape[1], GRID_CHUNK)],
             dim=1,
         )  # (B, (G+1)^3, 1)
-        dense = F.softplus(raw.float() + self.cfg.density_shift) > threshold  # (B, (G+1)^3, 1)
-        dense = dense.reshape(batch, 1, *(resolution + 1,) * 3).float()  # (B, 1, G+1, G+1, G+1)
+        raw = raw.float().reshape(batch, 1, *(resolution + 1,) * 3)  # (B, 1, G+1, G+1, G+1) indexed [x, y, z]
+        dense = (F.softplus(raw + self.cfg.density_shift) > threshold).float()
         occupied = F.max_pool3d(dense, kernel_size=2, stride=1)  # any corner: (B, 1, G, G, G)
         if dilation > 0:
             occupied = F.max_pool3d(occupied, kernel_size=2 * dilation + 1, stride=1, padding=dilation)
-        return OccupancyGrid(occupied=occupied[:, 0] > 0, bound=bound, threshold=threshold)
+        return OccupancyGrid(occupied=occupied[:, 0] > 0, bound=bound, threshold=threshold,
+                             corner_raw=raw.permute(0, 1, 4, 3, 2).contiguous())
 
     # -- rendering --------------------------------------------------------------------------------
     def render(
@@ -185,6 +205,9 @@ class AcceleratedRenderer:
         cfg = self.cfg
         depths = coarse_depths(cfg, origins, perturb=perturb, generator=generator)  # (B, R, Sc, 1)
         n_features = query_field(field, origins[:, :1, None])[1].shape[-1]  # probe one point for F
+        if self.proposal_samples is not None and grid is not None and grid.corner_raw is not None:
+            return self._render_proposed(field, origins, directions, depths, grid, n_features,
+                                         perturb=perturb, generator=generator)
         samples = _Samples.empty(depths, n_features)
         occupied = None if grid is None else grid.lookup(sample_points(origins, directions, depths))  # (B, R, Sc)
         self._march(field, origins, directions, depths, samples, occupied)
@@ -203,6 +226,25 @@ class AcceleratedRenderer:
             self._march(field, origins, directions, depths, samples, occupied, live)
         return samples.composite(depths, cfg.density_shift)
 
+    def _render_proposed(self, field: FieldFn, origins: Tensor, directions: Tensor, depths: Tensor,
+                         grid: OccupancyGrid, n_features: int, *, perturb: bool,
+                         generator: torch.Generator | None) -> MarchResult:
+        """The grid's density replaces the coarse pass: the coarse depths (B, R, Sc, 1) get
+        compositing weights from `grid.raw_at`, `proposal_samples` depths per ray are drawn from
+        them as the reference draws its importance samples, and only those are evaluated (front to
+        back, empty ones skipped, opaque rays stopped). The field is never evaluated off them."""
+        with torch.no_grad():
+            proposal_raw = grid.raw_at(sample_points(origins, directions, depths))  # (B, R, Sc, 1)
+            weights = interval_weights(proposal_raw, depths, self.cfg.density_shift)  # (B, R, Sc-1, 1)
+        placed = importance_depths(depths, weights, self.proposal_samples, perturb=perturb,
+                                   generator=generator)  # (B, R, K, 1)
+        samples = _Samples.empty(placed, n_features)
+        occupied = grid.lookup(sample_points(origins, directions, placed))  # (B, R, K)
+        # One field call for all live samples: they already crowd where the weight is, so front-to-back
+        # rounds would cost more in bookkeeping than early termination saves.
+        self._march(field, origins, directions, placed, samples, occupied, first_step=self.proposal_samples)
+        return samples.composite(placed, self.cfg.density_shift)
+
     # -- internals --------------------------------------------------------------------------------
     def _march(
         self,
@@ -213,6 +255,7 @@ class AcceleratedRenderer:
         samples: "_Samples",
         occupied: Tensor | None,
         live: Tensor | None = None,
+        first_step: int | None = None,
     ) -> None:
         """Evaluate, front to back, every live sample the composite needs, until each ray is opaque.
 
@@ -244,7 +287,7 @@ class AcceleratedRenderer:
         positions = torch.arange(n_samples - 1, device=depths.device)  # (S-1,)
         log_stop = math.log(self.early_stop)
         alive = torch.ones_like(n_wanted, dtype=torch.bool)  # (A,)
-        lo, size = 0, self.samples_per_step
+        lo, size = 0, first_step or self.samples_per_step
         while True:
             act = (alive & (n_wanted > lo)).nonzero()[:, 0]  # (a,) indices into rows
             if act.numel() == 0:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from export3d_core.config import RenderConfig
 from export3d_core.render.marcher import MarchResult, composite, interval_weights
+from export3d_core.render.marcher import distortion as march_distortion
 from export3d_core.render.rays import generate_rays
 from export3d_core.render.sampling import gather_merged, importance_depths, merge_depths, stratified_depths
 
@@ -31,6 +32,7 @@ class RenderResult:
     features: Tensor  # (B, F, H, W) in [-1, 1]; the first three channels are raw RGB
     depth: Tensor  # (B, 1, H, W) expected distance along the ray
     alpha: Tensor  # (B, 1, H, W) accumulated opacity in [0, 1]
+    distortion: Tensor | None = None  # (B,) mean distortion loss over the rays, when asked for
 
 
 def sample_points(origins: Tensor, directions: Tensor, depths: Tensor) -> Tensor:
@@ -94,8 +96,13 @@ class VolumeRenderer:
         perturb: bool = False,
         chunk: int | None = None,
         generator: torch.Generator | None = None,
+        distortion: bool = False,
     ) -> RenderResult:
-        """Render cameras (B, 25) at resolution x resolution; `chunk` bounds the rays per pass."""
+        """Render cameras (B, 25) at resolution x resolution; `chunk` bounds the rays per pass.
+
+        `distortion=True` also returns each image's mean distortion loss (`marcher.distortion`),
+        a training regulariser that pulls density into thin surfaces.
+        """
         origins, directions = generate_rays(cameras, resolution)  # (B, H*W, 3) each
         n_rays = origins.shape[1]
         step = n_rays if chunk is None else max(1, int(chunk))
@@ -104,7 +111,12 @@ class VolumeRenderer:
                              perturb=perturb, generator=generator)
             for s in range(0, n_rays, step)
         ]
-        return to_images(parts, cameras.shape[0], resolution)
+        result = to_images(parts, cameras.shape[0], resolution)
+        if distortion:
+            per_ray = torch.cat([march_distortion(p.weights, p.depths, self.cfg.ray_start, self.cfg.ray_end)
+                                 for p in parts], dim=1)  # (B, H*W)
+            result.distortion = per_ray.mean(dim=1)
+        return result
 
     def render_rays(
         self,

@@ -43,6 +43,8 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=None, help="random seed (default TrainConfig's)")
     train.add_argument("--lr-g", type=float, default=None, help="Adam learning rate of G (default 1e-4, the paper's)")
     train.add_argument("--lr-d", type=float, default=None, help="Adam learning rate of D (default 1e-5, the paper's)")
+    train.add_argument("--distortion", type=float, default=None,
+                       help="weight of the distortion regulariser that sharpens the density (default 0: off)")
     train.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     train.add_argument("--sample-every", type=int, default=None, help="steps between sample grids")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: this rank's GPU if any)")
@@ -77,11 +79,12 @@ def corpus_config(preset: str, dataset: CorpusDataset, quiet: bool = False) -> M
 def train_config(*, steps: int | None = None, adv_steps: int | None = None, batch: int | None = None,
                  seed: int | None = None, checkpoint_every: int | None = None,
                  sample_every: int | None = None, lr_g: float | None = None,
-                 lr_d: float | None = None) -> TrainConfig:
+                 lr_d: float | None = None, distortion: float | None = None) -> TrainConfig:
     """TrainConfig defaults overridden by whatever the command line gave (None = keep)."""
     base = TrainConfig()
     changes = {"recon_steps": steps, "adv_steps": adv_steps, "batch_size": batch, "seed": seed,
-               "checkpoint_every": checkpoint_every, "sample_every": sample_every, "lr_g": lr_g, "lr_d": lr_d}
+               "checkpoint_every": checkpoint_every, "sample_every": sample_every, "lr_g": lr_g, "lr_d": lr_d,
+               "lambda_distortion": distortion}
     changes = {k: v for k, v in changes.items() if v is not None}
     flags = {"recon_steps": "--steps", "adv_steps": "--adv-steps", "checkpoint_every": "--checkpoint-every",
              "sample_every": "--sample-every"}
@@ -91,6 +94,8 @@ def train_config(*, steps: int | None = None, adv_steps: int | None = None, batc
     for key in ("lr_g", "lr_d"):
         if key in changes and not 0 < changes[key] < 1:
             raise Export3DError(f"--{key.replace('_', '-')} must be between 0 and 1")
+    if changes.get("lambda_distortion", 0) < 0:
+        raise Export3DError("--distortion must be >= 0")
     if changes.get("batch_size", 1) < 1:
         raise Export3DError("--batch must be >= 1")
     return dataclasses.replace(base, **changes)
@@ -103,7 +108,8 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
 
     tcfg = train_config(steps=args.steps, adv_steps=args.adv_steps, batch=args.batch, seed=args.seed,
                         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                        lr_g=getattr(args, "lr_g", None), lr_d=getattr(args, "lr_d", None))
+                        lr_g=getattr(args, "lr_g", None), lr_d=getattr(args, "lr_d", None),
+                        distortion=getattr(args, "distortion", None))
     out = Path(args.out)
     if args.resume and not ckpt.has_training_state(out):
         raise Export3DError(f"nothing to resume in {out}: no {ckpt.STATE_JSON}")

@@ -113,6 +113,11 @@ class Trainer:
         rec, parts = reconstruction_loss(_as_float(out), batch, self.perceptual)
         loss_g = self.cfg.lambda_rec * rec
         record: dict[str, Any] = {"step": self.step + 1, "phase": phase, "rec": float(rec.detach()), **parts}
+        if out.distortion is not None:
+            distortion = out.distortion.float().mean()
+            record["distortion"] = float(distortion.detach())
+            if self.cfg.lambda_distortion > 0:  # pulls fog-like density into surfaces (faster rendering)
+                loss_g = loss_g + self.cfg.lambda_distortion * distortion
         if phase == 2:
             # G step: D frozen and called unwrapped, so DDP expects no D gradients from it.
             self.disc.requires_grad_(False)

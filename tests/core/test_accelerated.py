@@ -201,3 +201,32 @@ def test_fewer_fine_samples_and_fine_skip_keep_a_surface_at_40_db() -> None:
     assert quick.cfg.num_fine == CFG.num_fine // 4
     assert min(agreement(ref, out)) >= 40, agreement(ref, out)
     assert fast.points < 0.8 * exact.points, (fast.points, exact.points)
+
+
+def test_grid_densities_stand_in_for_the_field_at_its_corners() -> None:
+    field, _ = triplane_field(seed=2)
+    renderer = AcceleratedRenderer(CFG)
+    with torch.no_grad():
+        grid = renderer.build_grid(field, resolution=16)
+        axis = torch.linspace(-grid.bound, grid.bound, 17)
+        corners = torch.stack([axis[[3, 8, 15]], axis[[0, 9, 4]], axis[[16, 2, 7]]], dim=-1)[None]  # (1, 3, 3)
+        torch.testing.assert_close(grid.raw_at(corners), field(corners)[0], rtol=1e-4, atol=1e-3)
+        between = (corners[:, :1] + corners[:, 1:2]) / 2  # inside a cell: trilinear, finite
+        assert torch.isfinite(grid.raw_at(between)).all()
+
+
+def test_proposal_mode_places_few_samples_from_the_grid_at_40_db() -> None:
+    field, _ = triplane_field(seed=4)
+    reference, fast = CountingField(field), CountingField(field)
+    cams = cameras((0.25, -0.1))
+    with torch.no_grad():
+        ref = VolumeRenderer(CFG).render(reference, cams, RES)
+        proposed = AcceleratedRenderer(CFG, proposal_samples=24)
+        grid = proposed.build_grid(field, resolution=48)
+        out = proposed.render(fast, cams, RES, grid=grid)
+        without_grid = proposed.render(field, cams, RES)  # no grid: the reference's own samples
+    assert min(agreement(ref, out)) >= 40, agreement(ref, out)
+    assert fast.points <= RES * RES * 24 + 1 < 0.3 * reference.points, (fast.points, reference.points)
+    assert min(agreement(ref, without_grid)) >= 40
+    with pytest.raises(ValueError):
+        AcceleratedRenderer(CFG, proposal_samples=1)

@@ -183,3 +183,18 @@ def test_learning_rate_flag_on_resume_changes_the_run(corpus: Path, tmp_path: Pa
     assert train_main([*common, "--steps", "3", "--resume", "--lr-g", "5e-4"]) == 0
     assert ckpt.load_training_state(run)[1]["opt_g"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
     assert train_main([*common, "--steps", "4", "--resume", "--lr-g", "7"]) == 2
+
+
+def test_distortion_weight_enters_the_loss_and_the_log(corpus: Path, tmp_path: Path) -> None:
+    logs = {}
+    for weight in (0.0, 5.0):
+        tcfg = TrainConfig(batch_size=2, recon_steps=1, adv_steps=0, checkpoint_every=0, sample_every=0,
+                           lambda_distortion=weight)
+        trainer = make_trainer(corpus, tmp_path / f"run{weight}", tcfg)
+        torch.manual_seed(0)
+        trainer.train()
+        logs[weight] = read_jsonl(tmp_path / f"run{weight}" / LOG_FILE)[0]
+    assert logs[0.0]["distortion"] == pytest.approx(logs[5.0]["distortion"]) and logs[0.0]["distortion"] > 0
+    assert logs[0.0]["loss"] == pytest.approx(logs[0.0]["rec"])
+    assert logs[5.0]["loss"] == pytest.approx(logs[5.0]["rec"] + 5.0 * logs[5.0]["distortion"], rel=1e-5)
+    assert train_main(["--data", str(corpus), "--out", str(tmp_path / "bad"), "--distortion", "-1"]) == 2
