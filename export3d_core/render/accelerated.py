@@ -27,6 +27,7 @@ tests hold it above 40 dB PSNR. Without a grid only early termination is used.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from export3d_core.config import RenderConfig
-from export3d_core.render.marcher import MarchResult, expected_depth, interval_alpha, interval_weights
+from export3d_core.render.marcher import MarchResult, composite, expected_depth, interval_alpha, interval_weights
 from export3d_core.render.rays import generate_rays
 from export3d_core.render.renderer import FieldFn, RenderResult, coarse_depths, query_field, sample_points, to_images
 from export3d_core.render.sampling import gather_merged, importance_depths, merge_depths
@@ -48,6 +49,9 @@ GRID_CHUNK = 1 << 18  # grid points per field call while building a grid (bounds
 EARLY_STOP = 1e-4  # transmittance below which a ray is finished
 SAMPLES_PER_STEP = 4  # wanted samples per ray in the first field call, before transmittance is checked
 STEP_GROWTH = 2  # each later call takes this many times more samples per ray (few calls, little waste)
+# Share of live samples above which one dense field call beats gathering them (the gather and
+# scatter bookkeeping costs about as much per sample as the demo decoder itself; measured).
+DENSE_SHARE = 0.5
 
 
 @dataclass
@@ -66,6 +70,11 @@ class OccupancyGrid:
     @property
     def resolution(self) -> int:
         return self.occupied.shape[-1]
+
+    @functools.cached_property
+    def full(self) -> bool:
+        """Every cell occupied (a fog-like field): nothing can be skipped, so lookups are wasted."""
+        return bool(self.occupied.all())
 
     def occupied_fraction(self) -> float:
         return self.occupied.float().mean().item()
@@ -238,8 +247,13 @@ class AcceleratedRenderer:
             weights = interval_weights(proposal_raw, depths, self.cfg.density_shift)  # (B, R, Sc-1, 1)
         placed = importance_depths(depths, weights, self.proposal_samples, perturb=perturb,
                                    generator=generator)  # (B, R, K, 1)
+        points = sample_points(origins, directions, placed)  # (B, R, K, 3)
+        occupied = None if grid.full else grid.lookup(points)  # (B, R, K)
+        if occupied is None or occupied.float().mean().item() >= DENSE_SHARE:
+            # Mostly live (a soft, fog-like field): one dense call, no gathering or scattering.
+            raw, colours = query_field(field, points)
+            return composite(colours, raw, placed, self.cfg.density_shift)
         samples = _Samples.empty(placed, n_features)
-        occupied = grid.lookup(sample_points(origins, directions, placed))  # (B, R, K)
         # One field call for all live samples: they already crowd where the weight is, so front-to-back
         # rounds would cost more in bookkeeping than early termination saves.
         self._march(field, origins, directions, placed, samples, occupied, first_step=self.proposal_samples)
