@@ -39,6 +39,10 @@ class ModelConfig:
     expr_dim: int = 256  # d = h/4, expression space = token width (paper: 256)
     beta_dim: int = 64  # β: 3DMM expression parameters (paper: 64)
     lebs_hidden: int = 256  # width of LeBS' hidden FC layer (paper silent; chose d)
+    # Units of λ (chose; the paper is silent): λ = lambda_scale · FC(β) and e = (λ / lambda_scale) V,
+    # so the model computes the same thing for any value. Calibrated after training
+    # (`export3d_core.lambda_units`) so the training expressions span the paper's slider scale.
+    lambda_scale: float = 1.0
     encoder_widths: tuple[int, ...] = (64, 128, 256, 512)  # ResNetSE18 stage widths (ResNet-18's)
     se_reduction: int = 16  # squeeze-and-excitation bottleneck ratio (SENet default)
     # -- generator G -----------------------------------------------------------------------------
@@ -79,6 +83,8 @@ class ModelConfig:
             problems.append("expr_dim must be divisible by num_heads")
         if self.feature_channels < 3:
             problems.append("feature_channels must be >= 3 (the first three are RGB)")
+        if not (math.isfinite(self.lambda_scale) and self.lambda_scale > 0):
+            problems.append(f"lambda_scale must be a positive number, got {self.lambda_scale}")
         if self.n_basis > self.expr_dim:
             problems.append("n_basis must not exceed expr_dim (QR of a d x n matrix)")
         if problems:

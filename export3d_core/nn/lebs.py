@@ -2,7 +2,8 @@
 
 `LeBS` maps 3DMM expression parameters β to n coefficients λ with two FC layers and owns the
 learned orthonormal basis V (n, d), recomputed by QR from a learnable d x n weight on every call
-so it stays exactly orthonormal while training; the expression code is e = λ V.
+so it stays exactly orthonormal while training; the expression code is e = λ V (with λ in the
+units of `ModelConfig.lambda_scale`).
 `ResNetSE18` is the image encoder used only by contrastive pre-training (no orthonormal basis).
 """
 from __future__ import annotations
@@ -27,10 +28,11 @@ class LeBS(nn.Module):
         weight = torch.empty(cfg.expr_dim, cfg.n_basis)
         nn.init.orthogonal_(weight)  # well conditioned from the start: QR is stable
         self.basis_weight = nn.Parameter(weight)  # (d, n)
+        self.lambda_scale = cfg.lambda_scale  # the units of λ (config.py); e does not depend on it
 
     def coefficients(self, beta: torch.Tensor) -> torch.Tensor:
         """β (B, beta_dim) -> λ (B, n)."""
-        return self.mlp(beta)
+        return self.mlp(beta) * self.lambda_scale
 
     def basis(self) -> torch.Tensor:
         """The orthonormal basis V (n, d); differentiable w.r.t. `basis_weight`.
@@ -48,8 +50,8 @@ class LeBS(nn.Module):
         return (q * signs).transpose(0, 1)  # (n, d)
 
     def embed(self, lam: torch.Tensor) -> torch.Tensor:
-        """λ (B, n) -> e (B, d) = λ V."""
-        return lam @ self.basis().to(lam.dtype)
+        """λ (B, n) -> e (B, d) = (λ / lambda_scale) V."""
+        return (lam / self.lambda_scale) @ self.basis().to(lam.dtype)
 
     def forward(self, beta: torch.Tensor) -> torch.Tensor:
         """β (B, beta_dim) -> e (B, d)."""

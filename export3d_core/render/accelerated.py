@@ -253,10 +253,8 @@ class AcceleratedRenderer:
             # Mostly live (a soft, fog-like field): one dense call, no gathering or scattering.
             raw, colours = query_field(field, points)
             return composite(colours, raw, placed, self.cfg.density_shift)
-        samples = _Samples.empty(placed, n_features)
-        # One field call for all live samples: they already crowd where the weight is, so front-to-back
-        # rounds would cost more in bookkeeping than early termination saves.
-        self._march(field, origins, directions, placed, samples, occupied, first_step=self.proposal_samples)
+        samples = _Samples.empty(placed, n_features)  # sparse: live samples front to back, opaque rays stop
+        self._march(field, origins, directions, placed, samples, occupied)
         return samples.composite(placed, self.cfg.density_shift)
 
     # -- internals --------------------------------------------------------------------------------
@@ -269,7 +267,6 @@ class AcceleratedRenderer:
         samples: "_Samples",
         occupied: Tensor | None,
         live: Tensor | None = None,
-        first_step: int | None = None,
     ) -> None:
         """Evaluate, front to back, every live sample the composite needs, until each ray is opaque.
 
@@ -301,7 +298,7 @@ class AcceleratedRenderer:
         positions = torch.arange(n_samples - 1, device=depths.device)  # (S-1,)
         log_stop = math.log(self.early_stop)
         alive = torch.ones_like(n_wanted, dtype=torch.bool)  # (A,)
-        lo, size = 0, first_step or self.samples_per_step
+        lo, size = 0, self.samples_per_step
         while True:
             act = (alive & (n_wanted > lo)).nonzero()[:, 0]  # (a,) indices into rows
             if act.numel() == 0:

@@ -257,11 +257,16 @@ class Trainer:
         return save_sample_grid(self.run_dir / SAMPLES_DIR / f"step_{self.step:08d}.png", columns, size)
 
     def save_inference_weights(self) -> Path:
+        """RUN/model.safetensors, with λ calibrated to the slider scale on the corpus' expressions."""
         from export3d_core.checkpoint import save_checkpoint  # the lead's format; deferred import
+        from export3d_core.lambda_units import calibrated_scale, with_lambda_scale
 
         path = self.run_dir / MODEL_FILE
-        save_checkpoint(self.model, path, meta={"step": self.step, "phase": self.phase,
-                                                "train_config": vars(self.cfg).copy()})
+        model = self.model
+        if hasattr(model, "lebs") and len(self.dataset.betas) >= 2:
+            model = with_lambda_scale(model, calibrated_scale(model, self.dataset.betas))
+        save_checkpoint(model, path, meta={"step": self.step, "phase": self.phase,
+                                           "train_config": vars(self.cfg).copy()})
         return path
 
     # -- Ctrl-C ------------------------------------------------------------------------------------

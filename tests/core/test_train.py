@@ -15,6 +15,7 @@ from test_dataset import write_toy_corpus
 from export3d_core.checkpoint import load_checkpoint
 from export3d_core.config import ModelConfig, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
+from export3d_core.lambda_units import LAMBDA_SPAN, SPAN_QUANTILE
 from export3d_core.model import Export3D
 from export3d_core.nn.discriminator import DualDiscriminator
 from export3d_core.train import checkpointing as ckpt
@@ -132,7 +133,12 @@ def test_train_command(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     args = [*common, "--steps", "2", "--adv-steps", "1", "--checkpoint-every", "1"]
     assert train_main(args) == 0
     model, meta = load_checkpoint(run / "model.safetensors")
-    assert model.config == CFG and meta["step"] == 3
+    assert model.config == CFG.replace(lambda_scale=model.config.lambda_scale) and meta["step"] == 3
+    # λ is calibrated on the corpus' expressions: their 99th percentile |λ| is the slider scale.
+    betas = CorpusDataset(corpus, CFG.input_size, CFG.neural_size, CFG.output_size).betas
+    with torch.no_grad():
+        reach = torch.quantile(model.coefficients(betas).abs().flatten(), SPAN_QUANTILE).item()
+    assert model.config.lambda_scale != 1.0 and reach == pytest.approx(LAMBDA_SPAN, rel=1e-4)
     assert train_main(args) == 2  # a second run into the same directory needs --resume
     assert "--resume" in capsys.readouterr().err
     assert train_main(["train", *common, "--steps", "4", "--adv-steps", "1", "--resume"]) == 0
@@ -148,7 +154,7 @@ def test_corpus_beta_dim_overrides_the_preset(tmp_path: Path, capsys: pytest.Cap
                        "--no-progress"]) == 0
     assert "beta_dim 12 of preset 'tiny' replaced by the corpus' 5" in capsys.readouterr().err
     model, _ = load_checkpoint(tmp_path / "run" / "model.safetensors")
-    assert model.config == dataclasses.replace(CFG, beta_dim=5)
+    assert model.config == dataclasses.replace(CFG, beta_dim=5, lambda_scale=model.config.lambda_scale)
     state = json.loads((tmp_path / "run" / "train_state.json").read_text())
     assert state["model_config"]["beta_dim"] == 5
 

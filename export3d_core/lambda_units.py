@@ -1,0 +1,48 @@
+"""The units of λ: calibrate `ModelConfig.lambda_scale` so the sliders mean something.
+
+CLeBS is trained with a cosine-similarity InfoNCE loss, which fixes the directions of the
+expression codes but not their length, so the raw LeBS output of a trained model can live
+anywhere: the demo model's training expressions gave |λ| <= 0.3, while the editor's sliders and
+the paper's basis sweeps (Fig. S3) work on a scale of about -10 .. 20. Calibration rescales λ
+(the model's output is unchanged, see config.py) so that the training expressions reach
+±`LAMBDA_SPAN` at the `SPAN_QUANTILE` of |λ|: a slider at 10 is then an expression as strong as
+the strongest ones in the data, and the paper's sweep to 20 goes twice as far.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from export3d_core.errors import Export3DError
+
+LAMBDA_SPAN = 10.0  # |λ| of a strong training expression after calibration (the paper's slider scale)
+SPAN_QUANTILE = 0.99  # which |λ| of the training expressions is mapped to LAMBDA_SPAN
+
+
+@torch.no_grad()
+def calibrated_scale(model, betas: np.ndarray | torch.Tensor, span: float = LAMBDA_SPAN,
+                     quantile: float = SPAN_QUANTILE) -> float:
+    """The `lambda_scale` that maps the `quantile` of |λ| over `betas` (N, beta_dim) to `span`."""
+    betas = torch.as_tensor(np.asarray(betas), dtype=torch.float32)
+    if betas.dim() != 2 or betas.shape[0] < 2 or betas.shape[1] != model.config.beta_dim:
+        raise Export3DError(f"calibrating λ needs (N >= 2, {model.config.beta_dim}) expression parameters, "
+                            f"got {tuple(betas.shape)}")
+    device = next(model.parameters()).device
+    raw = model.lebs.mlp(betas.to(device))  # (N, n): λ before any scaling
+    reach = float(torch.quantile(raw.abs().flatten().double().cpu(), quantile))
+    if not np.isfinite(reach) or reach <= 0:
+        raise Export3DError("the expression parameters give no λ at all (LeBS outputs zeros); cannot calibrate")
+    return span / reach
+
+
+def with_lambda_scale(model, scale: float):
+    """The same weights in a model whose config has `lambda_scale = scale` (λ in new units)."""
+    from export3d_core.model import Export3D
+
+    rescaled = Export3D(model.config.replace(lambda_scale=float(scale)))
+    rescaled.load_state_dict(model.state_dict())
+    parameter = next(model.parameters())
+    return rescaled.to(device=parameter.device, dtype=parameter.dtype).train(model.training)
+
+
+__all__ = ["LAMBDA_SPAN", "SPAN_QUANTILE", "calibrated_scale", "with_lambda_scale"]
