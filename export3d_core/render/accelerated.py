@@ -14,15 +14,24 @@ deterministic stratified depths, the same importance sampling, the same composit
   stops being evaluated once its transmittance falls below `early_stop` (its remaining
   samples can change the pixel by at most that much).
 
-Two opt-in approximations make it faster where the image allows (the session uses them; the
-bench reports the agreement): `fine_samples` draws fewer importance samples than the reference
-(same pdf, so they still crowd the surface), and `fine_skip_alpha` skips the importance pass of
-rays whose coarse opacity stays below it (background rays). `build_grid(alpha_threshold=...)`
-sets the emptiness threshold as the opacity a whole ray could lose, not a raw density.
+Opt-in approximations make it faster where the image allows (the bench reports the agreement):
 
-Live samples are gathered into one flat batch per field call and scattered back. The error
-against the reference is bounded by threshold x path length plus `early_stop` per pixel; the
-tests hold it above 40 dB PSNR. Without a grid only early termination is used.
+- `proposal_samples` (what the session uses): the grid also keeps the densities it measured at
+  its corners, and the coarse pass is computed from them (trilinearly) instead of from the
+  field, as a proposal network would. `proposal_samples` importance samples per ray are drawn
+  from those weights and only they are evaluated. On a sharp field they crowd the surfaces and
+  the occupancy and early-termination skipping above still apply; on a soft, fog-like field
+  (every cell occupied) they are evaluated in one dense call, because gathering would cost
+  more than it saves.
+- `fine_samples` draws fewer importance samples than the reference (same pdf, so they still
+  crowd the surface), and `fine_skip_alpha` skips the importance pass of rays whose coarse
+  opacity stays below it (background rays).
+
+`build_grid(alpha_threshold=...)` sets the emptiness threshold as the opacity a whole ray could
+lose, not a raw density. Live samples are gathered into one flat batch per field call and
+scattered back. The error of the exact mode against the reference is bounded by threshold x
+path length plus `early_stop` per pixel; the tests hold every mode above 40 dB PSNR. Without a
+grid only early termination is used.
 """
 from __future__ import annotations
 
