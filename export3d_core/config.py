@@ -172,6 +172,7 @@ class TrainConfig:
     lambda_adv: float = 0.01  # λ_adv of Eq. (4)
     r1_gamma: float = 1.0  # R1 penalty weight on real images (EG3D-style)
     lambda_distortion: float = 0.0  # Mip-NeRF 360 distortion regulariser (not in the paper; 0 = off)
+    feature_weight: float = 1.0  # L2 weight near brows, eyes, nose and mouth (not in the paper; 1 = off)
     clebs_negatives: int = 32  # negatives per positive, from the same clip
     clebs_temperature: float = 0.07  # τ of InfoNCE
     batch_size: int = 8

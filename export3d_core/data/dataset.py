@@ -22,6 +22,23 @@ from export3d_core.data.corpus import read_clip_meta, read_corpus_info
 from export3d_core.errors import Export3DError
 
 CAMERA_DIM = 25  # DESIGN.md §3: 16 cam2world + 9 intrinsics
+# Landmarks whose neighbourhood an expression moves, in the iBUG 68-point layout: brows (17-26),
+# nose (27-35), eyes (36-47) and mouth (48-67); the jaw line (0-16) mostly moves with the pose.
+FEATURE_LANDMARKS = slice(17, 68)
+FEATURE_RADIUS = 0.04  # disc radius around each feature landmark, as a fraction of the image side
+
+
+def feature_mask(landmarks: np.ndarray, size: int, radius: float = FEATURE_RADIUS) -> np.ndarray:
+    """(size, size) float32 mask, 1 within `radius` (fraction of the side) of any feature landmark.
+
+    `landmarks` (68, 2) are (x, y) in fractions of the image side.
+    """
+    points = np.asarray(landmarks, dtype=np.float32)[FEATURE_LANDMARKS] * size  # (K, 2) pixels
+    centres = (np.arange(size, dtype=np.float32) + 0.5)  # pixel centres
+    dx = centres[None, None, :] - points[:, 0, None, None]  # (K, 1, W)
+    dy = centres[None, :, None] - points[:, 1, None, None]  # (K, H, 1)
+    inside = (dx ** 2 + dy ** 2) <= (radius * size) ** 2  # (K, H, W)
+    return inside.any(axis=0).astype(np.float32)
 
 
 def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
@@ -56,12 +73,17 @@ class CorpusDataset(Dataset):
 
     source (3, in, in), driving (3, out, out), driving_raw (3, n, n) in [-1, 1];
     beta (beta_dim,) and camera (25,) of the driving frame; clip (int64 scalar);
-    index / source_index (int64 scalars, global frame indices).
+    index / source_index (int64 scalars, global frame indices). With `feature_weight` > 1 also
+    weight (1, out, out): `feature_weight` near the driving frame's brows, eyes, nose and mouth
+    (`feature_mask`), 1 elsewhere, for the loss to weigh what expressions move.
     """
 
     def __init__(self, root: str | Path, input_size: int, neural_size: int, output_size: int | None = None,
-                 *, in_memory: bool = True, seed: int = 0) -> None:
+                 *, in_memory: bool = True, seed: int = 0, feature_weight: float = 1.0) -> None:
         self.root = Path(root)
+        if not feature_weight >= 1.0:
+            raise Export3DError(f"the feature weight must be >= 1, got {feature_weight}")
+        self.feature_weight = float(feature_weight)
         self.sizes = (input_size, output_size or input_size, neural_size)  # source, driving, raw
         self.seed = seed
         self.epoch = 0
@@ -71,6 +93,7 @@ class CorpusDataset(Dataset):
         frames: list[FrameRef] = []
         betas: list[list[float]] = []
         cameras: list[list[float]] = []
+        landmarks: list[list[list[float]]] = []
         self.clip_frames: list[np.ndarray] = []  # per clip: the global indices of its frames
         for clip_index, name in enumerate(self.info.clips):
             meta = read_clip_meta(self.root / name)
@@ -81,9 +104,14 @@ class CorpusDataset(Dataset):
                                         f"corpus.json says beta_dim {self.info.beta_dim}")
                 if len(record.camera) != CAMERA_DIM:
                     raise Export3DError(f"{name}/{record.file}: camera has {len(record.camera)} values, expected {CAMERA_DIM}")
+                if self.feature_weight > 1 and not record.landmarks:
+                    raise Export3DError(f"{name}/{record.file} has no landmarks; the feature weight needs "
+                                        "them in every frame (train without --feature-weight)")
                 frames.append(FrameRef(clip_index, self.root / name / record.file))
                 betas.append(record.beta)
                 cameras.append(record.camera)
+                if self.feature_weight > 1:
+                    landmarks.append(record.landmarks)
             self.clip_frames.append(np.arange(start, len(frames)))
         if not frames:
             raise Export3DError(f"corpus {self.root} has no frames")
@@ -93,6 +121,8 @@ class CorpusDataset(Dataset):
         self.betas = torch.tensor(betas, dtype=torch.float32)  # (N, beta_dim)
         self.cameras = torch.tensor(cameras, dtype=torch.float32)  # (N, 25)
         self.frame_clip = np.array([f.clip for f in frames], dtype=np.int64)  # (N,)
+        # (N, 68, 2) in fractions of the side (landmarks are stored in pixels of the corpus frames)
+        self.landmarks = np.asarray(landmarks, dtype=np.float32) / self.info.resolution if landmarks else None
         self._cache: list[tuple[np.ndarray, ...]] | None = None
         if in_memory:
             # Decoded once: PNG decoding and resizing dominate a CPU step otherwise.
@@ -142,7 +172,7 @@ class CorpusDataset(Dataset):
         index = int(index)
         source_index = self.draw_source(index)
         driving, driving_raw = self.images(index)[1:]
-        return {
+        item = {
             "source": self.source_image(source_index),  # (3, in, in)
             "driving": to_tensor(driving),  # (3, out, out)
             "driving_raw": to_tensor(driving_raw),  # (3, n, n)
@@ -152,3 +182,7 @@ class CorpusDataset(Dataset):
             "index": torch.tensor(index),
             "source_index": torch.tensor(source_index),
         }
+        if self.landmarks is not None:
+            mask = feature_mask(self.landmarks[index], self.sizes[1])  # (out, out)
+            item["weight"] = torch.from_numpy(1.0 + (self.feature_weight - 1.0) * mask)[None]  # (1, out, out)
+        return item

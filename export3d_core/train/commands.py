@@ -45,6 +45,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--lr-d", type=float, default=None, help="Adam learning rate of D (default 1e-5, the paper's)")
     train.add_argument("--distortion", type=float, default=None,
                        help="weight of the distortion regulariser that sharpens the density (default 0: off)")
+    train.add_argument("--feature-weight", type=float, default=None,
+                       help="L2 weight of the pixels near brows, eyes, nose and mouth (default 1: plain L2); "
+                            "a stand-in for the perceptual loss when VGG16 weights are absent")
     train.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     train.add_argument("--sample-every", type=int, default=None, help="steps between sample grids")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: this rank's GPU if any)")
@@ -79,12 +82,13 @@ def corpus_config(preset: str, dataset: CorpusDataset, quiet: bool = False) -> M
 def train_config(*, steps: int | None = None, adv_steps: int | None = None, batch: int | None = None,
                  seed: int | None = None, checkpoint_every: int | None = None,
                  sample_every: int | None = None, lr_g: float | None = None,
-                 lr_d: float | None = None, distortion: float | None = None) -> TrainConfig:
+                 lr_d: float | None = None, distortion: float | None = None,
+                 feature_weight: float | None = None) -> TrainConfig:
     """TrainConfig defaults overridden by whatever the command line gave (None = keep)."""
     base = TrainConfig()
     changes = {"recon_steps": steps, "adv_steps": adv_steps, "batch_size": batch, "seed": seed,
                "checkpoint_every": checkpoint_every, "sample_every": sample_every, "lr_g": lr_g, "lr_d": lr_d,
-               "lambda_distortion": distortion}
+               "lambda_distortion": distortion, "feature_weight": feature_weight}
     changes = {k: v for k, v in changes.items() if v is not None}
     flags = {"recon_steps": "--steps", "adv_steps": "--adv-steps", "checkpoint_every": "--checkpoint-every",
              "sample_every": "--sample-every"}
@@ -96,6 +100,8 @@ def train_config(*, steps: int | None = None, adv_steps: int | None = None, batc
             raise Export3DError(f"--{key.replace('_', '-')} must be between 0 and 1")
     if changes.get("lambda_distortion", 0) < 0:
         raise Export3DError("--distortion must be >= 0")
+    if changes.get("feature_weight", 1) < 1:
+        raise Export3DError("--feature-weight must be >= 1")
     if changes.get("batch_size", 1) < 1:
         raise Export3DError("--batch must be >= 1")
     return dataclasses.replace(base, **changes)
@@ -109,13 +115,14 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     tcfg = train_config(steps=args.steps, adv_steps=args.adv_steps, batch=args.batch, seed=args.seed,
                         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
                         lr_g=getattr(args, "lr_g", None), lr_d=getattr(args, "lr_d", None),
-                        distortion=getattr(args, "distortion", None))
+                        distortion=getattr(args, "distortion", None),
+                        feature_weight=getattr(args, "feature_weight", None))
     out = Path(args.out)
     if args.resume and not ckpt.has_training_state(out):
         raise Export3DError(f"nothing to resume in {out}: no {ckpt.STATE_JSON}")
     if not args.resume and ckpt.has_training_state(out):
         raise Export3DError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    dataset = CorpusDataset(args.data, *_sizes(args.preset), seed=tcfg.seed)
+    dataset = CorpusDataset(args.data, *_sizes(args.preset), seed=tcfg.seed, feature_weight=tcfg.feature_weight)
     cfg = corpus_config(args.preset, dataset, quiet=not dist.is_main)
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = Export3D(cfg)

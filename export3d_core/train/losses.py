@@ -52,17 +52,30 @@ def reconstruction_loss(out: Any, batch: Mapping[str, torch.Tensor],
     """Eq. (3): L2(raw) + L2(final) + LPIPS(raw) + LPIPS(final); the LPIPS terms only with VGG.
 
     `out` has `.image` (B, 3, out, out) and `.image_raw` (B, 3, n, n); `batch` has `driving` and
-    `driving_raw` of the same sides. Returns the total and the float value of each part.
+    `driving_raw` of the same sides, and optionally `weight` (B, 1, out, out): then both L2 terms
+    are weighted means (the raw term with the weight area-resampled to its side). Returns the
+    total and the float value of each part.
     """
+    weight = batch.get("weight")
     parts: dict[str, torch.Tensor] = {
-        "l2_raw": F.mse_loss(out.image_raw, batch["driving_raw"]),
-        "l2": F.mse_loss(out.image, batch["driving"]),
+        "l2_raw": weighted_mse(out.image_raw, batch["driving_raw"], weight),
+        "l2": weighted_mse(out.image, batch["driving"], weight),
     }
     if perceptual is not None:
         parts["lpips_raw"] = perceptual(out.image_raw, batch["driving_raw"])
         parts["lpips"] = perceptual(out.image, batch["driving"])
     total = torch.stack(list(parts.values())).sum()
     return total, {name: float(value.detach()) for name, value in parts.items()}
+
+
+def weighted_mse(output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error, weighted per pixel by weight (B, 1, H', W') resampled to the images' side."""
+    if weight is None:
+        return F.mse_loss(output, target)
+    if weight.shape[-2:] != output.shape[-2:]:
+        weight = F.interpolate(weight, size=output.shape[-2:], mode="area")
+    weight = weight.to(output.dtype)
+    return (weight * (output - target).square()).mean() / weight.mean()
 
 
 def generator_adv_loss(fake_logits: torch.Tensor) -> torch.Tensor:

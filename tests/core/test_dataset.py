@@ -132,3 +132,29 @@ def test_bad_corpus_raises_clear_error(tmp_path: Path, damage: str, message: str
     with pytest.raises(Export3DError, match=message) as info:
         CorpusDataset(root, 32, 16, 32)
     assert "\n" not in str(info.value)
+
+
+def test_feature_weight_marks_the_driving_frames_features(tmp_path: Path) -> None:
+    from export3d_core.data.synthetic import generate_corpus
+
+    root = generate_corpus(tmp_path / "heads", identities=1, frames=3, resolution=64, seed=0, progress=False)
+    plain = CorpusDataset(root, 64, 32, 64)
+    assert "weight" not in plain[0]
+    weighted = CorpusDataset(root, 64, 32, 64, feature_weight=4.0)
+    item = weighted[1]
+    weight = item["weight"]
+    assert weight.shape == (1, 64, 64) and set(weight.unique().tolist()) == {1.0, 4.0}
+    assert 0.03 < (weight > 1).float().mean().item() < 0.25  # the inner face, not the whole frame
+    landmarks = weighted.landmarks[1] * 64  # pixels of the 64-pixel driving frame
+    for point in (landmarks[30], landmarks[36], landmarks[62]):  # nose tip, an eye corner, the lips
+        x, y = (int(v) for v in point)
+        assert weight[0, y, x] == 4.0
+    assert weight[0, 0, 0] == weight[0, 63, 63] == 1.0  # background corners
+    torch.testing.assert_close(item["driving"], plain[1]["driving"])
+
+
+def test_feature_weight_needs_landmarks_and_a_sane_value(corpus: Path) -> None:
+    with pytest.raises(Export3DError, match="has no landmarks"):
+        CorpusDataset(corpus, 48, 24, 48, feature_weight=3.0)
+    with pytest.raises(Export3DError, match=">= 1"):
+        CorpusDataset(corpus, 48, 24, 48, feature_weight=0.5)

@@ -118,3 +118,19 @@ def test_r1_penalty_of_a_linear_discriminator() -> None:
     w_leaf = w.clone().requires_grad_(True)
     r1_penalty((x * w_leaf).flatten(1).sum(1), [x]).backward()
     assert torch.allclose(w_leaf.grad, 2 * w, atol=1e-5)
+
+
+def test_weighted_mse_is_a_weighted_mean_at_either_side() -> None:
+    from export3d_core.train.losses import weighted_mse
+
+    output, target = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    output[..., :4, :] = 1.0  # error 1 in the top half only
+    uniform = torch.full((1, 1, 8, 8), 2.0)
+    assert weighted_mse(output, target, uniform).item() == pytest.approx(0.5)
+    assert weighted_mse(output, target, None).item() == pytest.approx(0.5)
+    top = torch.ones(1, 1, 8, 8)
+    top[..., :4, :] = 3.0  # the erroneous half weighs 3: (3 * 32) / (3 * 32 + 32)
+    assert weighted_mse(output, target, top).item() == pytest.approx(0.75)
+    big = torch.ones(1, 1, 16, 16)
+    big[..., :8, :] = 3.0  # given at twice the side: area-resampled to 8 x 8 first
+    assert weighted_mse(output, target, big).item() == pytest.approx(0.75)

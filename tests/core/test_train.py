@@ -204,3 +204,17 @@ def test_distortion_weight_enters_the_loss_and_the_log(corpus: Path, tmp_path: P
     assert logs[0.0]["loss"] == pytest.approx(logs[0.0]["rec"])
     assert logs[5.0]["loss"] == pytest.approx(logs[5.0]["rec"] + 5.0 * logs[5.0]["distortion"], rel=1e-5)
     assert train_main(["--data", str(corpus), "--out", str(tmp_path / "bad"), "--distortion", "-1"]) == 2
+
+
+def test_feature_weight_flag_trains_on_landmarked_frames_only(corpus: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    from export3d_core.data.synthetic import generate_corpus
+
+    heads = generate_corpus(tmp_path / "heads", identities=1, frames=3, resolution=64, seed=0, progress=False)
+    common = ["--batch", "2", "--steps", "1", "--no-progress", "--feature-weight", "6"]
+    assert train_main(["--data", str(heads), "--out", str(tmp_path / "run"), *common]) == 0
+    record = read_jsonl(tmp_path / "run" / LOG_FILE)[0]
+    assert math.isfinite(record["l2"]) and record["l2"] > 0
+    assert train_main(["--data", str(corpus), "--out", str(tmp_path / "toy"), *common]) == 2
+    assert "has no landmarks" in capsys.readouterr().err
+    assert train_main(["--data", str(heads), "--out", str(tmp_path / "r"), "--feature-weight", "0.5"]) == 2
