@@ -43,6 +43,11 @@ class ModelConfig:
     # so the model computes the same thing for any value. Calibrated after training
     # (`export3d_core.lambda_units`) so the training expressions span the paper's slider scale.
     lambda_scale: float = 1.0
+    # Gain of the expression code the generator sees: e = expression_gain · (λ / lambda_scale) V
+    # (chose). CLeBS' cosine InfoNCE leaves |λ| arbitrary; frozen, it gave the demo codes of
+    # ~0.02 per entry, which the zero-initialised EAdaLN modulation (SiLU -> Linear) can barely
+    # learn from. `train --expression-gain auto` sets it so strong expressions give O(1) entries.
+    expression_gain: float = 1.0
     encoder_widths: tuple[int, ...] = (64, 128, 256, 512)  # ResNetSE18 stage widths (ResNet-18's)
     se_reduction: int = 16  # squeeze-and-excitation bottleneck ratio (SENet default)
     # -- generator G -----------------------------------------------------------------------------
@@ -83,8 +88,10 @@ class ModelConfig:
             problems.append("expr_dim must be divisible by num_heads")
         if self.feature_channels < 3:
             problems.append("feature_channels must be >= 3 (the first three are RGB)")
-        if not (math.isfinite(self.lambda_scale) and self.lambda_scale > 0):
-            problems.append(f"lambda_scale must be a positive number, got {self.lambda_scale}")
+        for name in ("lambda_scale", "expression_gain"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a positive number, got {value}")
         if self.n_basis > self.expr_dim:
             problems.append("n_basis must not exceed expr_dim (QR of a d x n matrix)")
         if problems:

@@ -22,13 +22,19 @@ SPAN_QUANTILE = 0.99  # which |λ| of the training expressions is mapped to LAMB
 @torch.no_grad()
 def calibrated_scale(model, betas: np.ndarray | torch.Tensor, span: float = LAMBDA_SPAN,
                      quantile: float = SPAN_QUANTILE) -> float:
-    """The `lambda_scale` that maps the `quantile` of |λ| over `betas` (N, beta_dim) to `span`."""
+    """The `lambda_scale` that maps the `quantile` of |λ| over `betas` (N, beta_dim) to `span`.
+
+    `model` is an Export3D or its LeBS; only the raw LeBS output counts, so the answer does not
+    depend on the scale the model already has.
+    """
+    lebs = getattr(model, "lebs", model)
+    beta_dim = lebs.mlp[0].in_features
     betas = torch.as_tensor(np.asarray(betas), dtype=torch.float32)
-    if betas.dim() != 2 or betas.shape[0] < 2 or betas.shape[1] != model.config.beta_dim:
-        raise Export3DError(f"calibrating λ needs (N >= 2, {model.config.beta_dim}) expression parameters, "
+    if betas.dim() != 2 or betas.shape[0] < 2 or betas.shape[1] != beta_dim:
+        raise Export3DError(f"calibrating λ needs (N >= 2, {beta_dim}) expression parameters, "
                             f"got {tuple(betas.shape)}")
-    device = next(model.parameters()).device
-    raw = model.lebs.mlp(betas.to(device))  # (N, n): λ before any scaling
+    device = next(lebs.parameters()).device
+    raw = lebs.mlp(betas.to(device))  # (N, n): λ before any scaling
     reach = float(torch.quantile(raw.abs().flatten().double().cpu(), quantile))
     if not np.isfinite(reach) or reach <= 0:
         raise Export3DError("the expression parameters give no λ at all (LeBS outputs zeros); cannot calibrate")

@@ -29,6 +29,7 @@ class LeBS(nn.Module):
         nn.init.orthogonal_(weight)  # well conditioned from the start: QR is stable
         self.basis_weight = nn.Parameter(weight)  # (d, n)
         self.lambda_scale = cfg.lambda_scale  # the units of λ (config.py); e does not depend on it
+        self.expression_gain = cfg.expression_gain  # scale of e itself (config.py)
 
     def coefficients(self, beta: torch.Tensor) -> torch.Tensor:
         """β (B, beta_dim) -> λ (B, n)."""
@@ -50,8 +51,8 @@ class LeBS(nn.Module):
         return (q * signs).transpose(0, 1)  # (n, d)
 
     def embed(self, lam: torch.Tensor) -> torch.Tensor:
-        """λ (B, n) -> e (B, d) = (λ / lambda_scale) V."""
-        return (lam / self.lambda_scale) @ self.basis().to(lam.dtype)
+        """λ (B, n) -> e (B, d) = expression_gain · (λ / lambda_scale) V."""
+        return (lam * (self.expression_gain / self.lambda_scale)) @ self.basis().to(lam.dtype)
 
     def forward(self, beta: torch.Tensor) -> torch.Tensor:
         """β (B, beta_dim) -> e (B, d)."""

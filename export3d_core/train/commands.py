@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from export3d_core.config import ModelConfig, PRESETS, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.errors import Export3DError
 from export3d_core.train import checkpointing as ckpt
-from export3d_core.train.clebs import load_lebs_frozen, pretrain_clebs
+from export3d_core.train.clebs import load_lebs_frozen, pretrain_clebs, resolve_clebs_path
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
 from export3d_core.train.losses import PerceptualLoss
 from export3d_core.train.loop import Trainer
@@ -45,6 +47,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--lr-d", type=float, default=None, help="Adam learning rate of D (default 1e-5, the paper's)")
     train.add_argument("--distortion", type=float, default=None,
                        help="weight of the distortion regulariser that sharpens the density (default 0: off)")
+    train.add_argument("--expression-gain", default=None, metavar="GAIN|auto",
+                       help="scale of the expression code the generator sees (default 1; auto calibrates it "
+                            "from the --clebs weights so strong expressions give O(1) codes); --resume keeps the run's")
     train.add_argument("--feature-weight", type=float, default=None,
                        help="L2 weight of the pixels near brows, eyes, nose and mouth (default 1: plain L2); "
                             "a stand-in for the perceptual loss when VGG16 weights are absent")
@@ -124,6 +129,7 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
         raise Export3DError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     dataset = CorpusDataset(args.data, *_sizes(args.preset), seed=tcfg.seed, feature_weight=tcfg.feature_weight)
     cfg = corpus_config(args.preset, dataset, quiet=not dist.is_main)
+    cfg = cfg.replace(expression_gain=expression_gain(args, cfg, dataset, out))
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = Export3D(cfg)
     frozen = bool(args.clebs)
@@ -149,6 +155,40 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
                 for group in optimiser.param_groups:
                     group["lr"] = lr
     return trainer
+
+
+def expression_gain(args: argparse.Namespace, cfg: ModelConfig, dataset: CorpusDataset, out: Path) -> float:
+    """The run's `expression_gain`: the flag's number, `auto` (calibrated on the CLeBS weights), or
+    on --resume the checkpoint's (a different number is refused: see train/expression_gain.py)."""
+    flag = getattr(args, "expression_gain", None)
+    if args.resume:
+        saved_config = json.loads((out / ckpt.STATE_JSON).read_text(encoding="utf-8")).get("model_config", {})
+        saved = float(saved_config.get("expression_gain", 1.0))
+        if flag not in (None, "auto") and _gain_number(flag) != saved:
+            raise Export3DError(f"{out} trains with expression gain {saved:g}; to change it, run "
+                                f"python -m export3d_core.train.expression_gain {out} --gain {flag}")
+        return saved
+    if flag is None:
+        return 1.0
+    if flag != "auto":
+        return _gain_number(flag)
+    if not args.clebs:
+        raise Export3DError("--expression-gain auto needs --clebs: it calibrates the pre-trained λ")
+    from safetensors.torch import load_file
+
+    from export3d_core.train.expression_gain import calibrated_gain
+
+    return calibrated_gain(cfg, load_file(str(resolve_clebs_path(args.clebs))), dataset.betas)
+
+
+def _gain_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise Export3DError(f"--expression-gain must be a positive number or auto, got {text!r}")
+    return value
 
 
 def _sizes(preset: str) -> tuple[int, int, int]:

@@ -1,0 +1,85 @@
+"""Set the expression gain of a training run: `python -m export3d_core.train.expression_gain RUN`.
+
+`ModelConfig.expression_gain` scales the expression code the generator sees (see config.py).
+A run trained with too small a gain hardly learns expression; this tool switches a run's last
+checkpoint to a new gain and zeroes the expression weights of every EAdaLN modulation (their
+biases, the expression-neutral part, stay), so the model's images hardly change at the switch
+and the expression pathway learns afresh at the new scale. Continue the run with
+`export3d train ... --resume`; the gain is read from the checkpoint.
+
+`--gain auto` calibrates it as `train --expression-gain auto` does: the gain at which the
+corpus' strong expressions give λ of the slider scale (`export3d_core.lambda_units`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from export3d_core.errors import Export3DError
+from export3d_core.train import checkpointing as ckpt
+
+MODULATION_WEIGHT = ".adaLN_modulation.1.weight"  # the Linear that reads e in each EAdaLN block
+STATE_KEYS = ("format", "version", "step", "tensors")  # written by save_training_state itself
+
+
+def calibrated_gain(cfg, lebs_state: dict, betas) -> float:
+    """The gain `auto` means for a LeBS with weights `lebs_state` on expression parameters `betas`."""
+    from export3d_core.lambda_units import calibrated_scale
+    from export3d_core.nn.lebs import LeBS
+
+    lebs = LeBS(cfg)
+    lebs.load_state_dict(lebs_state)
+    return calibrated_scale(lebs, betas)
+
+
+def set_run_gain(run_dir, gain: str | float, data: str | None = None) -> float:
+    """Rewrite the last checkpoint of `run_dir` with expression gain `gain` (a number or "auto")."""
+    from export3d_core.config import ModelConfig
+
+    tensors, meta = ckpt.load_training_state(run_dir)
+    if "model_config" not in meta:
+        raise Export3DError(f"the checkpoint in {run_dir} records no model config")
+    cfg = ModelConfig.from_dict(meta["model_config"])
+    if gain == "auto":
+        if data is None:
+            raise Export3DError("--gain auto needs --data: the corpus whose expressions calibrate it")
+        from export3d_core.data.dataset import CorpusDataset
+
+        betas = CorpusDataset(data, cfg.input_size, cfg.neural_size, cfg.output_size, in_memory=False).betas
+        value = calibrated_gain(cfg, ckpt.split_prefix(tensors, "model.lebs"), betas)
+    else:
+        value = float(gain)
+    cfg.replace(expression_gain=value)  # validates: positive and finite
+    weights = [name for name in tensors if name.startswith("model.") and name.endswith(MODULATION_WEIGHT)]
+    if not weights:
+        raise Export3DError(f"the checkpoint in {run_dir} has no EAdaLN modulation weights")
+    for name in weights:
+        tensors[name] = tensors[name].clone().zero_()
+    meta["model_config"]["expression_gain"] = value
+    step = meta["step"]
+    ckpt.save_training_state(run_dir, step, tensors, {k: v for k, v in meta.items() if k not in STATE_KEYS})
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export3d_core.train.expression_gain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", help="training run directory (export3d train --out)")
+    parser.add_argument("--gain", default="auto", help="the new gain, or auto (default)")
+    parser.add_argument("--data", default=None, help="corpus directory (needed by --gain auto)")
+    args = parser.parse_args(argv)
+    try:
+        gain = args.gain if args.gain == "auto" else float(args.gain)
+        value = set_run_gain(args.run, gain, args.data)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Export3DError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.run}: expression gain {value:.4g}; EAdaLN expression weights zeroed; continue with --resume")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
