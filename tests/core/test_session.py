@@ -92,3 +92,21 @@ def test_reference_renderer_option_builds_no_grid_and_agrees(tiny_model):
     assert 10 * np.log10(4 / max(mse, 1e-12)) >= 30  # random-init haze: a loose bound; bench checks 40 dB on a surface
     with pytest.raises(ValueError, match="renderer"):
         PortraitSession(tiny_model, renderer="raytraced")
+
+
+def test_sr_in_bf16_agrees_with_fp32_and_can_be_switched(tiny_model):
+    from export3d_core.session import Acceleration, native_bf16
+
+    image = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    frames = {}
+    for sr_bf16 in (False, True):
+        session = PortraitSession(tiny_model, acceleration=Acceleration(sr_bf16=sr_bf16))
+        assert session.sr_bf16 is sr_bf16
+        session.set_portrait(image)
+        frames[sr_bf16] = session.render([0.3] * 10, OrbitCamera(yaw=0.1)).image
+        assert frames[sr_bf16].dtype == torch.float32
+    mse = (frames[True] - frames[False]).square().mean().item()
+    assert 40 <= 10 * np.log10(4 / max(mse, 1e-12)) < float("inf")  # bf16 really ran, within 40 dB
+    auto = PortraitSession(tiny_model)  # None: decided by the hardware
+    assert auto.sr_bf16 == native_bf16(torch.device("cpu"))
+    assert native_bf16(torch.device("meta")) is False
