@@ -19,7 +19,8 @@ Opt-in approximations make it faster where the image allows (the bench reports t
 - `proposal_samples` (what the session uses): the grid also keeps the densities it measured at
   its corners, and the coarse pass is computed from them (trilinearly) instead of from the
   field, as a proposal network would. `proposal_samples` importance samples per ray are drawn
-  from those weights and only they are evaluated. On a sharp field they crowd the surfaces and
+  from those weights and, with `proposal_uniform` evenly spaced ones (thin features the coarse
+  grid blurs away), only they are evaluated. On a sharp field they crowd the surfaces and
   the occupancy and early-termination skipping above still apply; on a soft, fog-like field
   (every cell occupied) they are evaluated in one dense call, because gathering would cost
   more than it saves.
@@ -122,6 +123,7 @@ class AcceleratedRenderer:
         fine_samples: int | None = None,
         fine_skip_alpha: float = 0.0,
         proposal_samples: int | None = None,
+        proposal_uniform: int = 0,
     ) -> None:
         if cfg.num_coarse < 2 or cfg.num_fine < 0:
             raise ValueError("need num_coarse >= 2 and num_fine >= 0")
@@ -129,8 +131,12 @@ class AcceleratedRenderer:
             raise ValueError(f"fine_samples must be >= 0, got {fine_samples}")
         if proposal_samples is not None and proposal_samples < 2:
             raise ValueError(f"proposal_samples must be >= 2, got {proposal_samples}")
-        # With a grid, place this many samples per ray from the grid's density (no coarse pass).
+        if proposal_uniform < 0 or proposal_uniform == 1:
+            raise ValueError(f"proposal_uniform must be 0 or >= 2, got {proposal_uniform}")
+        # With a grid, place this many samples per ray from the grid's density (no coarse pass),
+        # plus `proposal_uniform` evenly spaced ones that catch what the coarse grid blurs away.
         self.proposal_samples = proposal_samples
+        self.proposal_uniform = proposal_uniform
         # Fewer importance samples than the reference changes the image (the fast mode); None keeps
         # the reference's count, so only the skipping differs from `VolumeRenderer`.
         self.cfg = cfg if fine_samples is None else dataclasses.replace(cfg, num_fine=fine_samples)
@@ -256,6 +262,10 @@ class AcceleratedRenderer:
             weights = interval_weights(proposal_raw, depths, self.cfg.density_shift)  # (B, R, Sc-1, 1)
         placed = importance_depths(depths, weights, self.proposal_samples, perturb=perturb,
                                    generator=generator)  # (B, R, K, 1)
+        if self.proposal_uniform:
+            even = coarse_depths(dataclasses.replace(self.cfg, num_coarse=self.proposal_uniform), origins,
+                                 perturb=perturb, generator=generator)  # (B, R, U, 1)
+            placed, _ = merge_depths(placed, even)  # (B, R, K+U, 1) sorted
         points = sample_points(origins, directions, placed)  # (B, R, K, 3)
         occupied = None if grid.full else grid.lookup(points)  # (B, R, K)
         if occupied is None or occupied.float().mean().item() >= DENSE_SHARE:

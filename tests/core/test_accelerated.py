@@ -251,3 +251,20 @@ def test_proposal_mode_renders_a_fog_filled_field_in_one_dense_call() -> None:
     assert grid.full
     assert counted.points == RES * RES * 48 + 1  # every placed sample once, plus the feature probe
     assert min(agreement(ref, out)) >= 40, agreement(ref, out)
+
+
+def test_proposal_uniform_samples_join_the_placed_ones() -> None:
+    field, _ = triplane_field(seed=7)
+    reference = VolumeRenderer(CFG)
+    counted = CountingField(field)
+    cams = cameras((0.1, 0.2))
+    with torch.no_grad():
+        ref = reference.render(field, cams, RES)
+        mixed = AcceleratedRenderer(CFG, proposal_samples=16, proposal_uniform=16)
+        grid = mixed.build_grid(field, resolution=48)
+        out = mixed.render(counted, cams, RES, grid=grid)
+    assert 1 < counted.points <= RES * RES * 32 + 1  # at most the 16 + 16 placed samples of each ray
+    assert min(agreement(ref, out)) >= 40, agreement(ref, out)
+    for bad in (-1, 1):
+        with pytest.raises(ValueError, match="proposal_uniform"):
+            AcceleratedRenderer(CFG, proposal_samples=16, proposal_uniform=bad)
