@@ -20,10 +20,10 @@ Opt-in approximations make it faster where the image allows (the bench reports t
   its corners, and the coarse pass is computed from them (trilinearly) instead of from the
   field, as a proposal network would. `proposal_samples` importance samples per ray are drawn
   from those weights and, with `proposal_uniform` evenly spaced ones (thin features the coarse
-  grid blurs away), only they are evaluated. On a sharp field they crowd the surfaces and
-  the occupancy and early-termination skipping above still apply; on a soft, fog-like field
-  (every cell occupied) they are evaluated in one dense call, because gathering would cost
-  more than it saves.
+  grid blurs away), only they are evaluated. Where matter is compact (a grid less than
+  `SPARSE_BELOW` occupied) they are marched as above, empty ones skipped and opaque rays
+  stopped; in a fuller, softer field they are evaluated densely for every ray that meets an
+  occupied cell (the others stay empty), because the bookkeeping would cost more than it saves.
 - `fine_samples` draws fewer importance samples than the reference (same pdf, so they still
   crowd the surface), and `fine_skip_alpha` skips the importance pass of rays whose coarse
   opacity stays below it (background rays).
@@ -56,12 +56,14 @@ GRID_THRESHOLD = 1e-3  # density below which a cell is empty: <= 1e-3 opacity pe
 GRID_EXTENT = 1.5  # grid half side / tri-plane half side: also covers the frustum just outside the box
 GRID_DILATION = 1  # extra cells around occupied ones: keeps shells thinner than a cell (tested)
 GRID_CHUNK = 1 << 18  # grid points per field call while building a grid (bounds memory)
+# Grids less occupied than this (compact, usually opaque matter) are marched sample by sample in
+# proposal mode, skipping empty samples and stopping opaque rays; fuller ones are evaluated densely
+# ray by ray. Measured: a head-sized opaque blob (~20 % occupied) 6.1x vs 2.5x faster than the
+# reference; the soft demo field (~93 %) 1.65x vs 1.3x.
+SPARSE_BELOW = 0.5
 EARLY_STOP = 1e-4  # transmittance below which a ray is finished
 SAMPLES_PER_STEP = 4  # wanted samples per ray in the first field call, before transmittance is checked
 STEP_GROWTH = 2  # each later call takes this many times more samples per ray (few calls, little waste)
-# Share of live samples above which one dense field call beats gathering them (the gather and
-# scatter bookkeeping costs about as much per sample as the demo decoder itself; measured).
-DENSE_SHARE = 0.5
 
 
 @dataclass
@@ -80,6 +82,11 @@ class OccupancyGrid:
     @property
     def resolution(self) -> int:
         return self.occupied.shape[-1]
+
+    @functools.cached_property
+    def occupied_share(self) -> float:
+        """Fraction of occupied cells, computed once."""
+        return self.occupied_fraction()
 
     @functools.cached_property
     def full(self) -> bool:
@@ -267,14 +274,25 @@ class AcceleratedRenderer:
                                  perturb=perturb, generator=generator)  # (B, R, U, 1)
             placed, _ = merge_depths(placed, even)  # (B, R, K+U, 1) sorted
         points = sample_points(origins, directions, placed)  # (B, R, K, 3)
-        occupied = None if grid.full else grid.lookup(points)  # (B, R, K)
-        if occupied is None or occupied.float().mean().item() >= DENSE_SHARE:
-            # Mostly live (a soft, fog-like field): one dense call, no gathering or scattering.
+        if grid.full:  # a fog-like field: every ray crosses matter, evaluate all in one call
             raw, colours = query_field(field, points)
             return composite(colours, raw, placed, self.cfg.density_shift)
-        samples = _Samples.empty(placed, n_features)  # sparse: live samples front to back, opaque rays stop
-        self._march(field, origins, directions, placed, samples, occupied)
-        return samples.composite(placed, self.cfg.density_shift)
+        if grid.occupied_share < SPARSE_BELOW:  # compact matter, e.g. opaque surfaces: skip and stop rays
+            samples = _Samples.empty(placed, n_features)
+            self._march(field, origins, directions, placed, samples, grid.lookup(points))
+            return samples.composite(placed, self.cfg.density_shift)
+        # Rays that meet no occupied cell stay empty; the others are evaluated densely (gathering
+        # single live samples costs about as much per sample as the demo decoder itself, measured).
+        batch, n_rays, n_placed, _ = placed.shape
+        live = grid.lookup(points).any(dim=-1).reshape(-1).nonzero()[:, 0]  # (A,) flat b * R + r
+        rows_depths = placed.reshape(batch * n_rays, n_placed, 1)[live]  # (A, K, 1)
+        rows_points = points.reshape(batch * n_rays, n_placed, 3)[live].reshape(-1, 3)  # (A*K, 3)
+        owner = torch.div(live, n_rays, rounding_mode="floor").repeat_interleave(n_placed)  # (A*K,) sorted
+        raw, colours = _evaluate_at(field, rows_points, owner, batch) if live.numel() else (
+            rows_points.new_zeros(0, 1), rows_points.new_zeros(0, n_features))
+        rays = composite(colours.reshape(1, -1, n_placed, colours.shape[-1]), raw.reshape(1, -1, n_placed, 1),
+                         rows_depths[None], self.cfg.density_shift)
+        return _scatter_rays(rays, live, placed)
 
     # -- internals --------------------------------------------------------------------------------
     def _march(
@@ -398,6 +416,25 @@ class _Samples:
             features = features.index_add(0, where[:, 0], colours * factor[:, None])
         features = features.reshape(batch, n_rays, self.n_features)  # (B, R, F)
         return MarchResult(features=features * 2.0 - 1.0, depth=depth, weights=weights, alpha=alpha)
+
+
+def _scatter_rays(rays: MarchResult, live: Tensor, depths: Tensor) -> MarchResult:
+    """Composited live rays (1, A, ...) back into the full batch of rays with depths (B, R, K, 1);
+    the other rays are empty: features -1, opacity 0, depth at their far end."""
+    batch, n_rays, n_samples, _ = depths.shape
+
+    def fill(values: Tensor, empty: Tensor) -> Tensor:
+        flat = empty.reshape(batch * n_rays, *empty.shape[2:]).index_copy(0, live, values[0].to(empty.dtype))
+        return flat.reshape(empty.shape)
+
+    n_features = rays.features.shape[-1]
+    return MarchResult(
+        features=fill(rays.features, depths.new_full((batch, n_rays, n_features), -1.0)),
+        depth=fill(rays.depth, depths[..., -1, :].clone()),
+        weights=fill(rays.weights, depths.new_zeros(batch, n_rays, n_samples - 1, 1)),
+        alpha=fill(rays.alpha, depths.new_zeros(batch, n_rays, 1)),
+        depths=depths,
+    )
 
 
 def _evaluate_at(field: FieldFn, points: Tensor, batch_index: Tensor, batch: int) -> tuple[Tensor, Tensor]:
