@@ -85,13 +85,13 @@ class OccupancyGrid:
 
     @functools.cached_property
     def occupied_share(self) -> float:
-        """Fraction of occupied cells, computed once."""
+        """Fraction of occupied cells, computed once (the renderer asks every frame)."""
         return self.occupied_fraction()
 
-    @functools.cached_property
+    @property
     def full(self) -> bool:
         """Every cell occupied (a fog-like field): nothing can be skipped, so lookups are wasted."""
-        return bool(self.occupied.all())
+        return self.occupied_share == 1.0
 
     def occupied_fraction(self) -> float:
         return self.occupied.float().mean().item()
@@ -262,8 +262,9 @@ class AcceleratedRenderer:
                          generator: torch.Generator | None) -> MarchResult:
         """The grid's density replaces the coarse pass: the coarse depths (B, R, Sc, 1) get
         compositing weights from `grid.raw_at`, `proposal_samples` depths per ray are drawn from
-        them as the reference draws its importance samples, and only those are evaluated (front to
-        back, empty ones skipped, opaque rays stopped). The field is never evaluated off them."""
+        them as the reference draws its importance samples (plus `proposal_uniform` evenly spaced
+        ones), and only those are evaluated: all at once on a full grid, marched (empty ones
+        skipped, opaque rays stopped) on a compact one, ray by ray otherwise."""
         with torch.no_grad():
             proposal_raw = grid.raw_at(sample_points(origins, directions, depths))  # (B, R, Sc, 1)
             weights = interval_weights(proposal_raw, depths, self.cfg.density_shift)  # (B, R, Sc-1, 1)

@@ -129,7 +129,7 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
         raise Export3DError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     dataset = CorpusDataset(args.data, *_sizes(args.preset), seed=tcfg.seed, feature_weight=tcfg.feature_weight)
     cfg = corpus_config(args.preset, dataset, quiet=not dist.is_main)
-    cfg = cfg.replace(expression_gain=expression_gain(args, cfg, dataset, out))
+    cfg = cfg.replace(expression_gain=resolve_expression_gain(args, cfg, dataset, out))
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = Export3D(cfg)
     frozen = bool(args.clebs)
@@ -157,7 +157,7 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     return trainer
 
 
-def expression_gain(args: argparse.Namespace, cfg: ModelConfig, dataset: CorpusDataset, out: Path) -> float:
+def resolve_expression_gain(args: argparse.Namespace, cfg: ModelConfig, dataset: CorpusDataset, out: Path) -> float:
     """The run's `expression_gain`: the flag's number, `auto` (calibrated on the CLeBS weights), or
     on --resume the checkpoint's (a different number is refused: see train/expression_gain.py)."""
     flag = getattr(args, "expression_gain", None)
