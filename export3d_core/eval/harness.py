@@ -5,6 +5,9 @@ Owns the protocol (which frames are compared with which) and the result dictiona
 - same identity: for every clip, the source is its most frontal frame; each of up to
   `driving_per_clip` other frames D is re-enacted with β_D from camera p_D and compared with D:
   PSNR, SSIM, AED, APD. Baseline `copy_source`: the source frame itself instead of the output.
+  Diagnostic row `model_from_driving`: D re-enacted from D itself (same β, same camera), i.e.
+  the model's reconstruction of the target; its AED/APD is what the model's rendering alone
+  costs, the floor that a perfect transfer of expression from another frame would still pay.
 - cross identity: the source of clip i is driven by the same driving frames of clip i+1 (mod n):
   id_sim = cosine of the regressor's identity embeddings of source and output, AED / APD against
   the driving frame. Baselines: `copy_source` (id_sim 1 by construction, expression and pose
@@ -17,7 +20,8 @@ Owns the protocol (which frames are compared with which) and the result dictiona
   (AKD, CSIM, AED/APD or null with notes) computed on the same pairs; see `real_metrics`.
 
 AED = mean over pairs of the mean L1 between regressed β of output and driving frame; APD the
-same for (yaw, pitch) in radians. Sizes: see `export3d_core.eval.runner`.
+same for (yaw, pitch) in radians. `aed_per_parameter` splits AED by β parameter (their mean is
+AED), which shows which parts of the expression an output gets wrong. Sizes: see `export3d_core.eval.runner`.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from export3d_core.camera import ORBIT_PITCH_AMPLITUDE, ORBIT_YAW_AMPLITUDE
+from export3d_core.data.head_landmarks import BETA_NAMES
 from export3d_core.errors import Export3DError
 from export3d_core.eval import synthetic_views as views
 from export3d_core.eval.basis import DEFAULT_SCALES, DUPLICATE_COSINE, MOVE_THRESHOLD, BasisResult, basis_response
@@ -66,6 +71,9 @@ class _Pairs:
     sources: list[np.ndarray] = field(default_factory=list)  # uint8 at output size
     drivings: list[np.ndarray] = field(default_factory=list)
     outputs: list[np.ndarray] = field(default_factory=list)
+    driving_frames: list[np.ndarray] = field(default_factory=list)  # the frames D at corpus size
+    betas: np.ndarray | None = None  # (N, beta_dim) β_D the outputs were driven with
+    cameras: np.ndarray | None = None  # (N, 25) p_D
 
 
 def _image_scores(outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, float]:
@@ -83,10 +91,13 @@ class Harness:
         self.config = config
         self.real = real  # real-face metrics (AKD, CSIM, ...), added as "real_face" on real data
 
-    def _attribute_scores(self, outputs: list[np.ndarray], wanted: Attributes) -> dict[str, float]:
+    def _attribute_scores(self, outputs: list[np.ndarray], wanted: Attributes) -> dict[str, Any]:
         found = self.regressor.predict(outputs)
+        per_parameter = (found.expression - wanted.expression).abs().mean(dim=0)  # (beta_dim,)
+        names = BETA_NAMES if len(BETA_NAMES) == len(per_parameter) else [f"beta_{k}" for k in range(len(per_parameter))]
         return {"aed": float(l1_distance(found.expression, wanted.expression).mean()),
-                "apd": float(l1_distance(found.pose, wanted.pose).mean())}
+                "apd": float(l1_distance(found.pose, wanted.pose).mean()),
+                "aed_per_parameter": {name: round(float(v), 5) for name, v in zip(names, per_parameter)}}
 
     def _reenact(self, sources: list[EvalClip], drivers: list[EvalClip], desc: str) -> _Pairs:
         pairs = _Pairs()
@@ -99,16 +110,21 @@ class Harness:
                 cameras.append(driving_clip.cameras[d])
                 pairs.sources.append(self.runner.target(source))
                 pairs.drivings.append(self.runner.target(driving_clip.frames[d]))
+                pairs.driving_frames.append(driving_clip.frames[d])
         if not frames:
             raise Export3DError("no driving frames to evaluate")
-        pairs.outputs = self.runner.generate(frames, np.stack(cameras), betas=np.stack(betas), desc=desc)
+        pairs.betas, pairs.cameras = np.stack(betas), np.stack(cameras)
+        pairs.outputs = self.runner.generate(frames, pairs.cameras, betas=pairs.betas, desc=desc)
         return pairs
 
     def same_identity(self, clips: list[EvalClip]) -> dict[str, Any]:
         pairs = self._reenact(clips, clips, "same-identity reenactment")
         wanted = self.regressor.predict(pairs.drivings)
+        from_driving = self.runner.generate(pairs.driving_frames, pairs.cameras, betas=pairs.betas,
+                                            desc="reconstruction of the driving frames")
         result: dict[str, Any] = {}
-        for name, images in (("model", pairs.outputs), ("copy_source", pairs.sources)):
+        for name, images in (("model", pairs.outputs), ("copy_source", pairs.sources),
+                             ("model_from_driving", from_driving)):
             result[name] = {**_image_scores(images, pairs.drivings), **self._attribute_scores(images, wanted)}
         result["pairs"] = len(pairs.outputs)
         if self.real is not None:

@@ -188,6 +188,20 @@ def test_result_has_the_required_keys_and_types(result, checkpoint):
     assert "copy_source" in format_table(result)
 
 
+def test_aed_splits_by_parameter_and_reconstruction_row_is_reported(result):
+    from export3d_core.data.head_landmarks import BETA_NAMES
+
+    same = result["same_identity"]
+    _numbers(same["model_from_driving"], ["psnr", "ssim", "aed", "apd"])
+    for name in ("model", "copy_source", "model_from_driving"):
+        split = same[name]["aed_per_parameter"]
+        assert list(split) == list(BETA_NAMES)
+        assert np.mean(list(split.values())) == pytest.approx(same[name]["aed"], abs=1e-4)
+    # the reconstruction starts from the driving frame, the re-enactment from the source frame
+    assert same["model_from_driving"]["psnr"] != same["model"]["psnr"]
+    assert "model_from_driving" in format_table(result)
+
+
 def test_copy_source_psnr_matches_a_direct_computation(result, clips):
     from export3d_core import OrbitCamera
 
