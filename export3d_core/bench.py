@@ -24,7 +24,7 @@ from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
 from export3d_core.model import Export3D
 from export3d_core.render.triplane import sample_triplane
-from export3d_core.session import PortraitSession
+from export3d_core.session import Acceleration, PortraitSession
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,48 @@ def _bf16_check(model: Export3D, source: torch.Tensor, lam: torch.Tensor, camera
     }
 
 
+# The agreement sweep: every demo portrait, these cameras (yaw, pitch), λ = 0 and one basis vector at
+# SWEEP_LAMBDA (a different one per portrait). One frame says little: the worst one is what the
+# 40 dB promise is about.
+SWEEP_VIEWS = ((0.0, 0.0), (0.35, 0.1), (-0.3, -0.2))
+SWEEP_LAMBDA = 4.0
+
+
+@torch.no_grad()
+def agreement_sweep(model: Export3D, device: torch.device, acceleration: Acceleration = Acceleration(),
+                    portraits: list | None = None, views: tuple[tuple[float, float], ...] = SWEEP_VIEWS) -> dict:
+    """Reference vs accelerated renderer on many frames: final-image PSNR (min, median) and the
+    median time of each renderer (one timed run per frame, after that frame's untimed one)."""
+    from export3d_core.portrait import demo_portraits, load_portrait
+
+    cfg, model = model.config, model.to(device).eval()
+    portraits = demo_portraits() if portraits is None else portraits
+    agreement, reference_ms, accelerated_ms = [], [], []
+    for index, portrait in enumerate(portraits):
+        session = PortraitSession(model, device, acceleration=acceleration)
+        session.set_portrait(load_portrait(portrait.path, cfg.input_size).image)
+        renderer = session.accelerated_renderer
+        for lam in ([0.0] * cfg.n_basis, [SWEEP_LAMBDA * (i == index % cfg.n_basis) for i in range(cfg.n_basis)]):
+            field, grid = session.field(session.planes(lam)), session.grid(lam)
+            for yaw, pitch in views:
+                cameras = OrbitCamera(yaw=yaw, pitch=pitch).params(device=device)[None]
+                reference = model.renderer.render(field, cameras, cfg.neural_size)
+                fast = renderer.render(field, cameras, cfg.neural_size, grid=grid)
+                agreement.append(psnr_db(model.superres(reference.features[:, :3], reference.features),
+                                         model.superres(fast.features[:, :3], fast.features)))
+                once = BenchSettings(warmup=0, repeats=1)  # warm already: both just rendered this frame
+                reference_ms.append(median_ms(lambda: model.renderer.render(field, cameras, cfg.neural_size), device, once))
+                accelerated_ms.append(median_ms(lambda: renderer.render(field, cameras, cfg.neural_size, grid=grid),
+                                                device, once))
+    if not agreement:
+        raise ValueError("the agreement sweep needs at least one portrait and one view")
+    reference_median, accelerated_median = statistics.median(reference_ms), statistics.median(accelerated_ms)
+    return {"frames": len(agreement), "min_agreement_psnr_db": round(min(agreement), 3),
+            "median_agreement_psnr_db": round(statistics.median(agreement), 3),
+            "reference_render_ms": round(reference_median, 3), "accelerated_render_ms": round(accelerated_median, 3),
+            "speedup": round(reference_median / accelerated_median, 3)}
+
+
 def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device.type}:{device.index or 0} ({torch.cuda.get_device_name(device)})"
@@ -235,6 +277,16 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = BenchSettings(warmup=args.warmup, repeats=args.repeats)
+    if args.sweep:
+        path = args.checkpoint or DEMO_CHECKPOINT
+        sweep = agreement_sweep(load_checkpoint(path)[0], device)
+        print(f"{path}: {device_label(device)}, {torch.get_num_threads()} threads, {sweep['frames']} frames "
+              "(demo portraits x views x 2 λ)")
+        for key, value in sweep.items():
+            print(f"  {key:26s}{value}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(sweep, indent=1), encoding="utf-8")
+        return 0
     if args.forward:
         for preset in args.presets:
             params, ms = forward_pass(preset, device, settings)
@@ -309,8 +361,11 @@ def add_bench_command(subparsers) -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
     parser.add_argument("--forward", action="store_true",
                         help="only print each preset's parameter count and one full forward pass")
+    parser.add_argument("--sweep", action="store_true",
+                        help="only the renderer agreement over every demo portrait, 3 views and 2 λ "
+                             "(min / median PSNR, median speed-up) for the demo checkpoint")
     parser.set_defaults(handler=run_bench)
 
 
-__all__ = ["BenchSettings", "ShapeSettings", "bench_model", "bench_presets", "psnr_db", "shape_random_model",
+__all__ = ["BenchSettings", "ShapeSettings", "agreement_sweep", "bench_model", "bench_presets", "psnr_db", "shape_random_model",
            "add_bench_command"]

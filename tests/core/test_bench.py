@@ -47,3 +47,20 @@ def test_forward_report_counts_parameters(capsys):
     out = capsys.readouterr().out
     expected = Export3D(ModelConfig.preset("tiny")).parameter_count()
     assert f"parameters {expected:>12,}" in out and "forward pass" in out
+
+
+def test_agreement_sweep_reports_every_frame_and_exact_mode_agrees():
+    from export3d_core import Export3D, ModelConfig
+    from export3d_core.bench import agreement_sweep
+    from export3d_core.portrait import default_portrait
+    from export3d_core.session import Acceleration
+
+    torch.manual_seed(0)
+    model = Export3D(ModelConfig.preset("tiny"))
+    views = ((0.0, 0.0), (0.3, 0.1))
+    exact = Acceleration(proposal_fraction=0, fine_divisor=1, grid_alpha=1e-4)  # skipping only
+    sweep = agreement_sweep(model, torch.device("cpu"), exact, portraits=[default_portrait()], views=views)
+    assert sweep["frames"] == 2 * len(views)  # λ = 0 and one basis vector, per view
+    assert sweep["min_agreement_psnr_db"] <= sweep["median_agreement_psnr_db"]
+    assert sweep["min_agreement_psnr_db"] >= 40
+    assert abs(sweep["speedup"] - sweep["reference_render_ms"] / sweep["accelerated_render_ms"]) < 0.01
