@@ -45,14 +45,17 @@ class PreviewSettings:
 class Acceleration:
     """How the accelerated renderer trades exactness for speed (measured in `export3d bench`)."""
 
-    grid_resolution: int = 48  # occupancy cells per side; built once per tri-plane (λ change)
+    grid_resolution: int = 64  # occupancy cells per side; built once per tri-plane (λ change)
     grid_alpha: float = 1e-2  # a cell is empty when its side of path stays below this opacity
     # Samples per ray placed from the grid's densities instead of a coarse pass, as a fraction of
     # the reference's num_coarse + num_fine (0: the reference's samples, skipping only), and
-    # evenly spaced samples added to them, as a fraction too. Chosen as the fastest pair that
-    # keeps >= 40 dB on every demo portrait, view and λ tried (see the demo model card).
-    proposal_fraction: float = 1 / 3
-    proposal_uniform_fraction: float = 1 / 4
+    # evenly spaced samples added to them, as a fraction too; rays whose grid weights spread over
+    # more than `soft_spread` coarse intervals take the reference's samples instead (None: none
+    # do). Chosen with `export3d bench --sweep` (every demo portrait, 3 views, 2 λ) as the fastest
+    # setting that keeps every frame above 40 dB with a margin; see the README's performance notes.
+    proposal_fraction: float = 1 / 4
+    proposal_uniform_fraction: float = 1 / 8
+    soft_spread: int | None = 5
     fine_divisor: int = 4  # without proposals: live importance samples = num_fine // fine_divisor
     early_stop: float = 1e-3  # transmittance at which a ray stops being evaluated
     fine_skip_alpha: float = 1e-2  # without proposals: rays with less coarse opacity skip the importance pass
@@ -157,7 +160,8 @@ class PortraitSession:
         uniform = round(acc.proposal_uniform_fraction * total)
         return AcceleratedRenderer(cfg, early_stop=acc.early_stop, fine_skip_alpha=acc.fine_skip_alpha,
                                    fine_samples=max(1, cfg.num_fine // max(1, acc.fine_divisor)),
-                                   proposal_samples=proposal, proposal_uniform=uniform if uniform >= 2 else 0)
+                                   proposal_samples=proposal, proposal_uniform=uniform if uniform >= 2 else 0,
+                                   soft_spread=acc.soft_spread)
 
     def _prepare_cuda(self) -> None:
         """TF32 matmuls/convs, optionally a compiled decoder (CUDA only)."""

@@ -24,6 +24,11 @@ Opt-in approximations make it faster where the image allows (the bench reports t
   `SPARSE_BELOW` occupied) they are marched as above, empty ones skipped and opaque rays
   stopped; in a fuller, softer field they are evaluated densely for every ray that meets an
   occupied cell (the others stay empty), because the bookkeeping would cost more than it saves.
+  With `soft_spread`, rays whose grid weights are spread out (99 % of their weight over more than
+  `soft_spread` coarse intervals, see `weight_spread`: fog, hair, silhouettes) are rendered with
+  the reference's own samples instead, a coarse pass from the field and its importance pass: a few proposal samples
+  match the reference on a surface, but not in a thick, grainy medium (measured on the demo model:
+  those rays held 80 % of the error).
 - `fine_samples` draws fewer importance samples than the reference (same pdf, so they still
   crowd the surface), and `fine_skip_alpha` skips the importance pass of rays whose coarse
   opacity stays below it (background rays).
@@ -48,7 +53,8 @@ from torch import Tensor
 from export3d_core.config import RenderConfig
 from export3d_core.render.marcher import MarchResult, composite, expected_depth, interval_alpha, interval_weights
 from export3d_core.render.rays import generate_rays
-from export3d_core.render.renderer import FieldFn, RenderResult, coarse_depths, query_field, sample_points, to_images
+from export3d_core.render.renderer import (FieldFn, RenderResult, VolumeRenderer, coarse_depths, query_field,
+                                           sample_points, to_images)
 from export3d_core.render.sampling import gather_merged, importance_depths, merge_depths
 
 EMPTY_RAW = -1e4  # raw density given to skipped samples: softplus(EMPTY_RAW + shift) == 0 exactly
@@ -62,6 +68,7 @@ GRID_CHUNK = 1 << 18  # grid points per field call while building a grid (bounds
 # reference; the soft demo field (~93 %) 1.65x vs 1.3x.
 SPARSE_BELOW = 0.5
 EARLY_STOP = 1e-4  # transmittance below which a ray is finished
+EMPTY_OPACITY = 1e-4  # rays whose proposal opacity stays below this have no spread to speak of
 SAMPLES_PER_STEP = 4  # wanted samples per ray in the first field call, before transmittance is checked
 STEP_GROWTH = 2  # each later call takes this many times more samples per ray (few calls, little waste)
 
@@ -131,6 +138,7 @@ class AcceleratedRenderer:
         fine_skip_alpha: float = 0.0,
         proposal_samples: int | None = None,
         proposal_uniform: int = 0,
+        soft_spread: int | None = None,
     ) -> None:
         if cfg.num_coarse < 2 or cfg.num_fine < 0:
             raise ValueError("need num_coarse >= 2 and num_fine >= 0")
@@ -140,10 +148,14 @@ class AcceleratedRenderer:
             raise ValueError(f"proposal_samples must be >= 2, got {proposal_samples}")
         if proposal_uniform < 0 or proposal_uniform == 1:
             raise ValueError(f"proposal_uniform must be 0 or >= 2, got {proposal_uniform}")
+        if soft_spread is not None and soft_spread < 1:
+            raise ValueError(f"soft_spread must be >= 1, got {soft_spread}")
         # With a grid, place this many samples per ray from the grid's density (no coarse pass),
         # plus `proposal_uniform` evenly spaced ones that catch what the coarse grid blurs away.
         self.proposal_samples = proposal_samples
         self.proposal_uniform = proposal_uniform
+        self.soft_spread = soft_spread  # see the module docstring; None: every ray takes proposals
+        self._reference = VolumeRenderer(cfg)  # renders the soft rays
         # Fewer importance samples than the reference changes the image (the fast mode); None keeps
         # the reference's count, so only the skipping differs from `VolumeRenderer`.
         self.cfg = cfg if fine_samples is None else dataclasses.replace(cfg, num_fine=fine_samples)
@@ -275,6 +287,11 @@ class AcceleratedRenderer:
                                  perturb=perturb, generator=generator)  # (B, R, U, 1)
             placed, _ = merge_depths(placed, even)  # (B, R, K+U, 1) sorted
         points = sample_points(origins, directions, placed)  # (B, R, K, 3)
+        soft = None if self.soft_spread is None else weight_spread(weights) > self.soft_spread  # (B, R)
+        if soft is not None and soft.any():
+            live = grid.lookup(points).any(dim=-1) & ~soft  # (B, R) proposal rays that meet matter
+            result = self._dense_rays(field, placed, points, live, n_features)
+            return self._replace_rays(result, self._exact_rays(field, origins, directions, soft), soft)
         if grid.full:  # a fog-like field: every ray crosses matter, evaluate all in one call
             raw, colours = query_field(field, points)
             return composite(colours, raw, placed, self.cfg.density_shift)
@@ -284,8 +301,13 @@ class AcceleratedRenderer:
             return samples.composite(placed, self.cfg.density_shift)
         # Rays that meet no occupied cell stay empty; the others are evaluated densely (gathering
         # single live samples costs about as much per sample as the demo decoder itself, measured).
+        return self._dense_rays(field, placed, points, grid.lookup(points).any(dim=-1), n_features)
+
+    def _dense_rays(self, field: FieldFn, placed: Tensor, points: Tensor, live: Tensor, n_features: int) -> MarchResult:
+        """Every sample of the live rays (B, R) at depths placed (B, R, K, 1) / points (B, R, K, 3),
+        in one field call; the other rays stay empty."""
         batch, n_rays, n_placed, _ = placed.shape
-        live = grid.lookup(points).any(dim=-1).reshape(-1).nonzero()[:, 0]  # (A,) flat b * R + r
+        live = live.reshape(-1).nonzero()[:, 0]  # (A,) flat b * R + r
         rows_depths = placed.reshape(batch * n_rays, n_placed, 1)[live]  # (A, K, 1)
         rows_points = points.reshape(batch * n_rays, n_placed, 3)[live].reshape(-1, 3)  # (A*K, 3)
         owner = torch.div(live, n_rays, rounding_mode="floor").repeat_interleave(n_placed)  # (A*K,) sorted
@@ -294,6 +316,31 @@ class AcceleratedRenderer:
         rays = composite(colours.reshape(1, -1, n_placed, colours.shape[-1]), raw.reshape(1, -1, n_placed, 1),
                          rows_depths[None], self.cfg.density_shift)
         return _scatter_rays(rays, live, placed)
+
+    def _exact_rays(self, field: FieldFn, origins: Tensor, directions: Tensor, chosen: Tensor) -> MarchResult:
+        """The reference's coarse and importance passes on the chosen rays (B, R) only -> (1, A, ...)."""
+        batch, n_rays = chosen.shape
+        rows = chosen.reshape(-1).nonzero()[:, 0]  # (A,) flat b * R + r, sorted by batch element
+        ray_owner = torch.div(rows, n_rays, rounding_mode="floor")  # (A,)
+
+        def chosen_field(points: Tensor) -> tuple[Tensor, Tensor]:  # (1, A * S, 3): S samples per ray
+            raw, colours = _evaluate_at(field, points[0], ray_owner.repeat_interleave(points.shape[1] // len(rows)),
+                                        batch)
+            return raw[None], colours[None]
+
+        return self._reference.render_rays(chosen_field, origins.reshape(-1, 3)[rows][None],
+                                           directions.reshape(-1, 3)[rows][None])
+
+    @staticmethod
+    def _replace_rays(result: MarchResult, rays: MarchResult, chosen: Tensor) -> MarchResult:
+        """`result` (B, R, ...) with the chosen rays' features, depth and opacity taken from rays
+        (1, A, ...). Their weights stay `result`'s: they belong to other depths and nothing reads them."""
+        rows = chosen.reshape(-1).nonzero()[:, 0]  # (A,)
+        for name in ("features", "depth", "alpha"):
+            values = getattr(result, name)
+            flat = values.reshape(values.shape[0] * values.shape[1], -1)
+            setattr(result, name, flat.index_copy(0, rows, getattr(rays, name)[0].to(values.dtype)).reshape(values.shape))
+        return result
 
     # -- internals --------------------------------------------------------------------------------
     def _march(
@@ -417,6 +464,16 @@ class _Samples:
             features = features.index_add(0, where[:, 0], colours * factor[:, None])
         features = features.reshape(batch, n_rays, self.n_features)  # (B, R, F)
         return MarchResult(features=features * 2.0 - 1.0, depth=depth, weights=weights, alpha=alpha)
+
+
+def weight_spread(weights: Tensor, share: float = 0.99) -> Tensor:
+    """How many intervals hold `share` of each ray's weight: weights (B, R, S-1, 1) -> (B, R) long.
+    Rays without weight count as 1 (nothing to spread)."""
+    ordered = weights[..., 0].sort(dim=-1, descending=True).values  # (B, R, S-1)
+    cumulative = ordered.cumsum(dim=-1)  # (B, R, S-1)
+    total = cumulative[..., -1:]
+    spread = ((cumulative / total.clamp_min(1e-12)) < share).sum(dim=-1) + 1
+    return torch.where(total[..., 0] > EMPTY_OPACITY, spread, torch.ones_like(spread))
 
 
 def _scatter_rays(rays: MarchResult, live: Tensor, depths: Tensor) -> MarchResult:

@@ -293,3 +293,41 @@ def test_proposal_mode_evaluates_a_large_soft_body_ray_by_ray() -> None:
     live_rays = (counted.points - 1) / 56
     assert live_rays == int(live_rays) and 0 < live_rays < RES * RES  # whole rays, not all of them
     assert min(agreement(ref, out)) >= 40, agreement(ref, out)
+
+
+def test_weight_spread_counts_the_intervals_that_hold_the_weight() -> None:
+    from export3d_core.render.accelerated import weight_spread
+
+    weights = torch.zeros(1, 3, 20, 1)
+    weights[0, 0, 7] = 0.9  # a surface: one interval
+    weights[0, 1, 2:12] = 0.08  # a medium: ten intervals
+    # ray 2 is empty
+    assert weight_spread(weights).tolist() == [[1, 10, 1]]
+
+
+def test_soft_rays_take_the_reference_samples_and_sharp_ones_the_proposals() -> None:
+    planes_field, _ = triplane_field(batch=2, seed=6)
+
+    def fog(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # soft everywhere: every ray is spread
+        raw, colour = planes_field(points)
+        return 0.01 * raw + 1.5, colour
+
+    cams = cameras((-0.2, 0.1), (0.3, 0.0))  # a batch of two: points go to their own tri-plane
+    renderer = AcceleratedRenderer(CFG, proposal_samples=8, proposal_uniform=4, soft_spread=3)
+    with torch.no_grad():
+        ref = VolumeRenderer(CFG).render(fog, cams, RES)
+        grid = renderer.build_grid(fog, resolution=32, batch=2)
+        out = renderer.render(fog, cams, RES, grid=grid)
+    assert min(agreement(ref, out)) >= 80, agreement(ref, out)  # the reference's own samples
+
+    surface, _ = triplane_field(batch=2, seed=4)  # a head-sized opaque blob: few rays are soft
+    counted, reference = CountingField(surface), CountingField(surface)
+    mixed = AcceleratedRenderer(CFG, proposal_samples=24, proposal_uniform=8, soft_spread=3)
+    with torch.no_grad():
+        surface_ref = VolumeRenderer(CFG).render(reference, cams, RES)
+        surface_grid = mixed.build_grid(surface, resolution=48, batch=2)
+        sharp = mixed.render(counted, cams, RES, grid=surface_grid)
+    assert counted.points < 0.5 * reference.points, (counted.points, reference.points)
+    assert min(agreement(surface_ref, sharp)) >= 40, agreement(surface_ref, sharp)
+    with pytest.raises(ValueError, match="soft_spread"):
+        AcceleratedRenderer(CFG, proposal_samples=8, soft_spread=0)

@@ -19,8 +19,9 @@ def test_tiny_report_has_the_issue_shape(tmp_path):
     assert loaded["device"] == "cpu" and isinstance(loaded["threads"], int) and loaded["threads"] >= 1
     assert "random weights" in loaded["notes"][0]
     stats = loaded["presets"]["tiny"]
-    for key in KEYS:
-        assert isinstance(stats[key], (int, float)) and math.isfinite(stats[key]) and stats[key] > 0, key
+    for key in KEYS:  # identical images agree at infinite PSNR (a haze-filled random field takes the reference's samples)
+        finite = math.isfinite(stats[key]) or (key.endswith("psnr_db") and stats[key] == math.inf)
+        assert isinstance(stats[key], (int, float)) and finite and stats[key] > 0, key
     assert stats["speedup"] == round(stats["reference_render_ms"] / stats["accelerated_render_ms"], 3) or \
         abs(stats["speedup"] - stats["reference_render_ms"] / stats["accelerated_render_ms"]) < 0.01
     assert stats["render_ms"] == stats["accelerated_render_ms"]
