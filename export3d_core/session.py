@@ -45,7 +45,7 @@ class PreviewSettings:
 class Acceleration:
     """How the accelerated renderer trades exactness for speed (measured in `export3d bench`)."""
 
-    grid_resolution: int = 64  # occupancy cells per side; built once per tri-plane (λ change)
+    grid_resolution: int = 48  # occupancy cells per side; built once per tri-plane (λ change)
     grid_alpha: float = 1e-2  # a cell is empty when its side of path stays below this opacity
     # Samples per ray placed from the grid's densities instead of a coarse pass, as a fraction of
     # the reference's num_coarse + num_fine (0: the reference's samples, skipping only), and
@@ -55,7 +55,7 @@ class Acceleration:
     # setting that keeps every frame above 40 dB with a margin; see the README's performance notes.
     proposal_fraction: float = 1 / 4
     proposal_uniform_fraction: float = 1 / 8
-    soft_spread: int | None = 5
+    soft_spread: int | None = 4
     fine_divisor: int = 4  # without proposals: live importance samples = num_fine // fine_divisor
     early_stop: float = 1e-3  # transmittance at which a ray stops being evaluated
     fine_skip_alpha: float = 1e-2  # without proposals: rays with less coarse opacity skip the importance pass

@@ -24,11 +24,11 @@ Opt-in approximations make it faster where the image allows (the bench reports t
   `SPARSE_BELOW` occupied) they are marched as above, empty ones skipped and opaque rays
   stopped; in a fuller, softer field they are evaluated densely for every ray that meets an
   occupied cell (the others stay empty), because the bookkeeping would cost more than it saves.
-  With `soft_spread`, rays whose grid weights are spread out (99 % of their weight over more than
-  `soft_spread` coarse intervals, see `weight_spread`: fog, hair, silhouettes) are rendered with
-  the reference's own samples instead, a coarse pass from the field and its importance pass: a few proposal samples
-  match the reference on a surface, but not in a thick, grainy medium (measured on the demo model:
-  those rays held 80 % of the error).
+  In a fuller field, with `soft_spread`, rays whose grid weights are spread out (99 % of their
+  weight over more than `soft_spread` coarse intervals, see `weight_spread`: fog, hair,
+  silhouettes) are rendered with the reference's own samples instead, a coarse pass from the
+  field and its importance pass: a few proposal samples match the reference on a surface, but
+  not in a thick, grainy medium (on the demo model those rays held 80 % of the error).
 - `fine_samples` draws fewer importance samples than the reference (same pdf, so they still
   crowd the surface), and `fine_skip_alpha` skips the importance pass of rays whose coarse
   opacity stays below it (background rays).
@@ -287,6 +287,10 @@ class AcceleratedRenderer:
                                  perturb=perturb, generator=generator)  # (B, R, U, 1)
             placed, _ = merge_depths(placed, even)  # (B, R, K+U, 1) sorted
         points = sample_points(origins, directions, placed)  # (B, R, K, 3)
+        if grid.occupied_share < SPARSE_BELOW:  # compact matter, e.g. opaque surfaces: skip and stop rays
+            samples = _Samples.empty(placed, n_features)
+            self._march(field, origins, directions, placed, samples, grid.lookup(points))
+            return samples.composite(placed, self.cfg.density_shift)
         soft = None if self.soft_spread is None else weight_spread(weights) > self.soft_spread  # (B, R)
         if soft is not None and soft.any():
             live = grid.lookup(points).any(dim=-1) & ~soft  # (B, R) proposal rays that meet matter
@@ -295,10 +299,6 @@ class AcceleratedRenderer:
         if grid.full:  # a fog-like field: every ray crosses matter, evaluate all in one call
             raw, colours = query_field(field, points)
             return composite(colours, raw, placed, self.cfg.density_shift)
-        if grid.occupied_share < SPARSE_BELOW:  # compact matter, e.g. opaque surfaces: skip and stop rays
-            samples = _Samples.empty(placed, n_features)
-            self._march(field, origins, directions, placed, samples, grid.lookup(points))
-            return samples.composite(placed, self.cfg.density_shift)
         # Rays that meet no occupied cell stay empty; the others are evaluated densely (gathering
         # single live samples costs about as much per sample as the demo decoder itself, measured).
         return self._dense_rays(field, placed, points, grid.lookup(points).any(dim=-1), n_features)
