@@ -239,6 +239,7 @@ def agreement_sweep(model: Export3D, device: torch.device, acceleration: Acceler
     cfg, model = model.config, model.to(device).eval()
     portraits = demo_portraits() if portraits is None else portraits
     agreement, reference_ms, accelerated_ms = [], [], []
+    once = BenchSettings(warmup=0, repeats=1)  # each frame is warm: both renderers just drew it
     for index, portrait in enumerate(portraits):
         session = PortraitSession(model, device, acceleration=acceleration)
         session.set_portrait(load_portrait(portrait.path, cfg.input_size).image)
@@ -251,7 +252,6 @@ def agreement_sweep(model: Export3D, device: torch.device, acceleration: Acceler
                 fast = renderer.render(field, cameras, cfg.neural_size, grid=grid)
                 agreement.append(psnr_db(model.superres(reference.features[:, :3], reference.features),
                                          model.superres(fast.features[:, :3], fast.features)))
-                once = BenchSettings(warmup=0, repeats=1)  # warm already: both just rendered this frame
                 reference_ms.append(median_ms(lambda: model.renderer.render(field, cameras, cfg.neural_size), device, once))
                 accelerated_ms.append(median_ms(lambda: renderer.render(field, cameras, cfg.neural_size, grid=grid),
                                                 device, once))
@@ -367,5 +367,5 @@ def add_bench_command(subparsers) -> None:
     parser.set_defaults(handler=run_bench)
 
 
-__all__ = ["BenchSettings", "ShapeSettings", "agreement_sweep", "bench_model", "bench_presets", "psnr_db", "shape_random_model",
-           "add_bench_command"]
+__all__ = ["BenchSettings", "ShapeSettings", "agreement_sweep", "bench_model", "bench_presets", "psnr_db",
+           "shape_random_model", "add_bench_command"]

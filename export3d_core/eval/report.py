@@ -99,8 +99,6 @@ def format_table(result: dict[str, Any]) -> str:
     same, cross, novel = result["same_identity"], result["cross_identity"], result["novel_view"]
     lines.append(f"{'same identity':<26}{'PSNR':>8}{'SSIM':>8}{'AED':>8}{'APD':>8}")
     for name in ("model", "copy_source", "model_from_driving"):
-        if name not in same:
-            continue
         row = same[name]
         lines.append(f"  {name:<24}{_cell(row['psnr'], 2):>8}{_cell(row['ssim']):>8}{_cell(row['aed']):>8}"
                      f"{_cell(row['apd']):>8}")
