@@ -8,6 +8,9 @@ Owns the protocol (which frames are compared with which) and the result dictiona
   Diagnostic row `model_from_driving`: D re-enacted from D itself (same β, same camera), i.e.
   the model's reconstruction of the target; its AED/APD is what the model's rendering alone
   costs, the floor that a perfect transfer of expression from another frame would still pay.
+- regressor check (synthetic clips, whose β and pose are ground truth): the regressor's own
+  error on the driving frames and the true copy-the-source AED, so a reader can tell how much
+  of an AED is the instrument's.
 - cross identity: the source of clip i is driven by the same driving frames of clip i+1 (mod n):
   id_sim = cosine of the regressor's identity embeddings of source and output, AED / APD against
   the driving frame. Baselines: `copy_source` (id_sim 1 by construction, expression and pose
@@ -73,6 +76,7 @@ class _Pairs:
     outputs: list[np.ndarray] = field(default_factory=list)
     driving_frames: list[np.ndarray] = field(default_factory=list)  # the frames D at corpus size
     betas: np.ndarray | None = None  # (N, beta_dim) β_D the outputs were driven with
+    source_betas: np.ndarray | None = None  # (N, beta_dim) β_S of the source frames
     cameras: np.ndarray | None = None  # (N, 25) p_D
 
 
@@ -101,11 +105,13 @@ class Harness:
 
     def _reenact(self, sources: list[EvalClip], drivers: list[EvalClip], desc: str) -> _Pairs:
         pairs = _Pairs()
-        frames, betas, cameras = [], [], []
+        frames, betas, cameras, source_betas = [], [], [], []
         for source_clip, driving_clip in zip(sources, drivers):
-            source = source_clip.frames[source_clip.source_index()]
+            s = source_clip.source_index()
+            source = source_clip.frames[s]
             for d in driving_clip.driving_indices(self.config.driving_per_clip):
                 frames.append(source)
+                source_betas.append(source_clip.betas[s])
                 betas.append(driving_clip.betas[d])
                 cameras.append(driving_clip.cameras[d])
                 pairs.sources.append(self.runner.target(source))
@@ -113,7 +119,7 @@ class Harness:
                 pairs.driving_frames.append(driving_clip.frames[d])
         if not frames:
             raise Export3DError("no driving frames to evaluate")
-        pairs.betas, pairs.cameras = np.stack(betas), np.stack(cameras)
+        pairs.betas, pairs.cameras, pairs.source_betas = np.stack(betas), np.stack(cameras), np.stack(source_betas)
         pairs.outputs = self.runner.generate(frames, pairs.cameras, betas=pairs.betas, desc=desc)
         return pairs
 
@@ -127,9 +133,24 @@ class Harness:
                              ("model_from_driving", from_driving)):
             result[name] = {**_image_scores(images, pairs.drivings), **self._attribute_scores(images, wanted)}
         result["pairs"] = len(pairs.outputs)
+        if all(clip.identity is not None for clip in clips):  # synthetic: β and pose are ground truth
+            result["regressor_check"] = self._regressor_check(pairs, wanted)
         if self.real is not None:
             result["real_face"] = self.real.same_identity(pairs.sources, pairs.drivings, pairs.outputs)
         return result
+
+    @staticmethod
+    def _regressor_check(pairs: _Pairs, wanted: Attributes) -> dict[str, float]:
+        """How well the instrument reads the driving frames, next to what it should read.
+
+        driving_aed: mean L1 between regressed and true β_D (the regressor's own error on the
+        frames every AED is measured against); true_copy_source_aed: mean L1 between the true β_S
+        and β_D, the copy-the-source AED a perfect regressor would report.
+        """
+        true_pose = np.stack([views.pose_of(camera) for camera in pairs.cameras])  # (N, 2)
+        return {"driving_aed": float(np.abs(wanted.expression.numpy() - pairs.betas).mean()),
+                "driving_apd": float(np.abs(wanted.pose.numpy() - true_pose).mean()),
+                "true_copy_source_aed": float(np.abs(pairs.source_betas - pairs.betas).mean())}
 
     def cross_identity(self, clips: list[EvalClip]) -> dict[str, Any]:
         if len(clips) < 2:

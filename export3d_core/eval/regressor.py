@@ -216,12 +216,21 @@ def _augment(batch: Tensor, config: RegressorConfig, generator: torch.Generator)
 def train_regressor(config: RegressorConfig, progress: bool = True, device: str | torch.device = "cpu",
                     log: Callable[[str], None] | None = None) -> AttributeRegressor:
     """Render training and test heads, fit the CNN, and record its test accuracy in `model.meta`."""
-    log = log or (lambda message: print(message, file=sys.stderr))
     started = time.perf_counter()
     train = render_set(config, 0, config.train_identities, progress, "regressor training heads")
     test = render_set(config, config.train_identities, config.test_identities, progress, "regressor test heads")
     config = dataclasses.replace(config, identity_dim=train.targets.shape[1] - config.beta_dim - views.POSE_DIM,
                                  identity_names=tuple(train.identity_names))
+    return fit_regressor(config, train, test, progress=progress, device=device, log=log, started=started)
+
+
+def fit_regressor(config: RegressorConfig, train: RenderSet, test: RenderSet, progress: bool = True,
+                  device: str | torch.device = "cpu", log: Callable[[str], None] | None = None,
+                  started: float | None = None) -> AttributeRegressor:
+    """Fit the CNN on rendered `train` (inputs made by `two_views` with this config) and record its
+    accuracy on `test` in `model.meta`. `config.identity_dim` must be set."""
+    log = log or (lambda message: print(message, file=sys.stderr))
+    started = time.perf_counter() if started is None else started
     torch.manual_seed(config.seed)
     model = AttributeRegressor(config).to(device)
     targets = torch.from_numpy(train.targets)  # (N, out_dim)
@@ -352,6 +361,6 @@ def build_or_load_regressor(path: str | os.PathLike = DEFAULT_REGRESSOR, *, conf
 
 __all__ = [
     "RegressorConfig", "Attributes", "AttributeRegressor", "DEFAULT_REGRESSOR", "two_views", "render_set",
-    "train_regressor", "evaluate_regressor", "format_accuracy", "save_regressor", "load_regressor",
+    "train_regressor", "fit_regressor", "evaluate_regressor", "format_accuracy", "save_regressor", "load_regressor",
     "build_or_load_regressor",
 ]

@@ -102,6 +102,11 @@ def format_table(result: dict[str, Any]) -> str:
         row = same[name]
         lines.append(f"  {name:<24}{_cell(row['psnr'], 2):>8}{_cell(row['ssim']):>8}{_cell(row['aed']):>8}"
                      f"{_cell(row['apd']):>8}")
+    check = same.get("regressor_check")
+    if check:
+        lines.append(f"  regressor on the driving frames: AED {check['driving_aed']:.3f} and APD "
+                     f"{check['driving_apd']:.3f} against the true β and pose; true copy-source AED "
+                     f"{check['true_copy_source_aed']:.3f}")
     lines.append(f"{'cross identity':<26}{'id_sim':>8}{'AED':>8}{'APD':>8}")
     for name in ("model", "copy_source", "copy_driving"):
         row = cross[name]

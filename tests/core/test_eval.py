@@ -202,6 +202,22 @@ def test_aed_splits_by_parameter_and_reconstruction_row_is_reported(result):
     assert "model_from_driving" in format_table(result)
 
 
+def test_regressor_check_reads_the_driving_frames_against_their_true_beta(result, clips, regressor_path):
+    regressor = load_regressor(regressor_path)
+    true_copy, driving_error = [], []
+    for clip in clips:
+        source = clip.source_index()
+        drivers = clip.driving_indices(TINY_EVAL.driving_per_clip)
+        found = regressor.predict([resize_rgb(clip.frames[d], RES) for d in drivers]).expression.numpy()
+        for row, d in zip(found, drivers):
+            true_copy.append(np.abs(clip.betas[source] - clip.betas[d]).mean())
+            driving_error.append(np.abs(row - clip.betas[d]).mean())
+    check = result["same_identity"]["regressor_check"]
+    assert check["true_copy_source_aed"] == pytest.approx(np.mean(true_copy), rel=1e-5) and check["true_copy_source_aed"] > 0
+    assert check["driving_aed"] == pytest.approx(np.mean(driving_error), rel=1e-4)
+    assert check["driving_apd"] >= 0 and "regressor on the driving frames" in format_table(result)
+
+
 def test_copy_source_psnr_matches_a_direct_computation(result, clips):
     from export3d_core import OrbitCamera
 
