@@ -72,6 +72,9 @@ class RegressorConfig:
     blur_max: float = 1.5
     noise_max: float = 0.03  # max std of the additive noise augmentation, in [-1, 1] units
     seed: int = 0  # torch seed for initialisation and batches
+    # Loss weight of the β targets against pose and identity (1 each): expressions are subtle
+    # (a few pixels of iris or mouth corner) and would otherwise lose to the many identity targets.
+    expression_weight: float = 1.0
 
     @property
     def pose_dim(self) -> int:
@@ -239,6 +242,9 @@ def fit_regressor(config: RegressorConfig, train: RenderSet, test: RenderSet, pr
     images = torch.from_numpy(train.inputs)  # (N, 6, res, res) uint8
     standardised = (targets - model.target_mean.cpu()) / model.target_std.cpu()
 
+    loss_weights = torch.ones(config.out_dim, device=device)
+    loss_weights[:config.beta_dim] = config.expression_weight
+    loss_weights = loss_weights / loss_weights.mean()  # the same loss scale for any weight
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, config.steps))
     generator = torch.Generator().manual_seed(config.seed)
@@ -247,7 +253,7 @@ def fit_regressor(config: RegressorConfig, train: RenderSet, test: RenderSet, pr
     for _ in range(config.steps):
         index = torch.randint(len(images), (min(config.batch_size, len(images)),), generator=generator)
         batch = _augment(_to_float(images[index]), config, generator)
-        loss = F.mse_loss(model(batch.to(device)), standardised[index].to(device))
+        loss = ((model(batch.to(device)) - standardised[index].to(device)).square() * loss_weights).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

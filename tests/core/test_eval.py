@@ -154,6 +154,30 @@ def test_regressor_loads_what_was_built(regressor_path, clips):
     assert big.expression.shape == (1, cfg.beta_dim)
 
 
+def test_expression_weight_trades_fit_between_the_heads():
+    import dataclasses
+
+    from export3d_core.eval.regressor import RenderSet, fit_regressor
+
+    rng = np.random.default_rng(0)
+    cfg = dataclasses.replace(TINY_REGRESSOR, identity_dim=5, identity_names=tuple("abcde"), steps=60,
+                              batch_size=16, blur_max=0.0, noise_max=0.0)
+    data = RenderSet(rng.integers(0, 256, (16, 6, 32, 32), dtype=np.uint8),
+                     rng.normal(size=(16, cfg.beta_dim + 2 + 5)).astype(np.float32), np.arange(16))
+
+    def training_errors(weight):
+        model = fit_regressor(dataclasses.replace(cfg, expression_weight=weight), data, data, progress=False,
+                              log=lambda m: None)
+        with torch.no_grad():
+            error = (model(torch.from_numpy(data.inputs).float() / 127.5 - 1) -
+                     (torch.from_numpy(data.targets) - model.target_mean) / model.target_std).square().mean(dim=0)
+        return float(error[:cfg.beta_dim].mean()), float(error[cfg.beta_dim:].mean())
+
+    beta_even, rest_even = training_errors(1.0)
+    beta_heavy, rest_heavy = training_errors(30.0)
+    assert beta_heavy < beta_even and rest_heavy > rest_even
+
+
 def test_regressor_rejects_other_files(tmp_path, checkpoint):
     with pytest.raises(Export3DError, match="not an attribute regressor"):
         load_regressor(checkpoint)
