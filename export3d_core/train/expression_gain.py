@@ -9,6 +9,8 @@ and the expression pathway learns afresh at the new scale. Continue the run with
 
 `--gain auto` calibrates it as `train --expression-gain auto` does: the gain at which the
 corpus' strong expressions give λ of the slider scale (`export3d_core.lambda_units`).
+`--whiten` first whitens the frozen CLeBS coefficients over the corpus (`train/whitening.py`),
+so that every expression parameter reaches the generator with a comparable strength.
 """
 from __future__ import annotations
 
@@ -32,20 +34,26 @@ def calibrated_gain(cfg, lebs_state: dict, betas) -> float:
     return calibrated_scale(lebs, betas)
 
 
-def set_run_gain(run_dir, gain: str | float, data: str | None = None) -> float:
-    """Rewrite the last checkpoint of `run_dir` with expression gain `gain` (a number or "auto")."""
+def set_run_gain(run_dir, gain: str | float, data: str | None = None, whiten: bool = False) -> float:
+    """Rewrite the last checkpoint of `run_dir` with expression gain `gain` (a number or "auto"),
+    after whitening its CLeBS coefficients over the corpus at `data` when `whiten`."""
     from export3d_core.config import ModelConfig
 
     tensors, meta = ckpt.load_training_state(run_dir)
     if "model_config" not in meta:
         raise Export3DError(f"the checkpoint in {run_dir} records no model config")
     cfg = ModelConfig.from_dict(meta["model_config"])
-    if gain == "auto":
+    betas = None
+    if gain == "auto" or whiten:
         if data is None:
-            raise Export3DError("--gain auto needs --data: the corpus whose expressions calibrate it")
+            flag = "--whiten" if whiten else "--gain auto"
+            raise Export3DError(f"{flag} needs --data: the corpus whose expressions calibrate it")
         from export3d_core.data.dataset import CorpusDataset
 
         betas = CorpusDataset(data, cfg.input_size, cfg.neural_size, cfg.output_size, in_memory=False).betas
+    if whiten:
+        _whiten_run_lebs(tensors, cfg, betas)
+    if gain == "auto":
         value = calibrated_gain(cfg, ckpt.split_prefix(tensors, "model.lebs"), betas)
     else:
         value = float(gain)
@@ -61,23 +69,38 @@ def set_run_gain(run_dir, gain: str | float, data: str | None = None) -> float:
     return value
 
 
+def _whiten_run_lebs(tensors: dict, cfg, betas) -> None:
+    """Whiten the LeBS coefficients stored in a training state's tensors, in place."""
+    from export3d_core.nn.lebs import LeBS
+    from export3d_core.train.whitening import whiten_coefficients
+
+    lebs = LeBS(cfg)
+    lebs.load_state_dict(ckpt.split_prefix(tensors, "model.lebs"))
+    whiten_coefficients(lebs, betas)
+    for name, value in lebs.state_dict().items():
+        tensors[f"model.lebs.{name}"] = value.detach().clone()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export3d_core.train.expression_gain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="training run directory (export3d train --out)")
     parser.add_argument("--gain", default="auto", help="the new gain, or auto (default)")
-    parser.add_argument("--data", default=None, help="corpus directory (needed by --gain auto)")
+    parser.add_argument("--data", default=None, help="corpus directory (needed by --gain auto and --whiten)")
+    parser.add_argument("--whiten", action="store_true",
+                        help="whiten the frozen CLeBS coefficients over the corpus' expressions first")
     args = parser.parse_args(argv)
     try:
         gain = args.gain if args.gain == "auto" else float(args.gain)
-        value = set_run_gain(args.run, gain, args.data)
+        value = set_run_gain(args.run, gain, args.data, whiten=args.whiten)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Export3DError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.run}: expression gain {value:.4g}; EAdaLN expression weights zeroed; continue with --resume")
+    whitened = "CLeBS coefficients whitened; " if args.whiten else ""
+    print(f"{args.run}: {whitened}expression gain {value:.4g}; EAdaLN expression weights zeroed; continue with --resume")
     return 0
 
 
