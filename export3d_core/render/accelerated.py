@@ -295,7 +295,8 @@ class AcceleratedRenderer:
         if soft is not None and soft.any():
             live = grid.lookup(points).any(dim=-1) & ~soft  # (B, R) proposal rays that meet matter
             result = self._dense_rays(field, placed, points, live, n_features)
-            return self._replace_rays(result, self._exact_rays(field, origins, directions, soft), soft)
+            rows = soft.reshape(-1).nonzero()[:, 0]  # (A,) flat b * R + r of the soft rays, found once
+            return self._replace_rays(result, self._exact_rays(field, origins, directions, rows), rows)
         if grid.full:  # a fog-like field: every ray crosses matter, evaluate all in one call
             raw, colours = query_field(field, points)
             return composite(colours, raw, placed, self.cfg.density_shift)
@@ -317,10 +318,10 @@ class AcceleratedRenderer:
                          rows_depths[None], self.cfg.density_shift)
         return _scatter_rays(rays, live, placed)
 
-    def _exact_rays(self, field: FieldFn, origins: Tensor, directions: Tensor, chosen: Tensor) -> MarchResult:
-        """The reference's coarse and importance passes on the chosen rays (B, R) only -> (1, A, ...)."""
-        batch, n_rays = chosen.shape
-        rows = chosen.reshape(-1).nonzero()[:, 0]  # (A,) flat b * R + r, sorted by batch element
+    def _exact_rays(self, field: FieldFn, origins: Tensor, directions: Tensor, rows: Tensor) -> MarchResult:
+        """The reference's coarse and importance passes on the rays `rows` (A,) only, flat indices
+        b * R + r sorted by batch element into origins / directions (B, R, 3) -> (1, A, ...)."""
+        batch, n_rays = origins.shape[:2]
         ray_owner = torch.div(rows, n_rays, rounding_mode="floor")  # (A,)
 
         def chosen_field(points: Tensor) -> tuple[Tensor, Tensor]:  # (1, A * S, 3): S samples per ray
@@ -332,10 +333,10 @@ class AcceleratedRenderer:
                                            directions.reshape(-1, 3)[rows][None])
 
     @staticmethod
-    def _replace_rays(result: MarchResult, rays: MarchResult, chosen: Tensor) -> MarchResult:
-        """`result` (B, R, ...) with the chosen rays' features, depth and opacity taken from rays
-        (1, A, ...). Their weights stay `result`'s: they belong to other depths and nothing reads them."""
-        rows = chosen.reshape(-1).nonzero()[:, 0]  # (A,)
+    def _replace_rays(result: MarchResult, rays: MarchResult, rows: Tensor) -> MarchResult:
+        """`result` (B, R, ...) with the features, depth and opacity of the rays at flat indices rows
+        (A,) taken from rays (1, A, ...). Their weights stay `result`'s: they belong to other depths
+        and nothing reads them."""
         for name in ("features", "depth", "alpha"):
             values = getattr(result, name)
             flat = values.reshape(values.shape[0] * values.shape[1], -1)
