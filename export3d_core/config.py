@@ -182,6 +182,11 @@ class TrainConfig:
     feature_weight: float = 1.0  # L2 weight near brows, eyes, nose and mouth (not in the paper; 1 = off)
     clebs_negatives: int = 32  # negatives per positive, from the same clip
     clebs_temperature: float = 0.07  # τ of InfoNCE
+    # Extra CLeBS negatives per positive made in β space: the positive's own β with one parameter
+    # moved (not in the paper; 0 = off). Clip negatives differ in many parameters at once, so the
+    # salient ones (jaw, blinks) suffice to tell them apart and subtle ones are left out of the
+    # code; these differ in exactly one, so every parameter must be read. See train/clebs.py.
+    clebs_beta_negatives: int = 0
     batch_size: int = 8
     recon_steps: int = 300_000  # phase 1
     adv_steps: int = 10_000  # phase 2

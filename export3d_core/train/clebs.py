@@ -7,6 +7,14 @@ own β; its negatives are the embeddings of the β of *other frames of the same 
 same background: only the expression tells them apart). A clip with fewer than K+1 frames gives
 all its other frames and the missing slots are masked out of the softmax; a one-frame clip gives
 no negative at all, so its term is log(1) = 0 and teaches nothing (it is simply carried along).
+
+Optionally (`TrainConfig.clebs_beta_negatives`, not in the paper) each positive also gets hard
+negatives made in β space: its own β with one parameter moved by at least a quarter of that
+parameter's range. Clip negatives differ from the positive in many parameters at once, so the
+salient ones (jaw, blinks) suffice to pick the positive and InfoNCE stops there; on the demo corpus
+the 10 coefficients then kept almost nothing of a right-brow raise or a mouth shift (linear R²
+0.19 and 0.10 of β from λ, see `code_information`) and the generator could not render them.
+A negative that differs in exactly one parameter can only be told apart by reading it.
 """
 from __future__ import annotations
 
@@ -62,6 +70,36 @@ def draw_negatives(dataset: CorpusDataset, indices: np.ndarray, k: int,
     return chosen, mask
 
 
+def one_parameter_negatives(betas: np.ndarray, k: int, low: np.ndarray, high: np.ndarray,
+                            rng: np.random.Generator, min_gap: float = 0.25) -> np.ndarray:
+    """Hard negatives (B, k, D) for betas (B, D): copies with one parameter each moved to a value
+    uniform over [low, high] at least `min_gap` x (high - low) away from its own.
+
+    Parameters with no range (high == low) are never chosen; with none left there is nothing to do.
+    """
+    span = high - low  # (D,)
+    movable = np.flatnonzero(span > 0)
+    if movable.size == 0:
+        raise Export3DError("every β parameter is constant over the corpus: no β-space negatives can be made")
+    batch = betas.shape[0]
+    which = movable[rng.integers(movable.size, size=(batch, k))]  # (B, k)
+    old = np.take_along_axis(betas, which, axis=1)  # (B, k)
+    gap = min_gap * span[which]
+    below = np.maximum(0.0, old - gap - low[which])  # length of [low, old - gap]
+    above = np.maximum(0.0, high[which] - old - gap)  # length of [old + gap, high]
+    u = rng.random((batch, k)) * (below + above)
+    new = np.where(u < below, low[which] + u, old + gap + (u - below))
+    negatives = np.repeat(betas[:, None, :], k, axis=1)  # (B, k, D)
+    np.put_along_axis(negatives, which[..., None], new[..., None], axis=2)
+    return negatives
+
+
+def corpus_beta_range(dataset: CorpusDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest value of each β parameter over the corpus, (D,) each."""
+    low, high = dataset.betas.double().aminmax(dim=0)
+    return low.numpy(), high.numpy()
+
+
 def embed_beta(lebs: nn.Module, beta: torch.Tensor) -> torch.Tensor:
     """β (..., beta_dim) -> e = Vᵀλ (..., d) through LeBS."""
     flat = beta.reshape(-1, beta.shape[-1])  # (M, beta_dim)
@@ -70,14 +108,50 @@ def embed_beta(lebs: nn.Module, beta: torch.Tensor) -> torch.Tensor:
 
 
 def clebs_step_loss(lebs: nn.Module, encoder: nn.Module, dataset: CorpusDataset, indices: np.ndarray,
-                    k: int, tau: float, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
-    """The InfoNCE loss of one batch of frames (images -> f_I queries, β -> LeBS keys)."""
+                    k: int, tau: float, rng: np.random.Generator, device: torch.device,
+                    beta_negatives: int = 0, beta_range: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+    """The InfoNCE loss of one batch of frames (images -> f_I queries, β -> LeBS keys), with k clip
+    negatives and `beta_negatives` one-parameter negatives per frame, moved within `beta_range`
+    (low, high), by default the corpus' own."""
     negatives, mask = draw_negatives(dataset, indices, k, rng)
     images = torch.stack([dataset.source_image(int(i)) for i in indices]).to(device)  # (B, 3, in, in)
     query = encoder(images)  # (B, d)
     positive = embed_beta(lebs, dataset.betas[indices].to(device))  # (B, d)
-    negative = embed_beta(lebs, dataset.betas[negatives.reshape(-1)].to(device).view(*negatives.shape, -1))  # (B, K, d)
-    return info_nce(query, positive, negative, tau, torch.from_numpy(mask).to(device))
+    negative_betas = dataset.betas[negatives.reshape(-1)].view(*negatives.shape, -1)  # (B, K, D)
+    mask = torch.from_numpy(mask)
+    if beta_negatives > 0:
+        low, high = beta_range if beta_range is not None else corpus_beta_range(dataset)
+        hard = one_parameter_negatives(dataset.betas[indices].numpy().astype(np.float64), beta_negatives, low, high, rng)
+        negative_betas = torch.cat([negative_betas, torch.from_numpy(hard).float()], dim=1)  # (B, K + K', D)
+        mask = torch.cat([mask, torch.ones(len(indices), beta_negatives, dtype=torch.bool)], dim=1)
+    negative = embed_beta(lebs, negative_betas.to(device))  # (B, K + K', d)
+    return info_nce(query, positive, negative, tau, mask.to(device))
+
+
+def min_expressions_for_information(n_basis: int, held_out: float = 0.25) -> int:
+    """Fewest expressions `code_information` accepts: a fit with more rows than unknowns and
+    at least four held-out rows to score it on."""
+    return max(math.ceil((n_basis + 2) / (1 - held_out)), math.ceil(4 / held_out))
+
+
+@torch.no_grad()
+def code_information(lebs: nn.Module, betas: torch.Tensor, held_out: float = 0.25) -> torch.Tensor:
+    """How much of each β parameter the coefficients keep: (beta_dim,) R² of β predicted linearly
+    (least squares with a bias) from λ = LeBS(β), fitted on the first betas and scored on the last
+    `held_out` share. The generator reads λ through linear layers, so a parameter with low R²
+    here is one it can hardly render, however long it trains. Constant parameters score 1."""
+    betas = betas.float()
+    lam = lebs.coefficients(betas.to(next(lebs.parameters()).device)).float().cpu()  # (N, n)
+    split = int(round(len(betas) * (1 - held_out)))
+    if len(betas) < min_expressions_for_information(lam.shape[1], held_out):
+        raise Export3DError(f"need at least {min_expressions_for_information(lam.shape[1], held_out)} expressions "
+                            f"to measure code information, got {len(betas)}")
+    design = torch.cat([lam, torch.ones(len(lam), 1)], dim=1).double()  # (N, n + 1)
+    solution = torch.linalg.lstsq(design[:split], betas[:split].double()).solution  # (n + 1, D)
+    residual = design[split:] @ solution - betas[split:].double()  # (N', D)
+    variance = betas[split:].double().var(dim=0)
+    r2 = 1 - residual.pow(2).mean(dim=0) / variance.clamp_min(1e-12)
+    return torch.where(variance > 1e-12, r2, torch.ones_like(r2)).float()
 
 
 def save_lebs(lebs: nn.Module, path: Path, cfg: ModelConfig, extra: dict | None = None) -> None:
@@ -89,6 +163,15 @@ def save_lebs(lebs: nn.Module, path: Path, cfg: ModelConfig, extra: dict | None 
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
+
+
+def read_lebs_extra(path: Path) -> dict:
+    """The `extra` record `save_lebs` wrote (steps, loss, code information), {} if there is none."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    return json.loads(metadata.get("extra", "{}"))
 
 
 def resolve_clebs_path(run_or_file: str | Path) -> Path:
@@ -145,6 +228,7 @@ def pretrain_clebs(dataset: CorpusDataset, cfg: ModelConfig, train_cfg: TrainCon
     params = list(lebs.parameters()) + list(encoder.parameters())
     optimizer = torch.optim.Adam(params, lr=train_cfg.lr_clebs)
     rng = np.random.default_rng(seed)
+    beta_range = corpus_beta_range(dataset)
     log_path = out / "clebs_log.jsonl"
     step, loss_value = 0, math.nan
     bar = tqdm(total=steps, desc="pretrain-clebs", disable=not progress, dynamic_ncols=True)
@@ -154,7 +238,8 @@ def pretrain_clebs(dataset: CorpusDataset, cfg: ModelConfig, train_cfg: TrainCon
                 start = time.perf_counter()
                 indices = rng.integers(len(dataset), size=batch_size)
                 loss = clebs_step_loss(lebs, encoder, dataset, indices, train_cfg.clebs_negatives,
-                                       train_cfg.clebs_temperature, rng, device)
+                                       train_cfg.clebs_temperature, rng, device, train_cfg.clebs_beta_negatives,
+                                       beta_range)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -169,7 +254,11 @@ def pretrain_clebs(dataset: CorpusDataset, cfg: ModelConfig, train_cfg: TrainCon
     finally:
         bar.close()
     path = out / CLEBS_FILE
-    save_lebs(lebs, path, cfg, {"steps": step, "loss": loss_value})
+    extra = {"steps": step, "loss": loss_value}
+    if len(dataset.betas) >= min_expressions_for_information(cfg.n_basis):
+        extra["code_r2"] = [round(v, 4) for v in code_information(lebs.eval(), dataset.betas).tolist()]
+        extra["beta_names"] = list(dataset.info.beta_names)
+    save_lebs(lebs, path, cfg, extra)
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in encoder.state_dict().items()},
               str(out / ENCODER_FILE), metadata={"format": "export3d-image-encoder"})
     return path

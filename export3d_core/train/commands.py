@@ -21,7 +21,7 @@ from export3d_core.config import ModelConfig, PRESETS, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.errors import Export3DError
 from export3d_core.train import checkpointing as ckpt
-from export3d_core.train.clebs import load_lebs_frozen, pretrain_clebs, resolve_clebs_path
+from export3d_core.train.clebs import load_lebs_frozen, pretrain_clebs, read_lebs_extra, resolve_clebs_path
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
 from export3d_core.train.losses import PerceptualLoss
 from export3d_core.train.loop import Trainer
@@ -66,6 +66,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     clebs.add_argument("--out", required=True, help="run directory")
     clebs.add_argument("--steps", type=int, default=1000, help="steps (default 1000; the paper used 60,000)")
     clebs.add_argument("--batch", type=int, default=None, help="batch size (default TrainConfig's)")
+    clebs.add_argument("--beta-negatives", type=int, default=0,
+                       help="extra negatives per frame made by moving one β parameter of its own "
+                            "(not in the paper; default 0; the demo model uses 32)")
     clebs.add_argument("--seed", type=int, default=None, help="random seed")
     clebs.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     clebs.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -191,6 +194,17 @@ def _gain_number(text: str) -> float:
     return value
 
 
+def describe_code_information(extra: dict) -> str:
+    """One line on how much of β the pre-trained coefficients keep (see clebs.code_information)."""
+    r2 = extra.get("code_r2")
+    if r2 is None:
+        return "code information not measured: too few expressions in the corpus"
+    names = extra.get("beta_names") or [f"β[{i}]" for i in range(len(r2))]
+    weakest = sorted(range(len(r2)), key=r2.__getitem__)[:3]
+    return (f"code information, R² of β from λ (1 = kept): mean {sum(r2) / len(r2):.2f}; weakest "
+            + ", ".join(f"{names[i]} {r2[i]:.2f}" for i in weakest))
+
+
 def _sizes(preset: str) -> tuple[int, int, int]:
     cfg = ModelConfig.preset(preset)
     return cfg.input_size, cfg.neural_size, cfg.output_size
@@ -219,10 +233,14 @@ def run_pretrain_clebs(args: argparse.Namespace) -> int:
     tcfg = train_config(batch=args.batch, seed=args.seed)
     if args.steps < 1:
         raise Export3DError("--steps must be >= 1")
+    if args.beta_negatives < 0:
+        raise Export3DError("--beta-negatives must be >= 0")
+    tcfg = dataclasses.replace(tcfg, clebs_beta_negatives=args.beta_negatives)
     cfg0 = ModelConfig.preset(args.preset)
     dataset = CorpusDataset(args.data, cfg0.input_size, cfg0.neural_size, cfg0.output_size, seed=tcfg.seed)
     cfg = corpus_config(args.preset, dataset)
     path = pretrain_clebs(dataset, cfg, tcfg, args.out, steps=args.steps, device=resolve_device(args.device),
                           progress=not args.no_progress)
+    print(describe_code_information(read_lebs_extra(path)), file=sys.stderr)
     print(f"CLeBS weights in {path}; train with --clebs {args.out}", file=sys.stderr)
     return 0

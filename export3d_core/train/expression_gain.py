@@ -11,6 +11,9 @@ and the expression pathway learns afresh at the new scale. Continue the run with
 corpus' strong expressions give λ of the slider scale (`export3d_core.lambda_units`).
 `--whiten` first whitens the frozen CLeBS coefficients over the corpus (`train/whitening.py`),
 so that every expression parameter reaches the generator with a comparable strength.
+`--clebs RUN_OR_FILE` first replaces the run's frozen CLeBS by other pre-trained weights (e.g. a
+pre-training that keeps more of β, see `train/clebs.py`); the zeroed expression weights then
+learn the new code while everything expression-neutral is kept.
 """
 from __future__ import annotations
 
@@ -34,9 +37,11 @@ def calibrated_gain(cfg, lebs_state: dict, betas) -> float:
     return calibrated_scale(lebs, betas)
 
 
-def set_run_gain(run_dir, gain: str | float, data: str | None = None, whiten: bool = False) -> float:
+def set_run_gain(run_dir, gain: str | float, data: str | None = None, whiten: bool = False,
+                 clebs: str | None = None) -> float:
     """Rewrite the last checkpoint of `run_dir` with expression gain `gain` (a number or "auto"),
-    after whitening its CLeBS coefficients over the corpus at `data` when `whiten`."""
+    after replacing its CLeBS by the pre-trained weights at `clebs` when given, and whitening its
+    CLeBS coefficients over the corpus at `data` when `whiten`."""
     from export3d_core.config import ModelConfig
 
     tensors, meta = ckpt.load_training_state(run_dir)
@@ -51,6 +56,12 @@ def set_run_gain(run_dir, gain: str | float, data: str | None = None, whiten: bo
         from export3d_core.data.dataset import CorpusDataset
 
         betas = CorpusDataset(data, cfg.input_size, cfg.neural_size, cfg.output_size, in_memory=False).betas
+    if clebs is not None:
+        if not meta.get("extra", {}).get("frozen_lebs"):
+            # Its optimiser state holds LeBS' parameters: a frozen one would no longer fit it.
+            raise Export3DError(f"{run_dir} trains its own LeBS; --clebs replaces only a frozen CLeBS "
+                                "(a run started with `export3d train --clebs`)")
+        _replace_run_lebs(tensors, cfg, clebs)
     if whiten:
         _whiten_run_lebs(tensors, cfg, betas)
     if gain == "auto":
@@ -67,6 +78,17 @@ def set_run_gain(run_dir, gain: str | float, data: str | None = None, whiten: bo
     step = meta["step"]
     ckpt.save_training_state(run_dir, step, tensors, {k: v for k, v in meta.items() if k not in STATE_KEYS})
     return value
+
+
+def _replace_run_lebs(tensors: dict, cfg, clebs: str) -> None:
+    """Put the pre-trained LeBS weights at `clebs` into a training state's tensors, in place."""
+    from export3d_core.nn.lebs import LeBS
+    from export3d_core.train.clebs import load_lebs_frozen
+
+    lebs = LeBS(cfg)
+    load_lebs_frozen(lebs, clebs)  # checks that the weights fit this model
+    for name, value in lebs.state_dict().items():
+        tensors[f"model.lebs.{name}"] = value.detach().clone()
 
 
 def _whiten_run_lebs(tensors: dict, cfg, betas) -> None:
@@ -87,20 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", help="training run directory (export3d train --out)")
     parser.add_argument("--gain", default="auto", help="the new gain, or auto (default)")
     parser.add_argument("--data", default=None, help="corpus directory (needed by --gain auto and --whiten)")
+    parser.add_argument("--clebs", default=None,
+                        help="replace the run's frozen CLeBS by these pre-trained weights (run directory or file) first")
     parser.add_argument("--whiten", action="store_true",
                         help="whiten the frozen CLeBS coefficients over the corpus' expressions first")
     args = parser.parse_args(argv)
     try:
         gain = args.gain if args.gain == "auto" else float(args.gain)
-        value = set_run_gain(args.run, gain, args.data, whiten=args.whiten)
+        value = set_run_gain(args.run, gain, args.data, whiten=args.whiten, clebs=args.clebs)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Export3DError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    replaced = f"CLeBS replaced by {args.clebs}; " if args.clebs else ""
     whitened = "CLeBS coefficients whitened; " if args.whiten else ""
-    print(f"{args.run}: {whitened}expression gain {value:.4g}; EAdaLN expression weights zeroed; continue with --resume")
+    print(f"{args.run}: {replaced}{whitened}expression gain {value:.4g}; EAdaLN expression weights zeroed; continue with --resume")
     return 0
 
 

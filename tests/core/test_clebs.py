@@ -13,8 +13,9 @@ from export3d_core.config import ModelConfig, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.errors import Export3DError
 from export3d_core.model import Export3D
-from export3d_core.train.clebs import (CLEBS_FILE, ENCODER_FILE, draw_negatives, info_nce,
-                                       load_lebs_frozen, pretrain_clebs)
+from export3d_core.nn.lebs import LeBS
+from export3d_core.train.clebs import (CLEBS_FILE, ENCODER_FILE, code_information, draw_negatives, info_nce,
+                                       load_lebs_frozen, one_parameter_negatives, pretrain_clebs, read_lebs_extra)
 from export3d_core.train.logs import read_jsonl
 
 
@@ -123,3 +124,58 @@ def test_train_with_clebs_keeps_lebs_frozen_across_resume(tmp_path: Path) -> Non
     assert meta["extra"]["frozen_lebs"] is True and meta["step"] == 4
     optimised = meta["opt_g"]["param_groups"][0]["params"]  # the frozen LeBS is not in G's optimiser
     assert len(optimised) == len(list(model.parameters())) - len(list(model.lebs.parameters()))
+
+
+def test_one_parameter_negatives_move_exactly_one_parameter_far_enough() -> None:
+    rng = np.random.default_rng(0)
+    low, high = np.array([0.0, -1.0, 0.5, 0.0]), np.array([1.0, 1.0, 0.5, 2.0])  # parameter 2 is constant
+    betas = rng.uniform(low, high, size=(64, 4))
+    negatives = one_parameter_negatives(betas, 16, low, high, rng, min_gap=0.25)
+    assert negatives.shape == (64, 16, 4)
+    moved = negatives != betas[:, None, :]  # (B, k, D)
+    assert np.all(moved.sum(axis=-1) == 1)  # exactly one parameter each
+    assert not moved[..., 2].any()  # never the constant one
+    assert moved[..., [0, 1, 3]].any(axis=(0, 1)).all()  # every other parameter gets chosen
+    gap = np.abs(negatives - betas[:, None, :]).max(axis=-1)  # (B, k)
+    span = np.broadcast_to(high - low, moved.shape)[moved].reshape(gap.shape)
+    assert np.all(gap >= 0.25 * span - 1e-12)
+    assert np.all((negatives >= low - 1e-12) & (negatives <= high + 1e-12))
+    with pytest.raises(Export3DError, match="constant"):
+        one_parameter_negatives(betas, 2, low, low, rng)
+
+
+def test_code_information_sees_which_parameters_the_coefficients_keep() -> None:
+    cfg = ModelConfig.preset("tiny")  # beta_dim 12, 10 coefficients: at least 2 parameters must be lost
+    lebs = LeBS(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        # λ = a (near-linear: small pre-activations) function of β[0..9]; β[10], β[11] are dropped
+        lebs.mlp[0].weight.normal_(0, 0.01)
+        lebs.mlp[0].weight[:, 10:] = 0
+    betas = torch.rand(2000, cfg.beta_dim)
+    r2 = code_information(lebs, betas)
+    assert r2.shape == (cfg.beta_dim,)
+    assert float(r2[:10].min()) > 0.95
+    assert float(r2[10:].abs().max()) < 0.05
+    with pytest.raises(Export3DError, match="at least"):
+        code_information(lebs, betas[:10])
+
+
+def test_pretrain_clebs_with_beta_negatives_records_code_information(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    from export3d_core.train.__main__ import main as train_main
+
+    root = write_toy_corpus(tmp_path / "c", clips=2, frames=10, res=64)
+    common = ["pretrain-clebs", "--data", str(root), "--steps", "2", "--batch", "2", "--no-progress"]
+    assert train_main([*common, "--out", str(tmp_path / "bad"), "--beta-negatives", "-1"]) == 2
+    assert "--beta-negatives must be >= 0" in capsys.readouterr().err
+    assert train_main([*common, "--out", str(tmp_path / "run"), "--beta-negatives", "4"]) == 0
+    err = capsys.readouterr().err
+    extra = read_lebs_extra(tmp_path / "run" / CLEBS_FILE)
+    assert extra["steps"] == 2 and len(extra["code_r2"]) == 12 and extra["beta_names"][0] == "b0"
+    assert f"mean {np.mean(extra['code_r2']):.2f}" in err
+    # too few expressions to measure: said, not guessed
+    small = write_toy_corpus(tmp_path / "small", clips=1, frames=4, res=64)
+    assert train_main([*common[:2], str(small), *common[3:], "--out", str(tmp_path / "small_run")]) == 0
+    assert "code information not measured" in capsys.readouterr().err
+    assert "code_r2" not in read_lebs_extra(tmp_path / "small_run" / CLEBS_FILE)

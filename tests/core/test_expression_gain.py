@@ -2,6 +2,7 @@
 (calibrated on CLeBS), their checkpoint on --resume, or the switching tool."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,41 @@ def test_switching_tool_sets_the_gain_and_zeroes_the_expression_weights(toy: Pat
     model = Export3D(ModelConfig.from_dict(ckpt.load_training_state(run)[1]["model_config"]))
     assert model.config.expression_gain == 4.5
     assert gain_main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_switching_tool_replaces_the_runs_clebs(toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run, clebs = tmp_path / "run", tmp_path / "clebs"
+    common = ["--data", str(toy), "--out", str(run), "--batch", "2", "--no-progress", "--checkpoint-every", "1"]
+    assert train_main([*common, "--steps", "2", "--lr-g", "1e-2"]) == 0  # LeBS trained with G: not replaceable
+    assert train_main(["pretrain-clebs", "--data", str(toy), "--out", str(tmp_path / "first"), "--steps", "1",
+                       "--batch", "2", "--no-progress"]) == 0
+    assert gain_main([str(run), "--gain", "2", "--clebs", str(tmp_path / "first")]) == 2
+    assert "replaces only a frozen CLeBS" in capsys.readouterr().err
+    shutil.rmtree(run)
+    assert train_main([*common, "--steps", "2", "--lr-g", "1e-2", "--clebs", str(tmp_path / "first")]) == 0
+    assert train_main(["pretrain-clebs", "--data", str(toy), "--out", str(clebs), "--steps", "2", "--batch", "2",
+                       "--beta-negatives", "2", "--seed", "5", "--no-progress"]) == 0
+    before, _ = ckpt.load_training_state(run)
+    assert gain_main([str(run), "--gain", "2", "--clebs", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    other = write_toy_corpus(tmp_path / "other", clips=1, frames=4, res=64, beta_dim=5)
+    assert train_main(["pretrain-clebs", "--data", str(other), "--out", str(tmp_path / "clebs5"), "--steps", "1",
+                       "--batch", "2", "--no-progress"]) == 0
+    assert gain_main([str(run), "--gain", "2", "--clebs", str(tmp_path / "clebs5")]) == 2
+    assert "do not fit" in capsys.readouterr().err
+    assert ckpt.load_training_state(run)[0].keys() == before.keys()  # refused: nothing rewritten
+    assert all(torch.equal(ckpt.load_training_state(run)[0][k], before[k]) for k in before)
+
+    assert gain_main([str(run), "--gain", "2", "--clebs", str(clebs)]) == 0
+    assert "CLeBS replaced" in capsys.readouterr().out
+    after, meta = ckpt.load_training_state(run)
+    pretrained = load_file(str(clebs / CLEBS_FILE))
+    assert all(torch.equal(after[f"model.lebs.{k}"], v) for k, v in pretrained.items())
+    assert not torch.equal(before["model.lebs.basis_weight"], after["model.lebs.basis_weight"])
+    assert all(after[k].abs().sum() == 0 for k in after if k.endswith(".adaLN_modulation.1.weight"))
+    others = [k for k in before if k.startswith("model.") and ".lebs." not in k and "adaLN_modulation.1.weight" not in k]
+    assert all(torch.equal(after[k], before[k]) for k in others)  # everything else is kept
+    assert meta["model_config"]["expression_gain"] == 2.0
+    assert train_main([*common, "--steps", "3", "--resume"]) == 0  # trains on with the new, frozen CLeBS
+    resumed = ckpt.load_training_state(run)[0]
+    assert all(torch.equal(resumed[f"model.lebs.{k}"], v) for k, v in pretrained.items())
