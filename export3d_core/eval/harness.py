@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from export3d_core.camera import ORBIT_PITCH_AMPLITUDE, ORBIT_YAW_AMPLITUDE
 from export3d_core.data.head_landmarks import BETA_NAMES
@@ -44,6 +45,7 @@ from export3d_core.eval.metrics import cosine_similarity, l1_distance, psnr, ssi
 from export3d_core.eval.real_metrics import RealFaceMetrics
 from export3d_core.eval.regressor import AttributeRegressor, Attributes
 from export3d_core.eval.runner import ModelRunner
+from export3d_core.train.clebs import code_information, min_expressions_for_information
 
 NOVEL_VIEWS = (  # (yaw, pitch) radians: the ends of EG3D's orbit video
     (ORBIT_YAW_AMPLITUDE, 0.0), (-ORBIT_YAW_AMPLITUDE, 0.0), (0.0, ORBIT_PITCH_AMPLITUDE), (0.0, -ORBIT_PITCH_AMPLITUDE),
@@ -98,7 +100,7 @@ class Harness:
     def _attribute_scores(self, outputs: list[np.ndarray], wanted: Attributes) -> dict[str, Any]:
         found = self.regressor.predict(outputs)
         per_parameter = (found.expression - wanted.expression).abs().mean(dim=0)  # (beta_dim,)
-        names = BETA_NAMES if len(BETA_NAMES) == len(per_parameter) else [f"beta_{k}" for k in range(len(per_parameter))]
+        names = _beta_names(len(per_parameter))
         return {"aed": float(l1_distance(found.expression, wanted.expression).mean()),
                 "apd": float(l1_distance(found.pose, wanted.pose).mean()),
                 "aed_per_parameter": {name: round(float(v), 5) for name, v in zip(names, per_parameter)}}
@@ -215,8 +217,18 @@ class Harness:
             "move_threshold": self.config.move_threshold,
             "duplicate_cosine": self.config.duplicate_cosine,
             "units": "response: mean |Δβ_k| per unit λ_i in std units of β_k; strength: max |Δβ_k| in std units",
+            "code_information": self._code_information(clips),
         }
         return summary, found
+
+    def _code_information(self, clips: list[EvalClip]) -> dict[str, float] | None:
+        """R² of each β parameter from the model's coefficients (train/clebs.py): what the code
+        loses, no generator can render. None when there are too few expressions to measure it."""
+        betas = _code_betas(clips)
+        if len(betas) < min_expressions_for_information(self.runner.config.n_basis):
+            return None
+        r2 = code_information(self.runner.model.lebs, torch.from_numpy(betas))
+        return {name: round(float(v), 4) for name, v in zip(_beta_names(len(r2)), r2)}
 
     def run(self, clips: list[EvalClip]) -> tuple[dict[str, Any], BasisResult]:
         """Every protocol; returns the result dict (see `commands` for its JSON) and the basis sweep."""
@@ -233,6 +245,26 @@ class Harness:
             "image_size": self.runner.config.output_size,
         }
         return _finite_or_none(result), basis_found
+
+
+CODE_BETAS = 4000  # expressions drawn for `code_information` on synthetic data
+CODE_BETAS_SEED = 40_000_000  # their seed: apart from every corpus and identity seed
+
+
+def _code_betas(clips: list[EvalClip]) -> np.ndarray:
+    """The expressions code information is measured on: fresh draws from the synthetic corpus'
+    distribution when every clip is synthetic (a few hundred frames would make the R² noisy),
+    else the frames' own β."""
+    if all(clip.identity is not None for clip in clips):
+        from export3d_core.data.synthetic import sample_expression
+
+        rng = np.random.default_rng(CODE_BETAS_SEED)
+        return np.stack([sample_expression(rng) for _ in range(CODE_BETAS)]).astype(np.float32)
+    return np.concatenate([clip.betas for clip in clips]).astype(np.float32)
+
+
+def _beta_names(n: int) -> list[str]:
+    return list(BETA_NAMES) if len(BETA_NAMES) == n else [f"beta_{k}" for k in range(n)]
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -13,6 +13,7 @@ import torch
 
 from export3d_core.checkpoint import load_checkpoint, resolve_checkpoint_path
 from export3d_core.eval.basis import save_grid
+from export3d_core.train.clebs import describe_code_information
 from export3d_core.eval.clips import EvalClip, generate_heldout, load_corpus
 from export3d_core.eval.harness import EvalConfig, Harness
 from export3d_core.eval.real_metrics import beta_sources, build_real_metrics, is_real_data
@@ -127,6 +128,9 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"basis: {basis['meaningful']} of {len(basis['response'])} vectors meaningful "
                  f"{basis.get('meaningful_vectors', '')}; strength (std units) "
                  + " ".join(_cell(s, 2) for s in basis.get("strength", [])))
+    if basis.get("code_information"):
+        r2 = basis["code_information"]
+        lines.append("  " + describe_code_information(list(r2.values()), list(r2)))
     return "\n".join(lines)
 
 

@@ -154,6 +154,14 @@ def code_information(lebs: nn.Module, betas: torch.Tensor, held_out: float = 0.2
     return torch.where(variance > 1e-12, r2, torch.ones_like(r2)).float()
 
 
+def describe_code_information(r2: list[float], names: list[str] | None = None) -> str:
+    """One line on how much of β the coefficients keep: the mean R² and the three weakest."""
+    names = names or [f"β[{i}]" for i in range(len(r2))]
+    weakest = sorted(range(len(r2)), key=r2.__getitem__)[:3]
+    return (f"code information, R² of β from λ (1 = kept): mean {sum(r2) / len(r2):.2f}; weakest "
+            + ", ".join(f"{names[i]} {r2[i]:.2f}" for i in weakest))
+
+
 def save_lebs(lebs: nn.Module, path: Path, cfg: ModelConfig, extra: dict | None = None) -> None:
     """LeBS weights as safetensors with the model config in the header; atomic."""
     path = Path(path)

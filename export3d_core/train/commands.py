@@ -21,7 +21,8 @@ from export3d_core.config import ModelConfig, PRESETS, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.errors import Export3DError
 from export3d_core.train import checkpointing as ckpt
-from export3d_core.train.clebs import load_lebs_frozen, pretrain_clebs, read_lebs_extra, resolve_clebs_path
+from export3d_core.train.clebs import (describe_code_information, load_lebs_frozen, pretrain_clebs, read_lebs_extra,
+                                       resolve_clebs_path)
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
 from export3d_core.train.losses import PerceptualLoss
 from export3d_core.train.loop import Trainer
@@ -194,17 +195,6 @@ def _gain_number(text: str) -> float:
     return value
 
 
-def describe_code_information(extra: dict) -> str:
-    """One line on how much of β the pre-trained coefficients keep (see clebs.code_information)."""
-    r2 = extra.get("code_r2")
-    if r2 is None:
-        return "code information not measured: too few expressions in the corpus"
-    names = extra.get("beta_names") or [f"β[{i}]" for i in range(len(r2))]
-    weakest = sorted(range(len(r2)), key=r2.__getitem__)[:3]
-    return (f"code information, R² of β from λ (1 = kept): mean {sum(r2) / len(r2):.2f}; weakest "
-            + ", ".join(f"{names[i]} {r2[i]:.2f}" for i in weakest))
-
-
 def _sizes(preset: str) -> tuple[int, int, int]:
     cfg = ModelConfig.preset(preset)
     return cfg.input_size, cfg.neural_size, cfg.output_size
@@ -241,6 +231,10 @@ def run_pretrain_clebs(args: argparse.Namespace) -> int:
     cfg = corpus_config(args.preset, dataset)
     path = pretrain_clebs(dataset, cfg, tcfg, args.out, steps=args.steps, device=resolve_device(args.device),
                           progress=not args.no_progress)
-    print(describe_code_information(read_lebs_extra(path)), file=sys.stderr)
+    extra = read_lebs_extra(path)
+    if "code_r2" in extra:
+        print(describe_code_information(extra["code_r2"], extra.get("beta_names")), file=sys.stderr)
+    else:
+        print("code information not measured: too few expressions in the corpus", file=sys.stderr)
     print(f"CLeBS weights in {path}; train with --clebs {args.out}", file=sys.stderr)
     return 0

@@ -226,6 +226,22 @@ def test_aed_splits_by_parameter_and_reconstruction_row_is_reported(result):
     assert "model_from_driving" in format_table(result)
 
 
+def test_code_information_is_the_models_own_on_fresh_synthetic_draws(result, checkpoint):
+    from export3d_core.checkpoint import load_checkpoint
+    from export3d_core.data.head_landmarks import BETA_NAMES
+    from export3d_core.data.synthetic import sample_expression
+    from export3d_core.eval.harness import CODE_BETAS, CODE_BETAS_SEED
+    from export3d_core.train.clebs import code_information
+
+    found = result["basis"]["code_information"]
+    assert list(found) == list(BETA_NAMES)
+    rng = np.random.default_rng(CODE_BETAS_SEED)
+    betas = torch.tensor(np.stack([sample_expression(rng) for _ in range(CODE_BETAS)]), dtype=torch.float32)
+    expected = code_information(load_checkpoint(checkpoint)[0].lebs, betas)
+    assert list(found.values()) == pytest.approx(expected.tolist(), abs=1e-4)
+    assert f"mean {np.mean(list(found.values())):.2f}" in format_table(result)
+
+
 def test_regressor_check_reads_the_driving_frames_against_their_true_beta(result, clips, regressor_path):
     regressor = load_regressor(regressor_path)
     true_copy, driving_error = [], []
@@ -323,6 +339,8 @@ def test_eval_command_on_a_corpus_dir(tmp_path, clips, checkpoint, regressor_pat
     assert data["n_identities"] == 2 and data["checkpoint"] == str(checkpoint)
     assert data["novel_view"]["model"] == {"psnr": None, "ssim": None} and "skipped" in data["novel_view"]["note"]
     _numbers(data["same_identity"]["model"], ["psnr", "ssim", "aed", "apd"])
+    # a corpus' own β measure the code (no synthetic draws); two short clips are too few for it
+    assert sum(len(c.frames) for c in clips[:2]) < 16 and data["basis"]["code_information"] is None
     assert "same identity" in capsys.readouterr().out
 
 
