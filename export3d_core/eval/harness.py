@@ -222,8 +222,8 @@ class Harness:
         return summary, found
 
     def _code_information(self, clips: list[EvalClip]) -> dict[str, float] | None:
-        """R² of each β parameter from the model's coefficients (train/clebs.py): what the code
-        loses, no generator can render. None when there are too few expressions to measure it."""
+        """R² of each β parameter read linearly from the model's coefficients (train/clebs.py): how
+        much of it the code carries. None when there are too few expressions to measure it."""
         betas = _code_betas(clips)
         if len(betas) < min_expressions_for_information(self.runner.config.n_basis):
             return None

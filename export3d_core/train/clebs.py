@@ -138,8 +138,9 @@ def min_expressions_for_information(n_basis: int, held_out: float = 0.25) -> int
 def code_information(lebs: nn.Module, betas: torch.Tensor, held_out: float = 0.25) -> torch.Tensor:
     """How much of each β parameter the coefficients keep: (beta_dim,) R² of β predicted linearly
     (least squares with a bias) from λ = LeBS(β), fitted on the first betas and scored on the last
-    `held_out` share. The generator reads λ through linear layers, so a parameter with low R²
-    here is one it can hardly render, however long it trains. Constant parameters score 1."""
+    `held_out` share. A linear read-out is a lower bound on what the generator's nonlinear layers
+    can get from λ, but on the demo corpus the parameters with a low R² were those the model did
+    not render (module docstring). Constant parameters score 1."""
     betas = betas.float()
     lam = lebs.coefficients(betas.to(next(lebs.parameters()).device)).float().cpu()  # (N, n)
     split = int(round(len(betas) * (1 - held_out)))
