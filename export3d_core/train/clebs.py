@@ -112,7 +112,7 @@ def clebs_step_loss(lebs: nn.Module, encoder: nn.Module, dataset: CorpusDataset,
                     beta_negatives: int = 0, beta_range: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
     """The InfoNCE loss of one batch of frames (images -> f_I queries, β -> LeBS keys), with k clip
     negatives and `beta_negatives` one-parameter negatives per frame, moved within `beta_range`
-    (low, high), by default the corpus' own."""
+    (low, high; `corpus_beta_range`, computed once by the caller, not per step)."""
     negatives, mask = draw_negatives(dataset, indices, k, rng)
     images = torch.stack([dataset.source_image(int(i)) for i in indices]).to(device)  # (B, 3, in, in)
     query = encoder(images)  # (B, d)
@@ -120,7 +120,7 @@ def clebs_step_loss(lebs: nn.Module, encoder: nn.Module, dataset: CorpusDataset,
     negative_betas = dataset.betas[negatives.reshape(-1)].view(*negatives.shape, -1)  # (B, K, D)
     mask = torch.from_numpy(mask)
     if beta_negatives > 0:
-        low, high = beta_range if beta_range is not None else corpus_beta_range(dataset)
+        low, high = beta_range
         hard = one_parameter_negatives(dataset.betas[indices].numpy().astype(np.float64), beta_negatives, low, high, rng)
         negative_betas = torch.cat([negative_betas, torch.from_numpy(hard).float()], dim=1)  # (B, K + K', D)
         mask = torch.cat([mask, torch.ones(len(indices), beta_negatives, dtype=torch.bool)], dim=1)

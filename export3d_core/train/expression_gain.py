@@ -56,14 +56,12 @@ def set_run_gain(run_dir, gain: str | float, data: str | None = None, whiten: bo
         from export3d_core.data.dataset import CorpusDataset
 
         betas = CorpusDataset(data, cfg.input_size, cfg.neural_size, cfg.output_size, in_memory=False).betas
-    if clebs is not None:
-        if not meta.get("extra", {}).get("frozen_lebs"):
-            # Its optimiser state holds LeBS' parameters: a frozen one would no longer fit it.
-            raise Export3DError(f"{run_dir} trains its own LeBS; --clebs replaces only a frozen CLeBS "
-                                "(a run started with `export3d train --clebs`)")
-        _replace_run_lebs(tensors, cfg, clebs)
-    if whiten:
-        _whiten_run_lebs(tensors, cfg, betas)
+    if clebs is not None and not meta.get("extra", {}).get("frozen_lebs"):
+        # Its optimiser state holds LeBS' parameters: a frozen one would no longer fit it.
+        raise Export3DError(f"{run_dir} trains its own LeBS; --clebs replaces only a frozen CLeBS "
+                            "(a run started with `export3d train --clebs`)")
+    if clebs is not None or whiten:
+        _rewrite_run_lebs(tensors, cfg, clebs, betas if whiten else None)
     if gain == "auto":
         value = calibrated_gain(cfg, ckpt.split_prefix(tensors, "model.lebs"), betas)
     else:
@@ -80,25 +78,20 @@ def set_run_gain(run_dir, gain: str | float, data: str | None = None, whiten: bo
     return value
 
 
-def _replace_run_lebs(tensors: dict, cfg, clebs: str) -> None:
-    """Put the pre-trained LeBS weights at `clebs` into a training state's tensors, in place."""
+def _rewrite_run_lebs(tensors: dict, cfg, clebs: str | None, whiten_over) -> None:
+    """Rewrite the LeBS weights in a training state's tensors, in place: replaced by the
+    pre-trained ones at `clebs` when given, then whitened over the expressions `whiten_over`
+    when given."""
     from export3d_core.nn.lebs import LeBS
     from export3d_core.train.clebs import load_lebs_frozen
-
-    lebs = LeBS(cfg)
-    load_lebs_frozen(lebs, clebs)  # checks that the weights fit this model
-    for name, value in lebs.state_dict().items():
-        tensors[f"model.lebs.{name}"] = value.detach().clone()
-
-
-def _whiten_run_lebs(tensors: dict, cfg, betas) -> None:
-    """Whiten the LeBS coefficients stored in a training state's tensors, in place."""
-    from export3d_core.nn.lebs import LeBS
     from export3d_core.train.whitening import whiten_coefficients
 
     lebs = LeBS(cfg)
     lebs.load_state_dict(ckpt.split_prefix(tensors, "model.lebs"))
-    whiten_coefficients(lebs, betas)
+    if clebs is not None:
+        load_lebs_frozen(lebs, clebs)  # checks that the weights fit this model
+    if whiten_over is not None:
+        whiten_coefficients(lebs, whiten_over)
     for name, value in lebs.state_dict().items():
         tensors[f"model.lebs.{name}"] = value.detach().clone()
 
