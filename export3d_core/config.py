@@ -179,6 +179,9 @@ class TrainConfig:
     lambda_adv: float = 0.01  # λ_adv of Eq. (4)
     r1_gamma: float = 1.0  # R1 penalty weight on real images (EG3D-style)
     lambda_distortion: float = 0.0  # Mip-NeRF 360 distortion regulariser (not in the paper; 0 = off)
+    # Free-space opacity at random points (render/sparsity.py; not in the paper; 0 = off): empties
+    # the fog a field may leave around the head, which the accelerated renderer cannot skip.
+    lambda_sparsity: float = 0.0
     feature_weight: float = 1.0  # L2 weight near brows, eyes, nose and mouth (not in the paper; 1 = off)
     clebs_negatives: int = 32  # negatives per positive, from the same clip
     clebs_temperature: float = 0.07  # τ of InfoNCE

@@ -15,6 +15,7 @@ from export3d_core.nn.generator import Appearance, HybridTriplaneGenerator
 from export3d_core.nn.lebs import LeBS
 from export3d_core.nn.superres import SuperResolution
 from export3d_core.render.renderer import FieldFn, VolumeRenderer
+from export3d_core.render.sparsity import free_space_opacity
 from export3d_core.render.triplane import sample_triplane
 
 
@@ -28,6 +29,7 @@ class RenderOutput:
     alpha: Tensor  # (B, 1, n, n) accumulated opacity
     features: Tensor  # (B, F, n, n) the composited feature image
     distortion: Tensor | None = None  # (B,) mean distortion loss of the rays (training forward only)
+    sparsity: Tensor | None = None  # (B,) free-space opacity (`render.sparsity`), when asked for
 
 
 class Export3D(nn.Module):
@@ -117,15 +119,21 @@ class Export3D(nn.Module):
         return RenderOutput(image, image_raw, result.depth, result.alpha, result.features, result.distortion)
 
     def forward(
-        self, source: Tensor, cameras: Tensor, *, lam: Tensor | None = None, beta: Tensor | None = None
+        self, source: Tensor, cameras: Tensor, *, lam: Tensor | None = None, beta: Tensor | None = None,
+        sparsity_points: int = 0,
     ) -> RenderOutput:
         """All stages at once; equal to encode -> expression -> triplane -> render.
 
-        In training mode the output also carries the rays' distortion loss (for the regulariser).
+        In training mode the output also carries the rays' distortion loss (for the regulariser);
+        `sparsity_points` > 0 adds the free-space opacity at that many random points per image.
         """
         appearance = self.encode(source)
         planes = self.triplane(appearance, self.expression(lam=lam, beta=beta))
-        return self.render(planes, cameras, perturb=self.training, distortion=self.training)
+        out = self.render(planes, cameras, perturb=self.training, distortion=self.training)
+        if sparsity_points > 0:
+            out.sparsity = free_space_opacity(self.field(planes), self.config.render, planes.shape[0],
+                                              sparsity_points, device=planes.device, dtype=planes.dtype)
+        return out
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from export3d_core.config import ModelConfig, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.errors import Export3DError
+from export3d_core.render.sparsity import SPARSITY_POINTS
 from export3d_core.train import checkpointing as ckpt
 from export3d_core.train.ddp import DistInfo, all_reduce_mean, autocast, average_buffers, wrap_ddp
 from export3d_core.train.logs import LOG_FILE, SAMPLES_DIR, JsonlLog, save_sample_grid
@@ -108,8 +109,9 @@ class Trainer:
         start = time.perf_counter()
         phase = self.phase
         batch = self.next_batch()
+        sparsity_points = SPARSITY_POINTS if self.cfg.lambda_sparsity > 0 else 0
         with autocast(self.device):
-            out = self.net(batch["source"], batch["camera"], beta=batch["beta"])
+            out = self.net(batch["source"], batch["camera"], beta=batch["beta"], sparsity_points=sparsity_points)
         rec, parts = reconstruction_loss(_as_float(out), batch, self.perceptual)
         loss_g = self.cfg.lambda_rec * rec
         record: dict[str, Any] = {"step": self.step + 1, "phase": phase, "rec": float(rec.detach()), **parts}
@@ -118,6 +120,10 @@ class Trainer:
             record["distortion"] = float(distortion.detach())
             if self.cfg.lambda_distortion > 0:  # pulls fog-like density into surfaces (faster rendering)
                 loss_g = loss_g + self.cfg.lambda_distortion * distortion
+        if out.sparsity is not None:  # empties free space (faster rendering), see render/sparsity.py
+            sparsity = out.sparsity.float().mean()
+            record["sparsity"] = float(sparsity.detach())
+            loss_g = loss_g + self.cfg.lambda_sparsity * sparsity
         if phase == 2:
             # G step: D frozen and called unwrapped, so DDP expects no D gradients from it.
             self.disc.requires_grad_(False)

@@ -197,3 +197,35 @@ def test_renderer_returns_a_differentiable_distortion_on_request() -> None:
     assert out.distortion.shape == (2,) and (out.distortion > 0).all()
     out.distortion.sum().backward()
     assert planes.grad is not None and planes.grad.abs().sum() > 0
+
+
+def test_free_space_opacity_by_hand_covers_the_grid_cube_and_spares_solid_matter() -> None:
+    from export3d_core.render.accelerated import GRID_EXTENT
+    from export3d_core.render.sparsity import free_space_opacity
+
+    seen = []
+    raw_value = torch.tensor(0.7, requires_grad=True)
+
+    def constant_fog(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append(points)
+        return raw_value.expand(*points.shape[:2], 1), torch.zeros(*points.shape[:2], 3)
+
+    loss = free_space_opacity(constant_fog, CFG, batch=2, n_points=500)
+    interval = (CFG.ray_end - CFG.ray_start) / CFG.num_coarse
+    expected = 1 - math.exp(-math.log1p(math.exp(0.7 + CFG.density_shift)) * interval)
+    assert loss.shape == (2,)
+    torch.testing.assert_close(loss, torch.full((2,), expected))
+    bound = GRID_EXTENT * CFG.box_warp / 2
+    points = seen[0]
+    assert points.shape == (2, 500, 3) and points.abs().max() <= bound
+    assert points.abs().max() > 0.9 * bound and points.min() < -0.9 * bound  # the whole cube, both sides
+    loss.sum().backward()
+    assert raw_value.grad > 0  # more fog, more loss: the gradient empties it
+
+    solid = torch.tensor(400.0, requires_grad=True)  # the demo head's density is ~100-300 per unit
+    opaque = free_space_opacity(lambda p: (solid.expand(*p.shape[:2], 1), torch.zeros(*p.shape[:2], 3)), CFG, 1, 100)
+    opaque.sum().backward()
+    assert opaque.item() == pytest.approx(1.0, abs=1e-3)
+    assert 0 < solid.grad.item() < 1e-3 * raw_value.grad.item()  # surfaces are all but left alone
+    with pytest.raises(ValueError, match="n_points"):
+        free_space_opacity(constant_fog, CFG, 1, 0)

@@ -218,3 +218,26 @@ def test_feature_weight_flag_trains_on_landmarked_frames_only(corpus: Path, tmp_
     assert train_main(["--data", str(corpus), "--out", str(tmp_path / "toy"), *common]) == 2
     assert "has no landmarks" in capsys.readouterr().err
     assert train_main(["--data", str(heads), "--out", str(tmp_path / "r"), "--feature-weight", "0.5"]) == 2
+
+
+def test_sparsity_weight_enters_the_loss_and_empties_free_space(corpus: Path, tmp_path: Path) -> None:
+    from export3d_core.render.sparsity import free_space_opacity
+
+    logs, fog = {}, {}
+    for weight in (0.0, 20.0):
+        tcfg = TrainConfig(batch_size=2, recon_steps=6, adv_steps=0, checkpoint_every=0, sample_every=0,
+                           lr_g=3e-3, lambda_sparsity=weight)
+        trainer = make_trainer(corpus, tmp_path / f"run{weight}", tcfg)
+        trainer.train()
+        logs[weight] = read_jsonl(tmp_path / f"run{weight}" / LOG_FILE)
+        planes = trainer.model.triplane(trainer.model.encode(torch.zeros(1, 3, CFG.input_size, CFG.input_size)),
+                                        trainer.model.expression(lam=torch.zeros(1, CFG.n_basis)))
+        with torch.no_grad():
+            fog[weight] = free_space_opacity(trainer.model.field(planes), CFG.render, 1, 20000,
+                                             generator=torch.Generator().manual_seed(0)).item()
+    assert "sparsity" not in logs[0.0][0]  # off: not even computed
+    first = logs[20.0][0]
+    assert 0 < first["sparsity"] < 1
+    assert first["loss"] == pytest.approx(first["rec"] + 20.0 * first["sparsity"], rel=1e-5)
+    assert fog[20.0] < 0.5 * fog[0.0], fog
+    assert train_main(["--data", str(corpus), "--out", str(tmp_path / "bad"), "--sparsity", "-1"]) == 2
