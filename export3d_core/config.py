@@ -182,6 +182,10 @@ class TrainConfig:
     # Free-space opacity at random points (render/sparsity.py; not in the paper; 0 = off): empties
     # the fog a field may leave around the head, which the accelerated renderer cannot skip.
     lambda_sparsity: float = 0.0
+    # Transparency of every rendered ray, mean(1 - alpha) (not in the paper; 0 = off). With the
+    # sparsity term, the background can then neither stay a thin fog nor vanish (the SR could not
+    # tell its colour): it has to become an opaque surface, on which rays stop early.
+    lambda_opacity: float = 0.0
     feature_weight: float = 1.0  # L2 weight near brows, eyes, nose and mouth (not in the paper; 1 = off)
     clebs_negatives: int = 32  # negatives per positive, from the same clip
     clebs_temperature: float = 0.07  # τ of InfoNCE

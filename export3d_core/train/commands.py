@@ -51,6 +51,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--sparsity", type=float, default=None,
                        help="weight of the free-space opacity regulariser that empties fog around the head "
                             "(default 0: off; faster accelerated rendering)")
+    train.add_argument("--opacity", type=float, default=None,
+                       help="weight of the mean transparency of the rendered rays; with --sparsity it turns "
+                            "background fog into an opaque surface (default 0: off)")
     train.add_argument("--expression-gain", default=None, metavar="GAIN|auto",
                        help="scale of the expression code the generator sees (default 1; auto calibrates it "
                             "from the --clebs weights so strong expressions give O(1) codes); --resume keeps the run's")
@@ -95,12 +98,14 @@ def train_config(*, steps: int | None = None, adv_steps: int | None = None, batc
                  seed: int | None = None, checkpoint_every: int | None = None,
                  sample_every: int | None = None, lr_g: float | None = None,
                  lr_d: float | None = None, distortion: float | None = None,
-                 sparsity: float | None = None, feature_weight: float | None = None) -> TrainConfig:
+                 sparsity: float | None = None, opacity: float | None = None,
+                 feature_weight: float | None = None) -> TrainConfig:
     """TrainConfig defaults overridden by whatever the command line gave (None = keep)."""
     base = TrainConfig()
     changes = {"recon_steps": steps, "adv_steps": adv_steps, "batch_size": batch, "seed": seed,
                "checkpoint_every": checkpoint_every, "sample_every": sample_every, "lr_g": lr_g, "lr_d": lr_d,
-               "lambda_distortion": distortion, "lambda_sparsity": sparsity, "feature_weight": feature_weight}
+               "lambda_distortion": distortion, "lambda_sparsity": sparsity, "lambda_opacity": opacity,
+               "feature_weight": feature_weight}
     changes = {k: v for k, v in changes.items() if v is not None}
     flags = {"recon_steps": "--steps", "adv_steps": "--adv-steps", "checkpoint_every": "--checkpoint-every",
              "sample_every": "--sample-every"}
@@ -110,7 +115,8 @@ def train_config(*, steps: int | None = None, adv_steps: int | None = None, batc
     for key in ("lr_g", "lr_d"):
         if key in changes and not 0 < changes[key] < 1:
             raise Export3DError(f"--{key.replace('_', '-')} must be between 0 and 1")
-    for key, flag in (("lambda_distortion", "--distortion"), ("lambda_sparsity", "--sparsity")):
+    for key, flag in (("lambda_distortion", "--distortion"), ("lambda_sparsity", "--sparsity"),
+                      ("lambda_opacity", "--opacity")):
         if changes.get(key, 0) < 0:
             raise Export3DError(f"{flag} must be >= 0")
     if changes.get("feature_weight", 1) < 1:
@@ -129,6 +135,7 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
                         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
                         lr_g=getattr(args, "lr_g", None), lr_d=getattr(args, "lr_d", None),
                         distortion=getattr(args, "distortion", None), sparsity=getattr(args, "sparsity", None),
+                        opacity=getattr(args, "opacity", None),
                         feature_weight=getattr(args, "feature_weight", None))
     out = Path(args.out)
     if args.resume and not ckpt.has_training_state(out):

@@ -124,6 +124,10 @@ class Trainer:
             sparsity = out.sparsity.float().mean()
             record["sparsity"] = float(sparsity.detach())
             loss_g = loss_g + self.cfg.lambda_sparsity * sparsity
+        if self.cfg.lambda_opacity > 0:  # opaque rays stop early in the accelerated renderer
+            transparency = (1.0 - out.alpha.float()).mean()
+            record["transparency"] = float(transparency.detach())
+            loss_g = loss_g + self.cfg.lambda_opacity * transparency
         if phase == 2:
             # G step: D frozen and called unwrapped, so DDP expects no D gradients from it.
             self.disc.requires_grad_(False)
