@@ -59,6 +59,11 @@ class ModelConfig:
     sr_ratio: int = 2  # spatial reduction of keys/values in efficient self-attention (SegFormer)
     lowpass_sigma: float = 1.0  # std (in plane texels) of the fixed Gaussian after pixel shuffle
     skip_channels: int = 32  # high-resolution conv skip from S into the planes (LP3D-style; chose)
+    # Channels of the expression code e broadcast into the fusion of that skip (chose; 0 = off, the
+    # paper has none). The skip carries the source's own expression at plane resolution and the
+    # tokens carry e at 1/16 of the input; this lets the fusion draw the target expression's fine
+    # lines (furrows, mouth corners) where it meets the skip.
+    skip_expression_channels: int = 0
     # -- tri-plane -----------------------------------------------------------------------------
     plane_channels: int = 32  # C of the tri-plane (paper: 32)
     plane_res: int = 128  # R of the tri-plane (paper: 128)
@@ -84,6 +89,8 @@ class ModelConfig:
             problems.append("output_size / neural_size must be a power of two >= 1")
         elif len(self.sr_channels) < round(math.log2(ratio)):
             problems.append("sr_channels needs one width per 2x upsampling stage")
+        if self.skip_expression_channels < 0 or (self.skip_expression_channels and not self.skip_channels):
+            problems.append("skip_expression_channels must be >= 0 and needs skip_channels > 0")
         if self.expr_dim % self.num_heads:
             problems.append("expr_dim must be divisible by num_heads")
         if self.feature_channels < 3:

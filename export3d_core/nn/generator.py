@@ -102,9 +102,12 @@ class HybridTriplaneGenerator(nn.Module):
         plane_ch = 3 * cfg.plane_channels
         self.to_planes = nn.Linear(d, plane_ch * self.factor ** 2)
         self.fuse: nn.Module | None = None
+        self.skip_expression: nn.Linear | None = None
         if cfg.skip_channels > 0:
+            if cfg.skip_expression_channels > 0:
+                self.skip_expression = nn.Linear(d, cfg.skip_expression_channels)
             self.fuse = nn.Sequential(
-                nn.Conv2d(plane_ch + cfg.skip_channels, plane_ch, 3, padding=1),
+                nn.Conv2d(plane_ch + cfg.skip_channels + cfg.skip_expression_channels, plane_ch, 3, padding=1),
                 nn.LeakyReLU(LRELU_SLOPE),
                 nn.Conv2d(plane_ch, plane_ch, 3, padding=1),
             )
@@ -124,6 +127,8 @@ class HybridTriplaneGenerator(nn.Module):
                     nn.init.zeros_(module.bias)
         for block in self.eadaln_blocks:
             block.reset_modulation()
+        if self.skip_expression is not None:  # zero: the fusion starts as if it had no expression input
+            nn.init.zeros_(self.skip_expression.weight)
 
     # -- stage 1 --------------------------------------------------------------------------------
     def encode(self, source: torch.Tensor) -> Appearance:
@@ -172,7 +177,11 @@ class HybridTriplaneGenerator(nn.Module):
         x = x.transpose(1, 2).reshape(b, -1, self.grid, self.grid)  # (B, 3C f^2, g, g)
         planes = F.pixel_shuffle(x, self.factor)  # (B, 3C, R, R)
         if self.fuse is not None and app.skip is not None:
-            planes = planes + self.fuse(torch.cat([planes, app.skip.to(planes.dtype)], dim=1))
+            fused = [planes, app.skip.to(planes.dtype)]
+            if self.skip_expression is not None:
+                code = self.skip_expression(e)  # (B, Ce), the same at every texel
+                fused.append(code[:, :, None, None].expand(-1, -1, self.res, self.res))
+            planes = planes + self.fuse(torch.cat(fused, dim=1))
         planes = self.low_pass(planes)  # (B, 3C, R, R)
         raw = planes.view(b, 3, self.channels, self.res, self.res)  # (B, 3, C, R, R)
         return self._apply_ema(raw)

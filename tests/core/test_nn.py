@@ -141,6 +141,28 @@ def test_generator_expression_neutral_at_init_with_gradients(tiny: ModelConfig) 
         assert grad is not None and grad.abs().sum() > 0
 
 
+def test_skip_expression_starts_as_the_plain_fusion_then_carries_e(tiny: ModelConfig) -> None:
+    grown_cfg = tiny.replace(skip_expression_channels=3)
+    plain, grown = HybridTriplaneGenerator(tiny).eval(), HybridTriplaneGenerator(grown_cfg).eval()
+    weights = grown.state_dict()
+    for name, value in plain.state_dict().items():  # the plain weights, extra input channels kept
+        weights[name] = value if weights[name].shape == value.shape else torch.cat(
+            [value, weights[name][:, value.shape[1]:]], dim=1)
+    grown.load_state_dict(weights)
+    app = plain.encode(_source(tiny))
+    e1, e2 = torch.randn(2, tiny.expr_dim), torch.randn(2, tiny.expr_dim)
+    torch.testing.assert_close(grown.triplane(app, e1), plain.triplane(app, e1))  # zero-initialised: no change
+    planes = grown.triplane(app, e1)
+    (planes * torch.randn_like(planes)).sum().backward()
+    assert grown.skip_expression.weight.grad.abs().sum() > 0  # and it can learn
+    with torch.no_grad():
+        grown.skip_expression.weight.normal_()
+    # The EAdaLN modulation is still zero, so the fusion is now the only way e reaches the planes.
+    assert not torch.allclose(grown.triplane(app, e1), grown.triplane(app, e2))
+    with pytest.raises(ValueError, match="skip_expression_channels"):
+        tiny.replace(skip_channels=0, skip_expression_channels=3)
+
+
 def test_generator_rejects_wrong_source_size(tiny: ModelConfig) -> None:
     gen = HybridTriplaneGenerator(tiny)
     with pytest.raises(Export3DError):
