@@ -220,16 +220,21 @@ def test_feature_weight_flag_trains_on_landmarked_frames_only(corpus: Path, tmp_
     assert train_main(["--data", str(heads), "--out", str(tmp_path / "r"), "--feature-weight", "0.5"]) == 2
 
 
+def six_quick_steps(corpus: Path, run: Path, **loss_weights: float) -> tuple[Trainer, list[dict]]:
+    """Six reconstruction steps at lr 3e-3 with the given TrainConfig loss weights: the trainer and its log."""
+    tcfg = TrainConfig(batch_size=2, recon_steps=6, adv_steps=0, checkpoint_every=0, sample_every=0, lr_g=3e-3,
+                       **loss_weights)
+    trainer = make_trainer(corpus, run, tcfg)
+    trainer.train()
+    return trainer, read_jsonl(run / LOG_FILE)
+
+
 def test_sparsity_weight_enters_the_loss_and_empties_free_space(corpus: Path, tmp_path: Path) -> None:
     from export3d_core.render.sparsity import free_space_opacity
 
     logs, fog = {}, {}
     for weight in (0.0, 20.0):
-        tcfg = TrainConfig(batch_size=2, recon_steps=6, adv_steps=0, checkpoint_every=0, sample_every=0,
-                           lr_g=3e-3, lambda_sparsity=weight)
-        trainer = make_trainer(corpus, tmp_path / f"run{weight}", tcfg)
-        trainer.train()
-        logs[weight] = read_jsonl(tmp_path / f"run{weight}" / LOG_FILE)
+        trainer, logs[weight] = six_quick_steps(corpus, tmp_path / f"run{weight}", lambda_sparsity=weight)
         planes = trainer.model.triplane(trainer.model.encode(torch.zeros(1, 3, CFG.input_size, CFG.input_size)),
                                         trainer.model.expression(lam=torch.zeros(1, CFG.n_basis)))
         with torch.no_grad():
@@ -246,11 +251,7 @@ def test_sparsity_weight_enters_the_loss_and_empties_free_space(corpus: Path, tm
 def test_opacity_weight_enters_the_loss_and_makes_rays_opaque(corpus: Path, tmp_path: Path) -> None:
     logs, alpha = {}, {}
     for weight in (0.0, 20.0):
-        tcfg = TrainConfig(batch_size=2, recon_steps=6, adv_steps=0, checkpoint_every=0, sample_every=0,
-                           lr_g=3e-3, lambda_opacity=weight)
-        trainer = make_trainer(corpus, tmp_path / f"run{weight}", tcfg)
-        trainer.train()
-        logs[weight] = read_jsonl(tmp_path / f"run{weight}" / LOG_FILE)
+        trainer, logs[weight] = six_quick_steps(corpus, tmp_path / f"run{weight}", lambda_opacity=weight)
         batch = trainer.next_batch()
         with torch.no_grad():
             alpha[weight] = trainer.model.eval()(batch["source"], batch["camera"], beta=batch["beta"]).alpha.mean().item()
