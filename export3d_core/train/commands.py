@@ -24,6 +24,7 @@ from export3d_core.train import checkpointing as ckpt
 from export3d_core.train.clebs import (describe_code_information, load_lebs_frozen, pretrain_clebs, read_lebs_extra,
                                        resolve_clebs_path)
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
+from export3d_core.train.init_from import initial_config, load_grown, read_source_run
 from export3d_core.train.losses import PerceptualLoss
 from export3d_core.train.loop import Trainer
 from export3d_core.train.vgg import load_vgg16
@@ -42,6 +43,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--batch", type=int, default=None, help="batch size per process (default TrainConfig's)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--clebs", default=None, help="pre-trained CLeBS run directory or clebs.safetensors (frozen)")
+    train.add_argument("--init-from", default=None, metavar="RUN",
+                       help="start this new run from another run's weights (same preset; layers the new run "
+                            "adds start at their neutral initialisation; see train/init_from.py)")
+    train.add_argument("--skip-expression-channels", type=int, default=None, metavar="N",
+                       help="new runs: channels of the expression code fed to the skip fusion "
+                            "(default: the preset's; ModelConfig.skip_expression_channels)")
     train.add_argument("--vgg", default=None, help="torchvision vgg16-397923af.pth (default: the torch hub cache)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default TrainConfig's)")
     train.add_argument("--lr-g", type=float, default=None, help="Adam learning rate of G (default 1e-4, the paper's)")
@@ -142,20 +149,32 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
         raise Export3DError(f"nothing to resume in {out}: no {ckpt.STATE_JSON}")
     if not args.resume and ckpt.has_training_state(out):
         raise Export3DError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    init_from = getattr(args, "init_from", None)
+    if init_from and (args.resume or args.clebs or getattr(args, "expression_gain", None) is not None):
+        raise Export3DError("--init-from starts a new run with the source's LeBS and gain: "
+                            "it takes neither --resume, --clebs nor --expression-gain")
+    source_tensors, source_meta = read_source_run(init_from) if init_from else (None, None)
+    # What the run carries over: its own saved state on --resume, the source's with --init-from.
+    prior_meta = source_meta if init_from else (_state_meta(out) if args.resume else None)
     dataset = CorpusDataset(args.data, *_sizes(args.preset), seed=tcfg.seed, feature_weight=tcfg.feature_weight)
-    cfg = corpus_config(args.preset, dataset, quiet=not dist.is_main)
-    cfg = cfg.replace(expression_gain=resolve_expression_gain(args, cfg, dataset, out))
+    cfg = run_model_config(args, corpus_config(args.preset, dataset, quiet=not dist.is_main), dataset, out, source_meta)
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = Export3D(cfg)
-    frozen = bool(args.clebs)
+    # A discriminator once trained stays with the run, also through reconstruction-only stretches.
+    keeps_disc = prior_meta is not None and "opt_d" in prior_meta
+    discriminator = DualDiscriminator(cfg) if tcfg.adv_steps > 0 or keeps_disc else None
+    frozen = bool(args.clebs) or bool(prior_meta and prior_meta.get("extra", {}).get("frozen_lebs"))
     if args.clebs:
         load_lebs_frozen(model.lebs, args.clebs)
-    elif args.resume:
-        _, meta = ckpt.load_training_state(out)
-        frozen = bool(meta.get("extra", {}).get("frozen_lebs"))
-        if frozen:  # the saved LeBS weights are the pre-trained ones; freeze them again
-            model.lebs.requires_grad_(False)
-    discriminator = DualDiscriminator(cfg) if tcfg.adv_steps > 0 else None
+    if source_tensors is not None:
+        fresh = load_grown(model, ckpt.split_prefix(source_tensors, "model"))
+        if discriminator is not None and keeps_disc:
+            fresh += [f"disc.{name}" for name in load_grown(discriminator, ckpt.split_prefix(source_tensors, "disc"))]
+        if dist.is_main:
+            print(f"initialised from {init_from}; at their initialisation: {', '.join(fresh) or 'nothing'}",
+                  file=sys.stderr)
+    if frozen:  # the LeBS weights are the pre-trained ones (loaded or carried over); keep them frozen
+        model.lebs.requires_grad_(False)
     vgg = load_vgg16(args.vgg, dist.device)
     torch.manual_seed(tcfg.seed + dist.rank)  # per-rank stochastic ray sampling
     trainer = Trainer(model, dataset, tcfg, out, discriminator=discriminator,
@@ -172,17 +191,45 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     return trainer
 
 
-def resolve_expression_gain(args: argparse.Namespace, cfg: ModelConfig, dataset: CorpusDataset, out: Path) -> float:
-    """The run's `expression_gain`: the flag's number, `auto` (calibrated on the CLeBS weights), or
-    on --resume the checkpoint's (a different number is refused: see train/expression_gain.py)."""
+def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,
+                     source_meta: dict | None) -> ModelConfig:
+    """The model config of this run: a new run's from the preset and flags, a resumed run's own."""
+    cfg = preset_config
+    skip_expression = getattr(args, "skip_expression_channels", None)
+    if skip_expression is not None:
+        if args.resume:
+            raise Export3DError("--skip-expression-channels sets a new run's architecture; --resume keeps the run's")
+        try:
+            cfg = cfg.replace(skip_expression_channels=skip_expression)
+        except ValueError as exc:
+            raise Export3DError(f"--skip-expression-channels: {exc}") from None
+    if source_meta is not None:
+        return initial_config(cfg, source_meta)
+    if args.resume:  # a run's architecture is fixed when it starts: take it from the run
+        return resumed_config(cfg, out, getattr(args, "expression_gain", None))
+    return cfg.replace(expression_gain=resolve_expression_gain(args, cfg, dataset))
+
+
+def _state_meta(out: Path) -> dict:
+    """The JSON half of a run's training state (no tensors)."""
+    return json.loads((out / ckpt.STATE_JSON).read_text(encoding="utf-8"))
+
+
+def resumed_config(preset_config: ModelConfig, out: Path, gain_flag: str | None) -> ModelConfig:
+    """The run's saved model config, after checking it is this preset's and its gain matches any flag."""
+    saved = ModelConfig.from_dict(_state_meta(out)["model_config"])
+    if saved.name != preset_config.name or saved.beta_dim != preset_config.beta_dim:
+        raise Export3DError(f"{out} was trained with preset {saved.name!r} (beta_dim {saved.beta_dim}); "
+                            "resume with the same preset and corpus")
+    if gain_flag not in (None, "auto") and _gain_number(gain_flag) != saved.expression_gain:
+        raise Export3DError(f"{out} trains with expression gain {saved.expression_gain:g}; to change it, run "
+                            f"python -m export3d_core.train.expression_gain {out} --gain {gain_flag}")
+    return saved
+
+
+def resolve_expression_gain(args: argparse.Namespace, cfg: ModelConfig, dataset: CorpusDataset) -> float:
+    """A new run's `expression_gain`: the flag's number, or `auto` (calibrated on the CLeBS weights)."""
     flag = getattr(args, "expression_gain", None)
-    if args.resume:
-        saved_config = json.loads((out / ckpt.STATE_JSON).read_text(encoding="utf-8")).get("model_config", {})
-        saved = float(saved_config.get("expression_gain", 1.0))
-        if flag not in (None, "auto") and _gain_number(flag) != saved:
-            raise Export3DError(f"{out} trains with expression gain {saved:g}; to change it, run "
-                                f"python -m export3d_core.train.expression_gain {out} --gain {flag}")
-        return saved
     if flag is None:
         return 1.0
     if flag != "auto":

@@ -261,3 +261,42 @@ def test_opacity_weight_enters_the_loss_and_makes_rays_opaque(corpus: Path, tmp_
     assert first["loss"] == pytest.approx(first["rec"] + 20.0 * first["transparency"], rel=1e-5)
     assert alpha[20.0] > alpha[0.0] + 0.15, alpha  # six steps: 0.32 -> 0.55 measured
     assert train_main(["--data", str(corpus), "--out", str(tmp_path / "bad"), "--opacity", "-0.5"]) == 2
+
+
+def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    from export3d_core.train.init_from import initial_config, load_grown
+
+    source, grown = tmp_path / "source", tmp_path / "grown"
+    common = ["--preset", "tiny", "--data", str(corpus), "--batch", "2", "--no-progress"]
+    assert train_main([*common, "--out", str(source), "--steps", "2", "--adv-steps", "1"]) == 0
+    before = {name: value.clone() for name, value in ckpt.load_training_state(source)[0].items()}
+    assert train_main([*common, "--out", str(grown), "--steps", "0", "--adv-steps", "0",
+                       "--init-from", str(source), "--skip-expression-channels", "3"]) == 0
+    assert "skip_expression.weight" in capsys.readouterr().err  # says what starts at its initialisation
+    tensors, meta = ckpt.load_training_state(grown)
+    source_meta = ckpt.load_training_state(source)[1]
+    assert meta["model_config"]["skip_expression_channels"] == 3 and meta["step"] == 0
+    assert meta["model_config"]["expression_gain"] == source_meta["model_config"]["expression_gain"]
+    for name, value in before.items():
+        if not name.startswith(("model.", "disc.")):  # the weights; optimisers start afresh
+            continue
+        if name == "model.generator.fuse.0.weight":  # grown: the source's channels first, then new ones
+            assert torch.equal(tensors[name][:, :value.shape[1]], value) and tensors[name].shape[1] == value.shape[1] + 3
+        else:
+            assert torch.equal(tensors[name], value), name
+    assert not tensors["model.generator.skip_expression.weight"].any()
+    assert train_main([*common, "--out", str(grown), "--steps", "1", "--resume"]) == 0  # the run keeps its shape
+    assert "opt_d" in ckpt.load_training_state(grown)[1]  # and its discriminator, through phase-1 steps
+    assert train_main([*common, "--out", str(grown), "--steps", "2", "--resume", "--skip-expression-channels", "3"]) == 2
+    assert train_main([*common, "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nowhere")]) == 2
+    assert "no training run there" in capsys.readouterr().err
+    assert train_main([*common, "--out", str(grown), "--resume", "--init-from", str(source)]) == 2
+    with pytest.raises(Exception, match="preset 'tiny'"):
+        initial_config(ModelConfig.preset("demo"), source_meta)
+    model = Export3D(CFG)
+    kept = {name: value.clone() for name, value in model.state_dict().items()}
+    wrong = {"decoder.density.0.weight": torch.zeros(5, 5)}
+    with pytest.raises(Exception, match="do not fit"):
+        load_grown(model, wrong)
+    assert all(torch.equal(value, kept[name]) for name, value in model.state_dict().items())  # nothing changed
