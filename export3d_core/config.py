@@ -161,7 +161,8 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_hidden=16, feature_channels=8, sr_channels=(16,), disc_widths=(16, 32, 32),
         render=RenderConfig(num_coarse=12, num_fine=12),
     ),
-    # Trained on a 2-core CPU and shipped; sizes chosen for quality per CPU-second.
+    # Trained on a 2-core CPU and shipped; sizes chosen for quality per CPU-second. The shipped
+    # model adds skip_expression_channels=16, grown in with `train --init-from` (see its card).
     "demo": ModelConfig(
         name="demo", input_size=128, neural_size=64, output_size=128,
         expr_dim=128, beta_dim=12, lebs_hidden=128, encoder_widths=(16, 32, 64, 128),
