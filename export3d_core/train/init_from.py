@@ -1,7 +1,7 @@
 """`export3d train --init-from RUN`: a new run that starts from another run's weights.
 
-What a grown architecture needs (e.g. the demo preset's `skip_expression_channels`, added after
-the fifth demo release): the new run takes the preset's architecture and the source run's
+What a grown architecture needs (e.g. `--skip-expression-channels`, which the sixth demo release
+added to the fifth): the new run takes the preset's architecture and the source run's
 calibration (expression gain, λ units, whether LeBS is frozen), then copies every weight by name.
 - A weight the source lacks keeps its initialisation: new layers are built to start neutral
   (e.g. zero-initialised), so the model starts where the source stopped.
