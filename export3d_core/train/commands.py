@@ -57,7 +57,7 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="weight of the distortion regulariser that sharpens the density (default 0: off)")
     train.add_argument("--sparsity", type=float, default=None,
                        help="weight of the free-space opacity regulariser that empties fog around the head "
-                            "(default 0: off; faster accelerated rendering)")
+                            "(default 0: off; see the README for what it did to the demo model)")
     train.add_argument("--opacity", type=float, default=None,
                        help="weight of the mean transparency of the rendered rays; with --sparsity it turns "
                             "background fog into an opaque surface (default 0: off)")

@@ -1,8 +1,9 @@
 """`export3d train --init-from RUN`: a new run that starts from another run's weights.
 
 What a grown architecture needs (e.g. `--skip-expression-channels`, which the sixth demo release
-added to the fifth): the new run takes the preset's architecture and the source run's
-calibration (expression gain, λ units, whether LeBS is frozen), then copies every weight by name.
+added to the fifth): the new run takes the preset's architecture (with its flags) and the source
+run's calibration (expression gain, λ units, whether LeBS is frozen), then copies every weight by
+name, the discriminator's too.
 - A weight the source lacks keeps its initialisation: new layers are built to start neutral
   (e.g. zero-initialised), so the model starts where the source stopped.
 - A convolution or linear weight that grew along its input channels keeps the source's values in
@@ -22,7 +23,7 @@ from export3d_core.errors import Export3DError
 from export3d_core.train import checkpointing as ckpt
 
 # The calibration a run's weights were trained with; the preset cannot know it.
-CALIBRATION_FIELDS = ("expression_gain", "lambda_scale", "beta_dim")
+CALIBRATION_FIELDS = ("expression_gain", "lambda_scale")
 
 
 def read_source_run(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -36,10 +37,13 @@ def read_source_run(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]
 
 
 def initial_config(preset_config: ModelConfig, source_meta: dict) -> ModelConfig:
-    """The preset's architecture with the source run's calibration; a different preset is refused."""
+    """The preset's architecture with the source run's calibration; another preset or β is refused."""
     source = ModelConfig.from_dict(source_meta["model_config"])
     if source.name != preset_config.name:
         raise Export3DError(f"--init-from: the source run is preset {source.name!r}, this run {preset_config.name!r}")
+    if source.beta_dim != preset_config.beta_dim:
+        raise Export3DError(f"--init-from: the source run was trained on {source.beta_dim} β parameters, "
+                            f"this corpus has {preset_config.beta_dim}")
     return preset_config.replace(**{name: getattr(source, name) for name in CALIBRATION_FIELDS})
 
 
@@ -65,7 +69,8 @@ def load_grown(module: nn.Module, source: dict[str, torch.Tensor]) -> list[str]:
         else:
             problems.append(f"{name} ({tuple(old.shape)} in the source, {tuple(value.shape)} here)")
     if problems:
-        raise Export3DError("--init-from: the source weights do not fit this model: " + "; ".join(problems[:4]))
+        raise Export3DError("--init-from: the source weights do not fit this model (the preset's architecture "
+                            "and its flags, e.g. --skip-expression-channels): " + "; ".join(problems[:4]))
     module.load_state_dict(merged)
     return fresh
 

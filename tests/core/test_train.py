@@ -294,6 +294,8 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
     assert train_main([*common, "--out", str(grown), "--resume", "--init-from", str(source)]) == 2
     with pytest.raises(Exception, match="preset 'tiny'"):
         initial_config(ModelConfig.preset("demo"), source_meta)
+    with pytest.raises(Exception, match="5 β parameters|this corpus has 5"):
+        initial_config(CFG.replace(beta_dim=5), source_meta)
     model = Export3D(CFG)
     kept = {name: value.clone() for name, value in model.state_dict().items()}
     wrong = {"decoder.density.0.weight": torch.zeros(5, 5)}
