@@ -157,7 +157,7 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     # What the run carries over: its own saved state on --resume, the source's with --init-from.
     prior_meta = source_meta if init_from else (_state_meta(out) if args.resume else None)
     dataset = CorpusDataset(args.data, *_sizes(args.preset), seed=tcfg.seed, feature_weight=tcfg.feature_weight)
-    cfg = run_model_config(args, corpus_config(args.preset, dataset, quiet=not dist.is_main), dataset, out, source_meta)
+    cfg = run_model_config(args, corpus_config(args.preset, dataset, quiet=not dist.is_main), dataset, out, prior_meta)
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = Export3D(cfg)
     # A discriminator once trained stays with the run, also through reconstruction-only stretches.
@@ -192,8 +192,9 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
 
 
 def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,
-                     source_meta: dict | None) -> ModelConfig:
-    """The model config of this run: a new run's from the preset and flags, a resumed run's own."""
+                     prior_meta: dict | None) -> ModelConfig:
+    """The model config of this run: a new run's from the preset and flags (with --init-from, the
+    source run's calibration; `prior_meta` is its state), a resumed run's own (`prior_meta` is it)."""
     cfg = preset_config
     skip_expression = getattr(args, "skip_expression_channels", None)
     if skip_expression is not None:
@@ -203,10 +204,10 @@ def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, datas
             cfg = cfg.replace(skip_expression_channels=skip_expression)
         except ValueError as exc:
             raise Export3DError(f"--skip-expression-channels: {exc}") from None
-    if source_meta is not None:
-        return initial_config(cfg, source_meta)
     if args.resume:  # a run's architecture is fixed when it starts: take it from the run
-        return resumed_config(cfg, out, getattr(args, "expression_gain", None))
+        return resumed_config(cfg, out, prior_meta, getattr(args, "expression_gain", None))
+    if prior_meta is not None:
+        return initial_config(cfg, prior_meta)
     return cfg.replace(expression_gain=resolve_expression_gain(args, cfg, dataset))
 
 
@@ -215,9 +216,10 @@ def _state_meta(out: Path) -> dict:
     return json.loads((out / ckpt.STATE_JSON).read_text(encoding="utf-8"))
 
 
-def resumed_config(preset_config: ModelConfig, out: Path, gain_flag: str | None) -> ModelConfig:
-    """The run's saved model config, after checking it is this preset's and its gain matches any flag."""
-    saved = ModelConfig.from_dict(_state_meta(out)["model_config"])
+def resumed_config(preset_config: ModelConfig, out: Path, state_meta: dict, gain_flag: str | None) -> ModelConfig:
+    """The run's saved model config (from its state's JSON), after checking it is this preset's and its
+    gain matches any flag."""
+    saved = ModelConfig.from_dict(state_meta["model_config"])
     if saved.name != preset_config.name or saved.beta_dim != preset_config.beta_dim:
         raise Export3DError(f"{out} was trained with preset {saved.name!r} (beta_dim {saved.beta_dim}); "
                             "resume with the same preset and corpus")

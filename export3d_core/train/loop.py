@@ -120,7 +120,7 @@ class Trainer:
             record["distortion"] = float(distortion.detach())
             if self.cfg.lambda_distortion > 0:  # pulls fog-like density into surfaces (faster rendering)
                 loss_g = loss_g + self.cfg.lambda_distortion * distortion
-        if out.sparsity is not None:  # empties free space (faster rendering), see render/sparsity.py
+        if out.sparsity is not None:  # empties fog around the head, see render/sparsity.py
             sparsity = out.sparsity.float().mean()
             record["sparsity"] = float(sparsity.detach())
             loss_g = loss_g + self.cfg.lambda_sparsity * sparsity
