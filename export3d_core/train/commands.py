@@ -52,7 +52,8 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--vgg", default=None, help="torchvision vgg16-397923af.pth (default: the torch hub cache)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default TrainConfig's)")
     train.add_argument("--lr-g", type=float, default=None, help="Adam learning rate of G (default 1e-4, the paper's)")
-    train.add_argument("--lr-d", type=float, default=None, help="Adam learning rate of D (default 1e-5, the paper's, for 10,000 adversarial steps; "
+    train.add_argument("--lr-d", type=float, default=None,
+                       help="Adam learning rate of D (default 1e-5, the paper's, for 10,000 adversarial steps; "
                             "in short phases D may stay at chance, d_loss 1.386 in the log: see the README)")
     train.add_argument("--distortion", type=float, default=None,
                        help="weight of the distortion regulariser that sharpens the density (default 0: off)")
