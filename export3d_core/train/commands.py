@@ -24,6 +24,7 @@ from export3d_core.train import checkpointing as ckpt
 from export3d_core.train.clebs import (describe_code_information, load_lebs_frozen, pretrain_clebs, read_lebs_extra,
                                        resolve_clebs_path)
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
+from export3d_core.train.face_features import load_face_features
 from export3d_core.train.init_from import initial_config, load_grown, read_source_run
 from export3d_core.train.losses import PerceptualLoss
 from export3d_core.train.loop import Trainer
@@ -50,6 +51,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="new runs: channels of the expression code fed to the skip fusion "
                             "(default: the preset's; ModelConfig.skip_expression_channels)")
     train.add_argument("--vgg", default=None, help="torchvision vgg16-397923af.pth (default: the torch hub cache)")
+    train.add_argument("--face-features", default=None, metavar="REGRESSOR",
+                       help="an attribute regressor .safetensors whose conv features replace VGG16 in the "
+                            "perceptual terms (a face-specific stand-in when VGG16 weights are absent; use one "
+                            "trained on other identities than the regressor eval uses, see the README)")
+    train.add_argument("--face-features-weight", type=float, default=1.0, metavar="W",
+                       help="weight of each --face-features perceptual term (default 1, as VGG16's)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default TrainConfig's)")
     train.add_argument("--lr-g", type=float, default=None, help="Adam learning rate of G (default 1e-4, the paper's)")
     train.add_argument("--lr-d", type=float, default=None,
@@ -177,10 +184,9 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
                   file=sys.stderr)
     if frozen:  # the LeBS weights are the pre-trained ones (loaded or carried over); keep them frozen
         model.lebs.requires_grad_(False)
-    vgg = load_vgg16(args.vgg, dist.device)
+    perceptual = perceptual_loss(args, dist.device)
     torch.manual_seed(tcfg.seed + dist.rank)  # per-rank stochastic ray sampling
-    trainer = Trainer(model, dataset, tcfg, out, discriminator=discriminator,
-                      perceptual=PerceptualLoss(vgg) if vgg is not None else None, dist=dist,
+    trainer = Trainer(model, dataset, tcfg, out, discriminator=discriminator, perceptual=perceptual, dist=dist,
                       hooks=hooks, progress=not args.no_progress,
                       extra_meta={"frozen_lebs": frozen, "preset": args.preset, "data": str(args.data)})
     if args.resume:
@@ -191,6 +197,22 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
                 for group in optimiser.param_groups:
                     group["lr"] = lr
     return trainer
+
+
+def perceptual_loss(args: argparse.Namespace, device: torch.device | str) -> PerceptualLoss | None:
+    """The perceptual terms' loss: on --face-features if given, else on VGG16 when its weights are
+    found, else None (MSE only, after one warning)."""
+    face_features = getattr(args, "face_features", None)
+    weight = getattr(args, "face_features_weight", 1.0)
+    if not face_features:
+        vgg = load_vgg16(args.vgg, device)
+        return PerceptualLoss(vgg) if vgg is not None else None
+    if args.vgg:
+        raise Export3DError("--vgg and --face-features both name the perceptual network: give one")
+    if not weight > 0:
+        raise Export3DError(f"--face-features-weight must be > 0, got {weight}")
+    # One scale: the network resizes every image to its own side, so a half-size copy adds nothing.
+    return PerceptualLoss(load_face_features(face_features, device), scales=1, weight=weight)
 
 
 def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,

@@ -1,8 +1,9 @@
 """Training objectives of seed §1.3: reconstruction (Eq. 3) and the adversarial terms of Eq. 4.
 
-Owns the multi-scale LPIPS-style perceptual distance on VGG16 features, the reconstruction loss
-on the raw and final images, the non-saturating (softplus) GAN losses and the R1 penalty. Pure
-functions of tensors; the VGG network is passed in (or None: MSE only).
+Owns the multi-scale LPIPS-style perceptual distance on VGG16 features (or on another feature
+network: see face_features.py), the reconstruction loss on the raw and final images, the
+non-saturating (softplus) GAN losses and the R1 penalty. Pure functions of tensors; the feature
+network is passed in (or None: MSE only).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from export3d_core.train.vgg import VGG16Features
+from torch import nn
 
 PERCEPTUAL_SCALES = 2  # the image scale and half of it ("multi-scale", seed §1.3)
 NORM_EPS = 1e-10  # as LPIPS' normalize_tensor
@@ -25,13 +26,15 @@ def normalize_channels(features: torch.Tensor) -> torch.Tensor:
 class PerceptualLoss(torch.nn.Module):
     """LPIPS-style distance with uniform layer weights (LPIPS' "baseline" variant, no learned
     linear heads: those weights would need another download). Per tap: channel-normalised
-    features, squared difference summed over channels, mean over pixels; summed over the five
-    taps, averaged over the scales."""
+    features, squared difference summed over channels, mean over pixels; summed over the taps
+    (VGG16's five), averaged over the scales. `network` maps an image (B, 3, H, W) in [-1, 1]
+    to a list of feature maps; `weight` scales the whole distance."""
 
-    def __init__(self, vgg: VGG16Features, scales: int = PERCEPTUAL_SCALES) -> None:
+    def __init__(self, network: nn.Module, scales: int = PERCEPTUAL_SCALES, weight: float = 1.0) -> None:
         super().__init__()
-        self.vgg = vgg
+        self.network = network
         self.scales = scales
+        self.weight = weight
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         total = prediction.new_zeros(())
@@ -40,11 +43,11 @@ class PerceptualLoss(torch.nn.Module):
                 prediction = F.avg_pool2d(prediction, 2)  # (B, 3, H/2, W/2)
                 target = F.avg_pool2d(target, 2)
             with torch.no_grad():
-                target_taps = self.vgg(target)
-            for pred, ref in zip(self.vgg(prediction), target_taps):
+                target_taps = self.network(target)
+            for pred, ref in zip(self.network(prediction), target_taps):
                 diff = (normalize_channels(pred) - normalize_channels(ref)).pow(2).sum(dim=1)  # (B, h, w)
                 total = total + diff.mean()
-        return total / self.scales
+        return self.weight * total / self.scales
 
 
 def reconstruction_loss(out: Any, batch: Mapping[str, torch.Tensor],

@@ -1,0 +1,72 @@
+"""Face features for the perceptual loss when VGG16 weights are absent.
+
+Owns `FaceFeatures`: the convolution stages of a frozen attribute regressor (the small CNN of
+`eval/regressor.py`, trained on synthetic heads to read expression, pose and identity) used as the
+feature network of `PerceptualLoss`, as VGG16 is in the paper. Its features were learnt to tell
+the small things expressions move (brow edges, furrow lines, mouth corners), which an L2 loss
+averages away. It reads an image as the regressor does, built differentiably: the whole image and
+the inner-face crop, each resized to the regressor's side, stacked as six channels.
+
+Use a regressor trained on identities other than those of the evaluation regressor (the one
+`export3d eval` reads AED with), or the model is trained against its own yardstick.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from export3d_core.errors import Export3DError
+
+
+class FaceFeatures(nn.Module):
+    """image (B, 3, H, W) in [-1, 1] -> the output of every conv stage of a frozen regressor."""
+
+    def __init__(self, regressor: nn.Module) -> None:
+        super().__init__()
+        config = regressor.config
+        self.resolution = config.resolution
+        self.face_box = tuple(config.face_box)
+        # One stage = conv, BN, ReLU, conv, BN, ReLU (see AttributeRegressor): tap each stage's end.
+        layers = list(regressor.features)
+        per_stage = len(layers) // len(config.widths)
+        self.stages = nn.ModuleList(nn.Sequential(*layers[s:s + per_stage]) for s in range(0, len(layers), per_stage))
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FaceFeatures":
+        return super().train(False)  # frozen batch-norm statistics, whatever the caller's mode
+
+    def two_views(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 6, res, res): as `regressor.two_views`, area when shrinking, bilinear when enlarging."""
+        h, w = image.shape[-2:]
+        x0, y0, x1, y1 = self.face_box
+        face = image[..., round(y0 * h):round(y1 * h), round(x0 * w):round(x1 * w)]
+        return torch.cat([self._resize(image), self._resize(face)], dim=1)
+
+    def _resize(self, image: torch.Tensor) -> torch.Tensor:
+        size = self.resolution
+        if image.shape[-1] == size and image.shape[-2] == size:
+            return image
+        if image.shape[-2] > size:
+            return F.adaptive_avg_pool2d(image, size)  # area resampling, as cv2.INTER_AREA
+        return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x = self.two_views(image)
+        taps = []
+        for stage in self.stages:
+            x = stage(x)
+            taps.append(x)
+        return taps
+
+
+def load_face_features(path: str | Path, device: str | torch.device = "cpu") -> FaceFeatures:
+    """The frozen conv stages of the attribute regressor file at `path`."""
+    from export3d_core.eval.regressor import load_regressor  # deferred: eval pulls in the renderer helpers
+
+    if not Path(path).is_file():
+        raise Export3DError(f"face-feature network not found at {path} (an attribute regressor .safetensors)")
+    return FaceFeatures(load_regressor(path, "cpu")).to(device)
