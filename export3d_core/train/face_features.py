@@ -8,10 +8,14 @@ averages away. It reads an image as the regressor does, built differentiably: th
 the inner-face crop, each resized to the regressor's side, stacked as six channels.
 
 Use a regressor trained on identities other than those of the evaluation regressor (the one
-`export3d eval` reads AED with), or the model is trained against its own yardstick.
+`export3d eval` reads AED with), or the model is trained against its own yardstick:
+`python -m export3d_core.train.face_features OUT` trains one with `FACE_NETWORK_SETTINGS`
+(about 13 min on 2 CPU cores).
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from export3d_core.errors import Export3DError
+
+# RegressorConfig overrides of the face-feature network: identities the evaluation regressor
+# (0..4099) never saw, another seed; fewer identities and steps than it, since the loss needs its
+# features rather than a precise readout (held-out expression MAE 0.117 against its 0.091).
+FACE_NETWORK_SETTINGS = {"first_identity": 10_000, "train_identities": 2000, "test_identities": 100,
+                         "steps": 8000, "seed": 1}
 
 
 class FaceFeatures(nn.Module):
@@ -70,3 +80,24 @@ def load_face_features(path: str | Path, device: str | torch.device = "cpu") -> 
     if not Path(path).is_file():
         raise Export3DError(f"face-feature network not found at {path} (an attribute regressor .safetensors)")
     return FaceFeatures(load_regressor(path, "cpu")).to(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the face-feature network with FACE_NETWORK_SETTINGS and save it to OUT."""
+    from export3d_core.eval.regressor import RegressorConfig, save_regressor, train_regressor
+
+    parser = argparse.ArgumentParser(prog="python -m export3d_core.train.face_features",
+                                     description="Train the network of `export3d train --face-features`.")
+    parser.add_argument("out", help="where to write the regressor (.safetensors); it must not exist yet")
+    args = parser.parse_args(argv)
+    if Path(args.out).exists():
+        print(f"error: {args.out} exists; choose another path or remove it", file=sys.stderr)
+        return 2
+    print("training the face-feature network on synthetic renders (about 13 min on 2 CPU cores)", file=sys.stderr)
+    save_regressor(train_regressor(RegressorConfig(**FACE_NETWORK_SETTINGS)), args.out)
+    print(f"saved {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -93,3 +93,29 @@ def test_train_flag_adds_the_perceptual_terms(regressor_file: Path, tmp_path: Pa
     assert train_main([*common, "--out", str(tmp_path / "c"), "--face-features", str(regressor_file),
                        "--face-features-weight", "0"]) == 2
     assert not any((tmp_path / name).exists() and any((tmp_path / name).iterdir()) for name in "abc")
+
+
+def test_regressor_training_starts_at_first_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    from export3d_core.eval import regressor as regressor_module
+
+    real_render_set, ranges = regressor_module.render_set, []
+
+    def recording_render_set(config, first, count, *args, **kwargs):
+        ranges.append((first, count))
+        return real_render_set(config, first, count, *args, **kwargs)
+
+    monkeypatch.setattr(regressor_module, "render_set", recording_render_set)
+    config = dataclasses.replace(CONFIG, identity_dim=0, identity_names=(), train_identities=2, test_identities=1,
+                                 frames_per_identity=2, render_resolution=64, steps=2, batch_size=4,
+                                 first_identity=10_000)
+    model = regressor_module.train_regressor(config, progress=False, log=lambda message: None)
+    assert ranges == [(10_000, 2), (10_002, 1)]  # training identities, then the test ones after them
+    assert model.config.first_identity == 10_000 and math.isfinite(model.meta["accuracy"]["expression_mae"])
+
+
+def test_face_network_command_keeps_an_existing_file(regressor_file: Path, capsys: pytest.CaptureFixture) -> None:
+    from export3d_core.train.face_features import main
+
+    before = regressor_file.read_bytes()
+    assert main([str(regressor_file)]) == 2
+    assert "exists" in capsys.readouterr().err and regressor_file.read_bytes() == before
