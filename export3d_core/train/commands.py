@@ -24,7 +24,7 @@ from export3d_core.train import checkpointing as ckpt
 from export3d_core.train.clebs import (describe_code_information, load_lebs_frozen, pretrain_clebs, read_lebs_extra,
                                        resolve_clebs_path)
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
-from export3d_core.train.face_features import load_face_features
+from export3d_core.train.face_features import FaceExpressionLoss, load_face_features
 from export3d_core.train.init_from import initial_config, load_grown, read_source_run
 from export3d_core.train.losses import PerceptualLoss
 from export3d_core.train.loop import Trainer
@@ -57,6 +57,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
                             "trained on other identities than the regressor eval uses, see the README)")
     train.add_argument("--face-features-weight", type=float, default=1.0, metavar="W",
                        help="weight of each --face-features perceptual term (default 1, as VGG16's)")
+    train.add_argument("--face-expression-weight", type=float, default=0.0, metavar="W",
+                       help="with --face-features: add the L1 between the expression that network reads from "
+                            "the output and from the driving frame, times W (default 0: off)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default TrainConfig's)")
     train.add_argument("--lr-g", type=float, default=None, help="Adam learning rate of G (default 1e-4, the paper's)")
     train.add_argument("--lr-d", type=float, default=None,
@@ -184,9 +187,10 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
                   file=sys.stderr)
     if frozen:  # the LeBS weights are the pre-trained ones (loaded or carried over); keep them frozen
         model.lebs.requires_grad_(False)
-    perceptual = perceptual_loss(args, dist.device)
+    perceptual, expression = perceptual_losses(args, dist.device)
     torch.manual_seed(tcfg.seed + dist.rank)  # per-rank stochastic ray sampling
-    trainer = Trainer(model, dataset, tcfg, out, discriminator=discriminator, perceptual=perceptual, dist=dist,
+    trainer = Trainer(model, dataset, tcfg, out, discriminator=discriminator, perceptual=perceptual,
+                      expression=expression, dist=dist,
                       hooks=hooks, progress=not args.no_progress,
                       extra_meta={"frozen_lebs": frozen, "preset": args.preset, "data": str(args.data)})
     if args.resume:
@@ -199,20 +203,28 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     return trainer
 
 
-def perceptual_loss(args: argparse.Namespace, device: torch.device | str) -> PerceptualLoss | None:
+def perceptual_losses(args: argparse.Namespace,
+                      device: torch.device | str) -> tuple[PerceptualLoss | None, FaceExpressionLoss | None]:
     """The perceptual terms' loss: on --face-features if given, else on VGG16 when its weights are
-    found, else None (MSE only, after one warning)."""
+    found, else None (MSE only, after one warning); and the face expression term, if asked for."""
     face_features = getattr(args, "face_features", None)
     weight = getattr(args, "face_features_weight", 1.0)
+    expression_weight = getattr(args, "face_expression_weight", 0.0)
+    if expression_weight < 0:
+        raise Export3DError(f"--face-expression-weight must be >= 0, got {expression_weight}")
     if not face_features:
+        if expression_weight > 0:
+            raise Export3DError("--face-expression-weight needs --face-features (the network that reads the expression)")
         vgg = load_vgg16(args.vgg, device)
-        return PerceptualLoss(vgg) if vgg is not None else None
+        return (PerceptualLoss(vgg) if vgg is not None else None), None
     if args.vgg:
         raise Export3DError("--vgg and --face-features both name the perceptual network: give one")
     if not weight > 0:
         raise Export3DError(f"--face-features-weight must be > 0, got {weight}")
+    features = load_face_features(face_features, device)
     # One scale: the network resizes every image to its own side, so a half-size copy adds nothing.
-    return PerceptualLoss(load_face_features(face_features, device), scales=1, weight=weight)
+    perceptual = PerceptualLoss(features, scales=1, weight=weight)
+    return perceptual, (FaceExpressionLoss(features, expression_weight) if expression_weight > 0 else None)
 
 
 def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,

@@ -43,6 +43,8 @@ class FaceFeatures(nn.Module):
         layers = list(regressor.features)
         per_stage = len(layers) // len(config.widths)
         self.stages = nn.ModuleList(nn.Sequential(*layers[s:s + per_stage]) for s in range(0, len(layers), per_stage))
+        self.head = regressor.head  # reads the last stage: standardised (β, pose, identity)
+        self.beta_dim = config.beta_dim
         self.requires_grad_(False)
         self.eval()
 
@@ -71,6 +73,26 @@ class FaceFeatures(nn.Module):
             x = stage(x)
             taps.append(x)
         return taps
+
+
+class FaceExpressionLoss(nn.Module):
+    """Mean L1 between the expression (standardised β) the face network reads from the prediction
+    and from the target: a direct expression term, as reenactment methods add with a 3DMM
+    regressor. The target is read without gradient."""
+
+    def __init__(self, features: FaceFeatures, weight: float = 1.0) -> None:
+        super().__init__()
+        self.features = features
+        self.weight = weight
+
+    def expression(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, beta_dim) standardised β."""
+        return self.features.head(self.features(image)[-1])[:, :self.features.beta_dim]
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            wanted = self.expression(target)
+        return self.weight * (self.expression(prediction) - wanted).abs().mean()
 
 
 def load_face_features(path: str | Path, device: str | torch.device = "cpu") -> FaceFeatures:

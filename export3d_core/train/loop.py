@@ -42,6 +42,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, dataset: CorpusDataset, train_cfg: TrainConfig, run_dir: str | Path, *,
                  discriminator: nn.Module | None = None, perceptual: PerceptualLoss | None = None,
+                 expression: nn.Module | None = None,
                  dist: DistInfo | None = None, hooks: list[Hook] | None = None, progress: bool = True,
                  extra_meta: dict[str, Any] | None = None) -> None:
         self.cfg = train_cfg
@@ -50,6 +51,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.dataset = dataset
         self.perceptual = perceptual
+        self.expression = expression  # optional expression term (train/face_features.py)
         self.hooks = list(hooks or [])
         self.extra_meta = dict(extra_meta or {})  # saved with every checkpoint (e.g. frozen_lebs)
         self.progress = progress and self.dist.is_main
@@ -112,7 +114,7 @@ class Trainer:
         sparsity_points = SPARSITY_POINTS if self.cfg.lambda_sparsity > 0 else 0
         with autocast(self.device):
             out = self.net(batch["source"], batch["camera"], beta=batch["beta"], sparsity_points=sparsity_points)
-        rec, parts = reconstruction_loss(_as_float(out), batch, self.perceptual)
+        rec, parts = reconstruction_loss(_as_float(out), batch, self.perceptual, self.expression)
         loss_g = self.cfg.lambda_rec * rec
         record: dict[str, Any] = {"step": self.step + 1, "phase": phase, "rec": float(rec.detach()), **parts}
         if out.distortion is not None:

@@ -50,9 +50,11 @@ class PerceptualLoss(torch.nn.Module):
         return self.weight * total / self.scales
 
 
-def reconstruction_loss(out: Any, batch: Mapping[str, torch.Tensor],
-                        perceptual: PerceptualLoss | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. (3): L2(raw) + L2(final) + LPIPS(raw) + LPIPS(final); the LPIPS terms only with VGG.
+def reconstruction_loss(out: Any, batch: Mapping[str, torch.Tensor], perceptual: PerceptualLoss | None = None,
+                        expression: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. (3): L2(raw) + L2(final) + LPIPS(raw) + LPIPS(final); the LPIPS terms only with a
+    perceptual network. `expression(prediction, target)`, when given, adds an expression term on
+    both images (not in the paper; see face_features.py).
 
     `out` has `.image` (B, 3, out, out) and `.image_raw` (B, 3, n, n); `batch` has `driving` and
     `driving_raw` of the same sides, and optionally `weight` (B, 1, out, out): then both L2 terms
@@ -67,6 +69,9 @@ def reconstruction_loss(out: Any, batch: Mapping[str, torch.Tensor],
     if perceptual is not None:
         parts["lpips_raw"] = perceptual(out.image_raw, batch["driving_raw"])
         parts["lpips"] = perceptual(out.image, batch["driving"])
+    if expression is not None:
+        parts["expr_raw"] = expression(out.image_raw, batch["driving_raw"])
+        parts["expr"] = expression(out.image, batch["driving"])
     total = torch.stack(list(parts.values())).sum()
     return total, {name: float(value.detach()) for name, value in parts.items()}
 

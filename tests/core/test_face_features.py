@@ -16,7 +16,7 @@ from export3d_core.data.dataset import resize_rgb, to_tensor
 from export3d_core.errors import Export3DError
 from export3d_core.eval.regressor import AttributeRegressor, RegressorConfig, save_regressor, two_views
 from export3d_core.train.__main__ import main as train_main
-from export3d_core.train.face_features import FaceFeatures, load_face_features
+from export3d_core.train.face_features import FaceExpressionLoss, load_face_features
 from export3d_core.train.logs import LOG_FILE, read_jsonl
 from export3d_core.train.losses import PerceptualLoss
 
@@ -58,6 +58,23 @@ def test_reads_images_as_the_regressor_does(regressor_file: Path) -> None:
         assert torch.allclose(regressor.head(taps[-1]), regressor(views), atol=1e-5)
 
 
+def test_expression_term_is_the_l1_of_the_regressed_expressions(regressor_file: Path) -> None:
+    from export3d_core.eval.regressor import load_regressor
+
+    regressor = load_regressor(regressor_file)
+    term = FaceExpressionLoss(load_face_features(regressor_file), weight=3.0)
+    target = to_tensor(portrait(64))[None]
+    assert term(target.clone(), target).item() == pytest.approx(0.0, abs=1e-6)
+    prediction = torch.flip(target, dims=[-1]).requires_grad_(True)
+    with torch.no_grad():
+        read = [regressor(term.features.two_views(x))[:, :CONFIG.beta_dim] for x in (prediction, target)]
+    value = term(prediction, target)
+    assert value.item() == pytest.approx(3.0 * (read[0] - read[1]).abs().mean().item(), rel=1e-5)
+    assert value.item() > 0
+    value.backward()
+    assert prediction.grad.abs().sum() > 0
+
+
 def test_frozen_in_train_mode_and_passes_gradients_to_the_image(regressor_file: Path) -> None:
     features = load_face_features(regressor_file)
     perceptual = PerceptualLoss(features, scales=1, weight=2.0)
@@ -81,9 +98,17 @@ def test_train_flag_adds_the_perceptual_terms(regressor_file: Path, tmp_path: Pa
     assert train_main([*common, "--out", str(tmp_path / "run"), "--face-features", str(regressor_file),
                        "--face-features-weight", "0.5"]) == 0
     record = read_jsonl(tmp_path / "run" / LOG_FILE)[0]
-    assert record["lpips"] > 0 and record["lpips_raw"] > 0
+    assert record["lpips"] > 0 and record["lpips_raw"] > 0 and "expr" not in record
     assert record["rec"] == pytest.approx(record["l2"] + record["l2_raw"] + record["lpips"] + record["lpips_raw"],
                                           rel=1e-5)
+    assert train_main([*common, "--out", str(tmp_path / "expr"), "--face-features", str(regressor_file),
+                       "--face-expression-weight", "2"]) == 0
+    record = read_jsonl(tmp_path / "expr" / LOG_FILE)[0]
+    assert record["expr"] > 0 and record["expr_raw"] > 0
+    assert record["rec"] == pytest.approx(sum(record[k] for k in ("l2", "l2_raw", "lpips", "lpips_raw", "expr",
+                                                                   "expr_raw")), rel=1e-5)
+    assert train_main([*common, "--out", str(tmp_path / "d"), "--face-expression-weight", "1"]) == 2
+    assert "needs --face-features" in capsys.readouterr().err
 
     assert train_main([*common, "--out", str(tmp_path / "a"), "--face-features", str(tmp_path / "none")]) == 2
     assert "face-feature network not found" in capsys.readouterr().err
@@ -92,7 +117,7 @@ def test_train_flag_adds_the_perceptual_terms(regressor_file: Path, tmp_path: Pa
     assert "give one" in capsys.readouterr().err
     assert train_main([*common, "--out", str(tmp_path / "c"), "--face-features", str(regressor_file),
                        "--face-features-weight", "0"]) == 2
-    assert not any((tmp_path / name).exists() and any((tmp_path / name).iterdir()) for name in "abc")
+    assert not any((tmp_path / name).exists() and any((tmp_path / name).iterdir()) for name in "abcd")
 
 
 def test_regressor_training_starts_at_first_identity(monkeypatch: pytest.MonkeyPatch) -> None:
