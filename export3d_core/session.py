@@ -54,9 +54,10 @@ class Acceleration:
     # do). Chosen with `export3d bench --sweep` (every demo portrait, 3 views, 2 λ) as the fastest
     # setting that keeps every frame above 40 dB with a margin; see the README's performance notes.
     # (The fifth demo release needs 3: at 4 its default bench frame agreed at 38.3 dB. The sixth
-    # needs 1/6 evenly spaced samples: with 1/8 its bench frame agreed at 38.1 dB.)
+    # needed 1/6 evenly spaced samples: with 1/8 its bench frame agreed at 38.1 dB. The seventh
+    # is back at 1/8: sweep minimum 43.9 dB; at spread 4 its bench frame agrees at only 42.2 dB.)
     proposal_fraction: float = 1 / 4
-    proposal_uniform_fraction: float = 1 / 6
+    proposal_uniform_fraction: float = 1 / 8
     soft_spread: int | None = 3
     fine_divisor: int = 4  # without proposals: live importance samples = num_fine // fine_divisor
     early_stop: float = 1e-3  # transmittance at which a ray stops being evaluated
