@@ -11,7 +11,6 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-
 from torch import nn
 
 PERCEPTUAL_SCALES = 2  # the image scale and half of it ("multi-scale", seed §1.3)
