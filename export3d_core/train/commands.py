@@ -50,6 +50,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--skip-expression-channels", type=int, default=None, metavar="N",
                        help="new runs: channels of the expression code fed to the skip fusion "
                             "(default: the preset's; ModelConfig.skip_expression_channels)")
+    train.add_argument("--sr-refine-blocks", type=int, default=None, metavar="N",
+                       help="new runs: extra super-resolution blocks at the output resolution "
+                            "(default: the preset's; ModelConfig.sr_refine_blocks)")
     train.add_argument("--vgg", default=None, help="torchvision vgg16-397923af.pth (default: the torch hub cache)")
     train.add_argument("--face-features", default=None, metavar="REGRESSOR",
                        help="an attribute regressor .safetensors whose conv features replace VGG16 in the "
@@ -227,19 +230,26 @@ def perceptual_losses(args: argparse.Namespace,
     return perceptual, (FaceExpressionLoss(features, expression_weight) if expression_weight > 0 else None)
 
 
+# Flags that change a new run's architecture (grown from another run with --init-from): flag, ModelConfig field.
+ARCHITECTURE_FLAGS = (("--skip-expression-channels", "skip_expression_channels"),
+                      ("--sr-refine-blocks", "sr_refine_blocks"))
+
+
 def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,
                      prior_meta: dict | None) -> ModelConfig:
     """The model config of this run: a new run's from the preset and flags (with --init-from, the
     source run's calibration; `prior_meta` is its state), a resumed run's own (`prior_meta` is it)."""
     cfg = preset_config
-    skip_expression = getattr(args, "skip_expression_channels", None)
-    if skip_expression is not None:
+    for flag, name in ARCHITECTURE_FLAGS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
         if args.resume:
-            raise Export3DError("--skip-expression-channels sets a new run's architecture; --resume keeps the run's")
+            raise Export3DError(f"{flag} sets a new run's architecture; --resume keeps the run's")
         try:
-            cfg = cfg.replace(skip_expression_channels=skip_expression)
+            cfg = cfg.replace(**{name: value})
         except ValueError as exc:
-            raise Export3DError(f"--skip-expression-channels: {exc}") from None
+            raise Export3DError(f"{flag}: {exc}") from None
     if args.resume:  # a run's architecture is fixed when it starts: take it from the run
         return resumed_config(cfg, out, prior_meta, getattr(args, "expression_gain", None))
     if prior_meta is not None:

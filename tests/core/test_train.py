@@ -272,11 +272,12 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
     assert train_main([*common, "--out", str(source), "--steps", "2", "--adv-steps", "1"]) == 0
     before = {name: value.clone() for name, value in ckpt.load_training_state(source)[0].items()}
     assert train_main([*common, "--out", str(grown), "--steps", "0", "--adv-steps", "0",
-                       "--init-from", str(source), "--skip-expression-channels", "3"]) == 0
+                       "--init-from", str(source), "--skip-expression-channels", "3", "--sr-refine-blocks", "1"]) == 0
     assert "skip_expression.weight" in capsys.readouterr().err  # says what starts at its initialisation
     tensors, meta = ckpt.load_training_state(grown)
     source_meta = ckpt.load_training_state(source)[1]
     assert meta["model_config"]["skip_expression_channels"] == 3 and meta["step"] == 0
+    assert meta["model_config"]["sr_refine_blocks"] == 1 and not tensors["model.superres.blocks.1.to_rgb.weight"].any()
     assert meta["model_config"]["expression_gain"] == source_meta["model_config"]["expression_gain"]
     for name, value in before.items():
         if not name.startswith(("model.", "disc.")):  # the weights; optimisers start afresh
@@ -289,6 +290,10 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
     assert train_main([*common, "--out", str(grown), "--steps", "1", "--resume"]) == 0  # the run keeps its shape
     assert "opt_d" in ckpt.load_training_state(grown)[1]  # and its discriminator, through phase-1 steps
     assert train_main([*common, "--out", str(grown), "--steps", "2", "--resume", "--skip-expression-channels", "3"]) == 2
+    assert train_main([*common, "--out", str(grown), "--steps", "2", "--resume", "--sr-refine-blocks", "2"]) == 2
+    assert "--sr-refine-blocks sets a new run's architecture" in capsys.readouterr().err
+    assert train_main([*common, "--out", str(tmp_path / "y"), "--sr-refine-blocks", "-1"]) == 2
+    assert "sr_refine_blocks must be >= 0" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert train_main([*common, "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nowhere")]) == 2
     assert "no training run there" in capsys.readouterr().err
     assert train_main([*common, "--out", str(grown), "--resume", "--init-from", str(source)]) == 2
