@@ -74,7 +74,7 @@ class ModelConfig:
     feature_channels: int = 32  # colour features rendered; the first 3 are RGB (EG3D: 32)
     sr_channels: tuple[int, ...] = (128, 64)  # widths of the SR stages, one per 2x upsampling
     # Extra SR blocks at the output resolution, as wide as the last stage (chose; 0 = EG3D's SR).
-    # Each adds residual RGB detail through a zero-initialised toRGB, so a run grown with them
+    # Each adds residual RGB detail and starts as a no-op (zero second conv), so a run grown with them
     # (`train --init-from`) starts exactly where its source stopped.
     sr_refine_blocks: int = 0
     # -- discriminator ---------------------------------------------------------------------------

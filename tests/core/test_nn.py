@@ -269,9 +269,9 @@ def test_superres_refine_blocks_start_as_no_ops_then_learn(tiny: ModelConfig) ->
     rgb, feats = torch.rand(2, 3, n, n) * 2 - 1, torch.randn(2, tiny.feature_channels, n, n)
     torch.testing.assert_close(grown(rgb, feats), plain(rgb, feats))  # grown in: the same image
     (grown(rgb, feats) * torch.randn(2, 3, tiny.output_size, tiny.output_size)).sum().backward()
-    assert grown.blocks[-1].to_rgb.weight.grad.abs().sum() > 0  # and the new blocks can learn
+    assert grown.blocks[1].conv1.weight.grad.abs().sum() > 0  # and the first new block learns at once
     with torch.no_grad():
-        grown.blocks[-1].to_rgb.weight.normal_()
+        grown.blocks[-1].conv1.weight.normal_()
     assert not torch.allclose(grown(rgb, feats), plain(rgb, feats))
     with pytest.raises(ValueError, match="sr_refine_blocks"):
         tiny.replace(sr_refine_blocks=-1)

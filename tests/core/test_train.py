@@ -277,7 +277,7 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
     tensors, meta = ckpt.load_training_state(grown)
     source_meta = ckpt.load_training_state(source)[1]
     assert meta["model_config"]["skip_expression_channels"] == 3 and meta["step"] == 0
-    assert meta["model_config"]["sr_refine_blocks"] == 1 and not tensors["model.superres.blocks.1.to_rgb.weight"].any()
+    assert meta["model_config"]["sr_refine_blocks"] == 1 and not tensors["model.superres.blocks.1.conv1.weight"].any()
     assert meta["model_config"]["expression_gain"] == source_meta["model_config"]["expression_gain"]
     for name, value in before.items():
         if not name.startswith(("model.", "disc.")):  # the weights; optimisers start afresh
