@@ -73,10 +73,6 @@ class ModelConfig:
     decoder_layers: int = 2  # FC layers per stack (paper: two separate stacks)
     feature_channels: int = 32  # colour features rendered; the first 3 are RGB (EG3D: 32)
     sr_channels: tuple[int, ...] = (128, 64)  # widths of the SR stages, one per 2x upsampling
-    # Extra SR blocks at the output resolution, as wide as the last stage (chose; 0 = EG3D's SR).
-    # Each adds residual RGB detail and starts as a no-op (zero second conv), so a run grown with them
-    # (`train --init-from`) starts exactly where its source stopped.
-    sr_refine_blocks: int = 0
     # -- discriminator ---------------------------------------------------------------------------
     disc_widths: tuple[int, ...] = (64, 128, 256, 256, 256, 256)  # one per 2x downsampling (chose)
     camera_dim: int = 25  # EG3D camera: 16 cam2world + 9 intrinsics
@@ -95,8 +91,6 @@ class ModelConfig:
             problems.append("sr_channels needs one width per 2x upsampling stage")
         if self.skip_expression_channels < 0 or (self.skip_expression_channels and not self.skip_channels):
             problems.append("skip_expression_channels must be >= 0 and needs skip_channels > 0")
-        if self.sr_refine_blocks < 0:
-            problems.append(f"sr_refine_blocks must be >= 0, got {self.sr_refine_blocks}")
         if self.expr_dim % self.num_heads:
             problems.append("expr_dim must be divisible by num_heads")
         if self.feature_channels < 3:

@@ -4,9 +4,7 @@ The volume-rendered feature image (neural_size) is upsampled to output_size in 2
 stage is bilinear x2 -> two 3x3 convs with LeakyReLU, and a toRGB whose output is added to the
 bilinearly upsampled RGB of the previous stage, so the raw render is the skip path and the
 convs only learn the residual detail. With output_size == neural_size there is a single
-refinement block at the neural resolution. `sr_refine_blocks` more blocks at the output
-resolution (not in EG3D) add residual detail; their second conv starts at zero, so they start
-as no-ops yet learn at once (a zero toRGB instead leaves the convs without gradient: tried).
+refinement block at the neural resolution.
 """
 from __future__ import annotations
 
@@ -24,7 +22,7 @@ TORGB_INIT_GAIN = 0.1
 class SRBlock(nn.Module):
     """(optional bilinear x2) -> conv3x3 -> LReLU -> conv3x3 -> LReLU, plus a 1x1 toRGB."""
 
-    def __init__(self, in_ch: int, out_ch: int, upsample: bool, neutral: bool = False) -> None:
+    def __init__(self, in_ch: int, out_ch: int, upsample: bool) -> None:
         super().__init__()
         self.upsample = upsample
         self.conv0 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
@@ -32,9 +30,6 @@ class SRBlock(nn.Module):
         self.act = nn.LeakyReLU(LRELU_SLOPE)
         self.to_rgb = nn.Conv2d(out_ch, 3, 1)
         nn.init.xavier_uniform_(self.to_rgb.weight, gain=TORGB_INIT_GAIN)
-        if neutral:  # a block that starts as a no-op: zero features, so toRGB adds nothing
-            nn.init.zeros_(self.conv1.weight)
-            nn.init.zeros_(self.conv1.bias)
         nn.init.zeros_(self.to_rgb.bias)
 
     def forward(self, x: torch.Tensor, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +53,6 @@ class SuperResolution(nn.Module):
         for width in widths:
             blocks.append(SRBlock(in_ch, width, upsample=stages > 0))
             in_ch = width
-        blocks += [SRBlock(in_ch, in_ch, upsample=False, neutral=True) for _ in range(cfg.sr_refine_blocks)]
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, rgb_raw: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

@@ -50,9 +50,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--skip-expression-channels", type=int, default=None, metavar="N",
                        help="new runs: channels of the expression code fed to the skip fusion "
                             "(default: the preset's; ModelConfig.skip_expression_channels)")
-    train.add_argument("--sr-refine-blocks", type=int, default=None, metavar="N",
-                       help="new runs: extra super-resolution blocks at the output resolution "
-                            "(default: the preset's; ModelConfig.sr_refine_blocks)")
+    train.add_argument("--neural-size", type=int, default=None, metavar="N",
+                       help="new runs: side of the volume-rendered image (default: the preset's; "
+                            "ModelConfig.neural_size); the super-resolution upsamples it to the output side")
     train.add_argument("--vgg", default=None, help="torchvision vgg16-397923af.pth (default: the torch hub cache)")
     train.add_argument("--face-features", default=None, metavar="REGRESSOR",
                        help="an attribute regressor .safetensors whose conv features replace VGG16 in the "
@@ -171,8 +171,11 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     source_tensors, source_meta = read_source_run(init_from) if init_from else (None, None)
     # What the run carries over: its own saved state on --resume, the source's with --init-from.
     prior_meta = source_meta if init_from else (_state_meta(out) if args.resume else None)
-    dataset = CorpusDataset(args.data, *_sizes(args.preset), seed=tcfg.seed, feature_weight=tcfg.feature_weight)
+    sizes = _run_sizes(args, prior_meta)
+    dataset = CorpusDataset(args.data, *sizes, seed=tcfg.seed, feature_weight=tcfg.feature_weight)
     cfg = run_model_config(args, corpus_config(args.preset, dataset, quiet=not dist.is_main), dataset, out, prior_meta)
+    if (cfg.input_size, cfg.neural_size, cfg.output_size) != sizes:  # _run_sizes must agree with run_model_config
+        raise AssertionError(f"image sizes {sizes} do not match the run's model config")
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = Export3D(cfg)
     # A discriminator once trained stays with the run, also through reconstruction-only stretches.
@@ -232,7 +235,7 @@ def perceptual_losses(args: argparse.Namespace,
 
 # Flags that change a new run's architecture (grown from another run with --init-from): flag, ModelConfig field.
 ARCHITECTURE_FLAGS = (("--skip-expression-channels", "skip_expression_channels"),
-                      ("--sr-refine-blocks", "sr_refine_blocks"))
+                      ("--neural-size", "neural_size"))
 
 
 def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,
@@ -303,6 +306,22 @@ def _gain_number(text: str) -> float:
 
 def _sizes(preset: str) -> tuple[int, int, int]:
     cfg = ModelConfig.preset(preset)
+    return cfg.input_size, cfg.neural_size, cfg.output_size
+
+
+def _run_sizes(args: argparse.Namespace, prior_meta: dict | None) -> tuple[int, int, int]:
+    """(input, neural, output) sides of this run's images, known before its data is loaded: a
+    resumed run's own, else the preset's with --neural-size."""
+    if args.resume and prior_meta is not None and "model_config" in prior_meta:
+        cfg = ModelConfig.from_dict(prior_meta["model_config"])
+        return cfg.input_size, cfg.neural_size, cfg.output_size
+    cfg = ModelConfig.preset(args.preset)
+    neural_size = getattr(args, "neural_size", None)
+    if neural_size is not None and not args.resume:  # checked before the corpus is loaded
+        try:
+            cfg = cfg.replace(neural_size=neural_size)
+        except ValueError as exc:
+            raise Export3DError(f"--neural-size: {exc}") from None
     return cfg.input_size, cfg.neural_size, cfg.output_size
 
 

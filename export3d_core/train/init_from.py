@@ -70,7 +70,7 @@ def load_grown(module: nn.Module, source: dict[str, torch.Tensor]) -> list[str]:
             problems.append(f"{name} ({tuple(old.shape)} in the source, {tuple(value.shape)} here)")
     if problems:
         raise Export3DError("--init-from: the source weights do not fit this model (the preset's architecture "
-                            "and its flags, e.g. --skip-expression-channels, --sr-refine-blocks): " + "; ".join(problems[:4]))
+                            "and its flags, e.g. --skip-expression-channels, --neural-size): " + "; ".join(problems[:4]))
     module.load_state_dict(merged)
     return fresh
 

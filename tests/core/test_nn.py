@@ -260,23 +260,6 @@ def test_superres_without_upsampling(tiny: ModelConfig) -> None:
     assert out.shape == (1, 3, n, n)
 
 
-def test_superres_refine_blocks_start_as_no_ops_then_learn(tiny: ModelConfig) -> None:
-    plain, grown = SuperResolution(tiny), SuperResolution(tiny.replace(sr_refine_blocks=2))
-    assert len(grown.blocks) == len(plain.blocks) + 2
-    missing = grown.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing and all(key.startswith(("blocks.1.", "blocks.2.")) for key in missing)
-    n = tiny.neural_size
-    rgb, feats = torch.rand(2, 3, n, n) * 2 - 1, torch.randn(2, tiny.feature_channels, n, n)
-    torch.testing.assert_close(grown(rgb, feats), plain(rgb, feats))  # grown in: the same image
-    (grown(rgb, feats) * torch.randn(2, 3, tiny.output_size, tiny.output_size)).sum().backward()
-    assert grown.blocks[1].conv1.weight.grad.abs().sum() > 0  # and the first new block learns at once
-    with torch.no_grad():
-        grown.blocks[-1].conv1.weight.normal_()
-    assert not torch.allclose(grown(rgb, feats), plain(rgb, feats))
-    with pytest.raises(ValueError, match="sr_refine_blocks"):
-        tiny.replace(sr_refine_blocks=-1)
-
-
 def test_discriminator_logits_depend_on_camera_and_raw(tiny: ModelConfig) -> None:
     disc = DualDiscriminator(tiny)
     out, n = tiny.output_size, tiny.neural_size

@@ -263,6 +263,27 @@ def test_opacity_weight_enters_the_loss_and_makes_rays_opaque(corpus: Path, tmp_
     assert train_main(["--data", str(corpus), "--out", str(tmp_path / "bad"), "--opacity", "-0.5"]) == 2
 
 
+def test_neural_size_flag_sets_a_new_runs_rendering_side(corpus: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    common = ["--preset", "tiny", "--data", str(corpus), "--batch", "2", "--no-progress"]
+    source, grown = tmp_path / "source", tmp_path / "grown"
+    assert train_main([*common, "--out", str(source), "--steps", "1"]) == 0
+    side = CFG.output_size  # the tiny preset renders at half its output side; here at the full side
+    assert train_main([*common, "--out", str(grown), "--steps", "1", "--init-from", str(source),
+                       "--neural-size", str(side)]) == 0
+    tensors, meta = ckpt.load_training_state(grown)
+    assert meta["model_config"]["neural_size"] == side
+    source_tensors = ckpt.load_training_state(source)[0]
+    assert all(tensors[name].shape == value.shape for name, value in source_tensors.items()
+               if name.startswith("model."))  # the same weights: only the rendering side changed
+    assert train_main([*common, "--out", str(grown), "--steps", "2", "--resume"]) == 0  # raw targets at its side
+    assert ckpt.load_training_state(grown)[1]["step"] == 2
+    assert train_main([*common, "--out", str(grown), "--steps", "3", "--resume", "--neural-size", "16"]) == 2
+    assert "--neural-size sets a new run's architecture" in capsys.readouterr().err
+    assert train_main([*common, "--out", str(tmp_path / "bad"), "--neural-size", "48"]) == 2
+    assert "--neural-size" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture) -> None:
     from export3d_core.train.init_from import initial_config, load_grown
@@ -272,12 +293,11 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
     assert train_main([*common, "--out", str(source), "--steps", "2", "--adv-steps", "1"]) == 0
     before = {name: value.clone() for name, value in ckpt.load_training_state(source)[0].items()}
     assert train_main([*common, "--out", str(grown), "--steps", "0", "--adv-steps", "0",
-                       "--init-from", str(source), "--skip-expression-channels", "3", "--sr-refine-blocks", "1"]) == 0
+                       "--init-from", str(source), "--skip-expression-channels", "3"]) == 0
     assert "skip_expression.weight" in capsys.readouterr().err  # says what starts at its initialisation
     tensors, meta = ckpt.load_training_state(grown)
     source_meta = ckpt.load_training_state(source)[1]
     assert meta["model_config"]["skip_expression_channels"] == 3 and meta["step"] == 0
-    assert meta["model_config"]["sr_refine_blocks"] == 1 and not tensors["model.superres.blocks.1.conv1.weight"].any()
     assert meta["model_config"]["expression_gain"] == source_meta["model_config"]["expression_gain"]
     for name, value in before.items():
         if not name.startswith(("model.", "disc.")):  # the weights; optimisers start afresh
@@ -290,10 +310,6 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
     assert train_main([*common, "--out", str(grown), "--steps", "1", "--resume"]) == 0  # the run keeps its shape
     assert "opt_d" in ckpt.load_training_state(grown)[1]  # and its discriminator, through phase-1 steps
     assert train_main([*common, "--out", str(grown), "--steps", "2", "--resume", "--skip-expression-channels", "3"]) == 2
-    assert train_main([*common, "--out", str(grown), "--steps", "2", "--resume", "--sr-refine-blocks", "2"]) == 2
-    assert "--sr-refine-blocks sets a new run's architecture" in capsys.readouterr().err
-    assert train_main([*common, "--out", str(tmp_path / "y"), "--sr-refine-blocks", "-1"]) == 2
-    assert "sr_refine_blocks must be >= 0" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert train_main([*common, "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nowhere")]) == 2
     assert "no training run there" in capsys.readouterr().err
     assert train_main([*common, "--out", str(grown), "--resume", "--init-from", str(source)]) == 2
