@@ -171,11 +171,9 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     source_tensors, source_meta = read_source_run(init_from) if init_from else (None, None)
     # What the run carries over: its own saved state on --resume, the source's with --init-from.
     prior_meta = source_meta if init_from else (_state_meta(out) if args.resume else None)
-    sizes = _run_sizes(args, prior_meta)
-    dataset = CorpusDataset(args.data, *sizes, seed=tcfg.seed, feature_weight=tcfg.feature_weight)
+    dataset = CorpusDataset(args.data, *_run_sizes(args, prior_meta), seed=tcfg.seed,
+                            feature_weight=tcfg.feature_weight)
     cfg = run_model_config(args, corpus_config(args.preset, dataset, quiet=not dist.is_main), dataset, out, prior_meta)
-    if (cfg.input_size, cfg.neural_size, cfg.output_size) != sizes:  # _run_sizes must agree with run_model_config
-        raise AssertionError(f"image sizes {sizes} do not match the run's model config")
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = Export3D(cfg)
     # A discriminator once trained stays with the run, also through reconstruction-only stretches.
@@ -238,10 +236,8 @@ ARCHITECTURE_FLAGS = (("--skip-expression-channels", "skip_expression_channels")
                       ("--neural-size", "neural_size"))
 
 
-def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,
-                     prior_meta: dict | None) -> ModelConfig:
-    """The model config of this run: a new run's from the preset and flags (with --init-from, the
-    source run's calibration; `prior_meta` is its state), a resumed run's own (`prior_meta` is it)."""
+def architecture_config(args: argparse.Namespace, preset_config: ModelConfig) -> ModelConfig:
+    """The preset with a new run's architecture flags; with --resume any such flag is refused."""
     cfg = preset_config
     for flag, name in ARCHITECTURE_FLAGS:
         value = getattr(args, name, None)
@@ -253,6 +249,14 @@ def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, datas
             cfg = cfg.replace(**{name: value})
         except ValueError as exc:
             raise Export3DError(f"{flag}: {exc}") from None
+    return cfg
+
+
+def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,
+                     prior_meta: dict | None) -> ModelConfig:
+    """The model config of this run: a new run's from the preset and flags (with --init-from, the
+    source run's calibration; `prior_meta` is its state), a resumed run's own (`prior_meta` is it)."""
+    cfg = architecture_config(args, preset_config)
     if args.resume:  # a run's architecture is fixed when it starts: take it from the run
         return resumed_config(cfg, out, prior_meta, getattr(args, "expression_gain", None))
     if prior_meta is not None:
@@ -304,24 +308,13 @@ def _gain_number(text: str) -> float:
     return value
 
 
-def _sizes(preset: str) -> tuple[int, int, int]:
-    cfg = ModelConfig.preset(preset)
-    return cfg.input_size, cfg.neural_size, cfg.output_size
-
-
 def _run_sizes(args: argparse.Namespace, prior_meta: dict | None) -> tuple[int, int, int]:
     """(input, neural, output) sides of this run's images, known before its data is loaded: a
-    resumed run's own, else the preset's with --neural-size."""
+    resumed run's own, else the preset's with the architecture flags (checked here, early)."""
     if args.resume and prior_meta is not None and "model_config" in prior_meta:
         cfg = ModelConfig.from_dict(prior_meta["model_config"])
-        return cfg.input_size, cfg.neural_size, cfg.output_size
-    cfg = ModelConfig.preset(args.preset)
-    neural_size = getattr(args, "neural_size", None)
-    if neural_size is not None and not args.resume:  # checked before the corpus is loaded
-        try:
-            cfg = cfg.replace(neural_size=neural_size)
-        except ValueError as exc:
-            raise Export3DError(f"--neural-size: {exc}") from None
+    else:
+        cfg = architecture_config(args, ModelConfig.preset(args.preset))
     return cfg.input_size, cfg.neural_size, cfg.output_size
 
 
