@@ -53,6 +53,15 @@ def _conv_stage(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
     )
 
 
+def _fusion(in_ch: int, hidden: int, out_ch: int) -> nn.Sequential:
+    """Two 3x3 convs (LeakyReLU between) that fuse the skip into the token planes."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, hidden, 3, padding=1),
+        nn.LeakyReLU(LRELU_SLOPE),
+        nn.Conv2d(hidden, out_ch, 3, padding=1),
+    )
+
+
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
     """Normalised 1-D Gaussian taps (K,), K = 2 * ceil(3 sigma) + 1."""
     radius = max(1, math.ceil(LOWPASS_RADIUS_SIGMAS * sigma))
@@ -103,14 +112,14 @@ class HybridTriplaneGenerator(nn.Module):
         self.to_planes = nn.Linear(d, plane_ch * self.factor ** 2)
         self.fuse: nn.Module | None = None
         self.skip_expression: nn.Linear | None = None
+        self.detail: nn.Module | None = None  # the fusion after the low-pass (ModelConfig.detail_channels)
         if cfg.skip_channels > 0:
             if cfg.skip_expression_channels > 0:
                 self.skip_expression = nn.Linear(d, cfg.skip_expression_channels)
-            self.fuse = nn.Sequential(
-                nn.Conv2d(plane_ch + cfg.skip_channels + cfg.skip_expression_channels, plane_ch, 3, padding=1),
-                nn.LeakyReLU(LRELU_SLOPE),
-                nn.Conv2d(plane_ch, plane_ch, 3, padding=1),
-            )
+            fused_ch = plane_ch + cfg.skip_channels + cfg.skip_expression_channels
+            self.fuse = _fusion(fused_ch, plane_ch, plane_ch)
+            if cfg.detail_channels > 0:
+                self.detail = _fusion(fused_ch, cfg.detail_channels, plane_ch)
         # Fixed (never trained) low-pass; not persistent: it is rebuilt from the config.
         self.register_buffer("lowpass", gaussian_kernel1d(cfg.lowpass_sigma), persistent=False)
         # EMA tri-plane of Eq. (2): learned state that inference needs, so it is persistent.
@@ -129,6 +138,9 @@ class HybridTriplaneGenerator(nn.Module):
             block.reset_modulation()
         if self.skip_expression is not None:  # zero: the fusion starts as if it had no expression input
             nn.init.zeros_(self.skip_expression.weight)
+        if self.detail is not None:  # zero output: the planes start as they were without it
+            nn.init.zeros_(self.detail[-1].weight)
+            nn.init.zeros_(self.detail[-1].bias)
 
     # -- stage 1 --------------------------------------------------------------------------------
     def encode(self, source: torch.Tensor) -> Appearance:
@@ -176,13 +188,17 @@ class HybridTriplaneGenerator(nn.Module):
         b = x.shape[0]
         x = x.transpose(1, 2).reshape(b, -1, self.grid, self.grid)  # (B, 3C f^2, g, g)
         planes = F.pixel_shuffle(x, self.factor)  # (B, 3C, R, R)
+        inputs = None
         if self.fuse is not None and app.skip is not None:
             fused = [planes, app.skip.to(planes.dtype)]
             if self.skip_expression is not None:
                 code = self.skip_expression(e)  # (B, Ce), the same at every texel
                 fused.append(code[:, :, None, None].expand(-1, -1, self.res, self.res))
-            planes = planes + self.fuse(torch.cat(fused, dim=1))
+            inputs = torch.cat(fused, dim=1)  # (B, 3C + Cs + Ce, R, R)
+            planes = planes + self.fuse(inputs)
         planes = self.low_pass(planes)  # (B, 3C, R, R)
+        if self.detail is not None and inputs is not None:
+            planes = planes + self.detail(inputs)  # sharp: after the low-pass
         raw = planes.view(b, 3, self.channels, self.res, self.res)  # (B, 3, C, R, R)
         return self._apply_ema(raw)
 
