@@ -20,6 +20,7 @@ from export3d_core.nn import (
     modulate,
 )
 from export3d_core.nn.decoder import COLOUR_MARGIN
+from export3d_core.nn.generator import DETAIL_GAIN
 
 
 @pytest.fixture
@@ -185,9 +186,9 @@ def test_detail_fusion_starts_silent_then_draws_sharper_than_the_low_pass(tiny: 
     handle = last.register_forward_hook(checkerboard)
     difference = (grown.triplane(app, e) - plain.triplane(app, e))[0, 0, 0]  # plane 0, channel 0
     handle.remove()
-    # Added after the low-pass, the one-texel pattern reaches the planes at full amplitude; the
-    # low-pass would have left 0.7 % of it.
-    torch.testing.assert_close(difference, checker)
+    # Added after the low-pass, the one-texel pattern reaches the planes at full amplitude (times the
+    # branch's fixed gain); the low-pass would have left 0.7 % of it.
+    torch.testing.assert_close(difference, DETAIL_GAIN * checker)
     with pytest.raises(ValueError, match="detail_channels"):
         tiny.replace(skip_channels=0, detail_channels=4)
 
