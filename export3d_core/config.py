@@ -64,12 +64,6 @@ class ModelConfig:
     # tokens carry e at 1/16 of the input; this lets the fusion draw the target expression's fine
     # lines (furrows, mouth corners) where it meets the skip.
     skip_expression_channels: int = 0
-    # Hidden channels of a second fusion of the same inputs (token planes, skip, e) added *after*
-    # the low-pass (chose; 0 = off, not in the paper). The low-pass (σ = 1 texel) is there to hide
-    # the patch grid of the pixel shuffle, but it also blurs everything fused before it: texels
-    # 2-4 wide keep only 5-30 % of their amplitude, so a brow edge or furrow line cannot reach the
-    # planes sharply. Its last convolution starts at zero, so a model grown with it starts unchanged.
-    detail_channels: int = 0
     # -- tri-plane -----------------------------------------------------------------------------
     plane_channels: int = 32  # C of the tri-plane (paper: 32)
     plane_res: int = 128  # R of the tri-plane (paper: 128)
@@ -97,8 +91,6 @@ class ModelConfig:
             problems.append("sr_channels needs one width per 2x upsampling stage")
         if self.skip_expression_channels < 0 or (self.skip_expression_channels and not self.skip_channels):
             problems.append("skip_expression_channels must be >= 0 and needs skip_channels > 0")
-        if self.detail_channels < 0 or (self.detail_channels and not self.skip_channels):
-            problems.append("detail_channels must be >= 0 and needs skip_channels > 0")
         if self.expr_dim % self.num_heads:
             problems.append("expr_dim must be divisible by num_heads")
         if self.feature_channels < 3:

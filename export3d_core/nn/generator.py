@@ -26,11 +26,6 @@ TOKEN_STRIDE = 16
 LRELU_SLOPE = 0.2
 # The Gaussian kernel reaches this many sigmas either side of its centre.
 LOWPASS_RADIUS_SIGMAS = 3.0
-# Fixed multiplier of the detail fusion's output (StyleGAN's equalised learning rate, in spirit):
-# trained planes are O(10) (the demo model's: std 15) while Adam moves a weight by about the
-# learning rate per step, so the zero-initialised branch could not reach their scale: without it,
-# 500 steps at 1e-4 left its output at std 0.008 on the demo model.
-DETAIL_GAIN = 16.0
 
 
 @dataclass
@@ -55,15 +50,6 @@ def _conv_stage(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
         nn.LeakyReLU(LRELU_SLOPE),
         nn.Conv2d(out_ch, out_ch, 3, padding=1),
         nn.LeakyReLU(LRELU_SLOPE),
-    )
-
-
-def _fusion(in_ch: int, hidden: int, out_ch: int) -> nn.Sequential:
-    """Two 3x3 convs (LeakyReLU between) that fuse the skip into the token planes."""
-    return nn.Sequential(
-        nn.Conv2d(in_ch, hidden, 3, padding=1),
-        nn.LeakyReLU(LRELU_SLOPE),
-        nn.Conv2d(hidden, out_ch, 3, padding=1),
     )
 
 
@@ -117,14 +103,14 @@ class HybridTriplaneGenerator(nn.Module):
         self.to_planes = nn.Linear(d, plane_ch * self.factor ** 2)
         self.fuse: nn.Module | None = None
         self.skip_expression: nn.Linear | None = None
-        self.detail: nn.Module | None = None  # the fusion after the low-pass (ModelConfig.detail_channels)
         if cfg.skip_channels > 0:
             if cfg.skip_expression_channels > 0:
                 self.skip_expression = nn.Linear(d, cfg.skip_expression_channels)
-            fused_ch = plane_ch + cfg.skip_channels + cfg.skip_expression_channels
-            self.fuse = _fusion(fused_ch, plane_ch, plane_ch)
-            if cfg.detail_channels > 0:
-                self.detail = _fusion(fused_ch, cfg.detail_channels, plane_ch)
+            self.fuse = nn.Sequential(
+                nn.Conv2d(plane_ch + cfg.skip_channels + cfg.skip_expression_channels, plane_ch, 3, padding=1),
+                nn.LeakyReLU(LRELU_SLOPE),
+                nn.Conv2d(plane_ch, plane_ch, 3, padding=1),
+            )
         # Fixed (never trained) low-pass; not persistent: it is rebuilt from the config.
         self.register_buffer("lowpass", gaussian_kernel1d(cfg.lowpass_sigma), persistent=False)
         # EMA tri-plane of Eq. (2): learned state that inference needs, so it is persistent.
@@ -143,9 +129,6 @@ class HybridTriplaneGenerator(nn.Module):
             block.reset_modulation()
         if self.skip_expression is not None:  # zero: the fusion starts as if it had no expression input
             nn.init.zeros_(self.skip_expression.weight)
-        if self.detail is not None:  # zero output: the planes start as they were without it
-            nn.init.zeros_(self.detail[-1].weight)
-            nn.init.zeros_(self.detail[-1].bias)
 
     # -- stage 1 --------------------------------------------------------------------------------
     def encode(self, source: torch.Tensor) -> Appearance:
@@ -193,17 +176,13 @@ class HybridTriplaneGenerator(nn.Module):
         b = x.shape[0]
         x = x.transpose(1, 2).reshape(b, -1, self.grid, self.grid)  # (B, 3C f^2, g, g)
         planes = F.pixel_shuffle(x, self.factor)  # (B, 3C, R, R)
-        inputs = None
         if self.fuse is not None and app.skip is not None:
             fused = [planes, app.skip.to(planes.dtype)]
             if self.skip_expression is not None:
                 code = self.skip_expression(e)  # (B, Ce), the same at every texel
                 fused.append(code[:, :, None, None].expand(-1, -1, self.res, self.res))
-            inputs = torch.cat(fused, dim=1)  # (B, 3C + Cs + Ce, R, R)
-            planes = planes + self.fuse(inputs)
+            planes = planes + self.fuse(torch.cat(fused, dim=1))
         planes = self.low_pass(planes)  # (B, 3C, R, R)
-        if self.detail is not None and inputs is not None:
-            planes = planes + DETAIL_GAIN * self.detail(inputs)  # sharp: after the low-pass
         raw = planes.view(b, 3, self.channels, self.res, self.res)  # (B, 3, C, R, R)
         return self._apply_ema(raw)
 

@@ -50,9 +50,6 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--skip-expression-channels", type=int, default=None, metavar="N",
                        help="new runs: channels of the expression code fed to the skip fusion "
                             "(default: the preset's; ModelConfig.skip_expression_channels)")
-    train.add_argument("--detail-channels", type=int, default=None, metavar="N",
-                       help="new runs: hidden channels of a second skip fusion added after the tri-plane's "
-                            "low-pass, for sharp detail (default: the preset's; ModelConfig.detail_channels)")
     train.add_argument("--neural-size", type=int, default=None, metavar="N",
                        help="new runs: side of the volume-rendered image (default: the preset's; "
                             "ModelConfig.neural_size); the super-resolution upsamples it to the output side")
@@ -236,7 +233,6 @@ def perceptual_losses(args: argparse.Namespace,
 
 # Flags that change a new run's architecture (grown from another run with --init-from): flag, ModelConfig field.
 ARCHITECTURE_FLAGS = (("--skip-expression-channels", "skip_expression_channels"),
-                      ("--detail-channels", "detail_channels"),
                       ("--neural-size", "neural_size"))
 
 

@@ -293,13 +293,11 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
     assert train_main([*common, "--out", str(source), "--steps", "2", "--adv-steps", "1"]) == 0
     before = {name: value.clone() for name, value in ckpt.load_training_state(source)[0].items()}
     assert train_main([*common, "--out", str(grown), "--steps", "0", "--adv-steps", "0",
-                       "--init-from", str(source), "--skip-expression-channels", "3", "--detail-channels", "4"]) == 0
-    err = capsys.readouterr().err
-    assert "skip_expression.weight" in err and "detail.2.weight" in err  # says what starts at its initialisation
+                       "--init-from", str(source), "--skip-expression-channels", "3"]) == 0
+    assert "skip_expression.weight" in capsys.readouterr().err  # says what starts at its initialisation
     tensors, meta = ckpt.load_training_state(grown)
     source_meta = ckpt.load_training_state(source)[1]
     assert meta["model_config"]["skip_expression_channels"] == 3 and meta["step"] == 0
-    assert meta["model_config"]["detail_channels"] == 4
     assert meta["model_config"]["expression_gain"] == source_meta["model_config"]["expression_gain"]
     for name, value in before.items():
         if not name.startswith(("model.", "disc.")):  # the weights; optimisers start afresh
@@ -309,7 +307,6 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
         else:
             assert torch.equal(tensors[name], value), name
     assert not tensors["model.generator.skip_expression.weight"].any()
-    assert not tensors["model.generator.detail.2.weight"].any() and tensors["model.generator.detail.0.weight"].any()
     assert train_main([*common, "--out", str(grown), "--steps", "1", "--resume"]) == 0  # the run keeps its shape
     assert "opt_d" in ckpt.load_training_state(grown)[1]  # and its discriminator, through phase-1 steps
     assert train_main([*common, "--out", str(grown), "--steps", "2", "--resume", "--skip-expression-channels", "3"]) == 2
