@@ -125,6 +125,20 @@ def load_training_state(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], d
     return tensors, meta
 
 
+def saved_model_config(meta: dict[str, Any], run_dir: str | Path):
+    """The `ModelConfig` a run's training state records; Export3DError when it has none or this
+    version cannot build it (e.g. a field another version added)."""
+    from export3d_core.config import ModelConfig
+
+    if "model_config" not in meta:
+        raise Export3DError(f"the training state in {run_dir} records no model config")
+    try:
+        return ModelConfig.from_dict(meta["model_config"])
+    except (ValueError, TypeError) as exc:
+        raise Export3DError(f"the training state in {run_dir} has a model config this version of export3d "
+                            f"cannot build ({exc}); was it written by another version?") from None
+
+
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries `<prefix>.<name>` as {name: tensor}."""
     cut = len(prefix) + 1

@@ -272,7 +272,7 @@ def _state_meta(out: Path) -> dict:
 def resumed_config(preset_config: ModelConfig, out: Path, state_meta: dict, gain_flag: str | None) -> ModelConfig:
     """The run's saved model config (from its state's JSON), after checking it is this preset's and its
     gain matches any flag."""
-    saved = ModelConfig.from_dict(state_meta["model_config"])
+    saved = ckpt.saved_model_config(state_meta, out)
     if saved.name != preset_config.name or saved.beta_dim != preset_config.beta_dim:
         raise Export3DError(f"{out} was trained with preset {saved.name!r} (beta_dim {saved.beta_dim}); "
                             "resume with the same preset and corpus")
@@ -312,7 +312,7 @@ def _run_sizes(args: argparse.Namespace, prior_meta: dict | None) -> tuple[int, 
     """(input, neural, output) sides of this run's images, known before its data is loaded: a
     resumed run's own, else the preset's with the architecture flags (checked here, early)."""
     if args.resume and prior_meta is not None and "model_config" in prior_meta:
-        cfg = ModelConfig.from_dict(prior_meta["model_config"])
+        cfg = ckpt.saved_model_config(prior_meta, args.out)
     else:
         cfg = architecture_config(args, ModelConfig.preset(args.preset))
     return cfg.input_size, cfg.neural_size, cfg.output_size

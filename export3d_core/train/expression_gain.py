@@ -42,12 +42,8 @@ def set_run_gain(run_dir, gain: str | float, data: str | None = None, whiten: bo
     """Rewrite the last checkpoint of `run_dir` with expression gain `gain` (a number or "auto"),
     after replacing its CLeBS by the pre-trained weights at `clebs` when given, and whitening its
     CLeBS coefficients over the corpus at `data` when `whiten`."""
-    from export3d_core.config import ModelConfig
-
     tensors, meta = ckpt.load_training_state(run_dir)
-    if "model_config" not in meta:
-        raise Export3DError(f"the checkpoint in {run_dir} records no model config")
-    cfg = ModelConfig.from_dict(meta["model_config"])
+    cfg = ckpt.saved_model_config(meta, run_dir)
     betas = None
     if gain == "auto" or whiten:
         if data is None:

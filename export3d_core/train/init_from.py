@@ -31,8 +31,7 @@ def read_source_run(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]
     if not ckpt.has_training_state(run_dir):
         raise Export3DError(f"--init-from {run_dir}: no training run there (no {ckpt.STATE_JSON})")
     tensors, meta = ckpt.load_training_state(run_dir)
-    if "model_config" not in meta:
-        raise Export3DError(f"--init-from {run_dir}: the training state has no model config")
+    ckpt.saved_model_config(meta, run_dir)  # readable, or a clear error before anything is built
     return tensors, meta
 
 

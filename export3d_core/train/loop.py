@@ -204,7 +204,7 @@ class Trainer:
         """Continue from the run directory's last checkpoint (model, optimisers, RNG, sampler)."""
         tensors, meta = ckpt.load_training_state(self.run_dir)
         if self.model_config is not None and "model_config" in meta:
-            if ModelConfig.from_dict(meta["model_config"]) != self.model_config:
+            if ckpt.saved_model_config(meta, self.run_dir) != self.model_config:
                 raise Export3DError(f"{self.run_dir} was trained with another model config; resume with the same preset")
         try:
             self.model.load_state_dict(ckpt.split_prefix(tensors, "model"))

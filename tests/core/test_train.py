@@ -323,3 +323,21 @@ def test_init_from_starts_a_grown_run_where_the_source_stopped(corpus: Path, tmp
     with pytest.raises(Exception, match="do not fit"):
         load_grown(model, wrong)
     assert all(torch.equal(value, kept[name]) for name, value in model.state_dict().items())  # nothing changed
+
+
+def test_a_run_whose_model_config_this_version_cannot_build_is_refused_clearly(
+        corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    common = ["--preset", "tiny", "--data", str(corpus), "--batch", "2", "--no-progress"]
+    assert train_main([*common, "--out", str(run), "--steps", "1"]) == 0
+    state = run / ckpt.STATE_JSON
+    meta = json.loads(state.read_text(encoding="utf-8"))
+    meta["model_config"]["plane_upsampler"] = 2  # a field from another version of export3d
+    state.write_text(json.dumps(meta), encoding="utf-8")
+    capsys.readouterr()
+    assert train_main([*common, "--out", str(run), "--steps", "2", "--resume"]) == 2
+    assert train_main([*common, "--out", str(tmp_path / "grown"), "--init-from", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("cannot build") == 2 and "plane_upsampler" in err and "Traceback" not in err
+    assert not (tmp_path / "grown").exists()  # refused before anything was written
+    assert ckpt.load_training_state(run)[1]["step"] == 1  # the run is untouched
