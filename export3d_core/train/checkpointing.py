@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from export3d_core.config import ModelConfig
 from export3d_core.data.corpus import write_json_atomic
 from export3d_core.errors import Export3DError
 
@@ -125,11 +126,9 @@ def load_training_state(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], d
     return tensors, meta
 
 
-def saved_model_config(meta: dict[str, Any], run_dir: str | Path):
+def saved_model_config(meta: dict[str, Any], run_dir: str | Path) -> ModelConfig:
     """The `ModelConfig` a run's training state records; Export3DError when it has none or this
     version cannot build it (e.g. a field another version added)."""
-    from export3d_core.config import ModelConfig
-
     if "model_config" not in meta:
         raise Export3DError(f"the training state in {run_dir} records no model config")
     try:
