@@ -57,6 +57,14 @@ def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a model's peak from here on CUDA (earlier presets and blob fitting do not count).
+    A CPU process's peak resident size cannot be reset: there it is the process's peak so far."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -151,6 +159,7 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
     source = bench_source(model, device, trained=shape is None)
     if shape is not None:
         shape_random_model(model, source, shape)
+    reset_peak_memory(device)
     lam = torch.zeros(1, cfg.n_basis, device=device)
     cameras = OrbitCamera(yaw=0.3, pitch=0.1).params(device=device)[None]  # (1, 25)
     session = PortraitSession(model, device)

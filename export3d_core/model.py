@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from export3d_core.config import ModelConfig, RenderConfig
@@ -104,7 +105,9 @@ class Export3D(nn.Module):
         """
         if cameras.dim() != 2 or cameras.shape[1] != self.config.camera_dim:
             raise ValueError(f"cameras must be (B, {self.config.camera_dim}), got {tuple(cameras.shape)}")
-        cameras = cameras.to(device=planes.device, dtype=planes.dtype)
+        # Ray geometry stays fp32 whatever the planes' dtype: in bf16 (autocast training on CUDA)
+        # depths in [2.25, 3.3] snap to steps of 1/64 and the importance samples collapse.
+        cameras = cameras.to(device=planes.device, dtype=torch.float32)
         size = neural_size or self.config.neural_size
         result = (renderer or self.renderer).render(
             self.field(planes), cameras, size, perturb=perturb, **render_kwargs
@@ -132,7 +135,7 @@ class Export3D(nn.Module):
         out = self.render(planes, cameras, perturb=self.training, distortion=self.training)
         if sparsity_points > 0:
             out.sparsity = free_space_opacity(self.field(planes), self.config.render, planes.shape[0],
-                                              sparsity_points, device=planes.device, dtype=planes.dtype)
+                                              sparsity_points, device=planes.device)
         return out
 
     def parameter_count(self) -> int:

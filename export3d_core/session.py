@@ -69,8 +69,8 @@ class Acceleration:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 convolutions natively (so bf16 is a speed-up, not an emulation)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # Ampere (8.x) and later; is_bf16_supported() also says yes where it is emulated
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
         return False
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so looked up defensively

@@ -23,6 +23,13 @@ def generate_rays(cameras: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
     """World-space rays through pixel centres: origins (B, H*W, 3), unit directions (B, H*W, 3)."""
     if resolution < 1:
         raise ValueError(f"resolution must be >= 1, got {resolution}")
+    # fp32 and outside autocast (which would run the rotation's matmul in bf16): a ray's origin
+    # and direction place every sample, so they keep full precision in mixed-precision training.
+    with torch.autocast(cameras.device.type, enabled=False):
+        return _rays(cameras.float(), resolution)
+
+
+def _rays(cameras: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
     cam2world, intr = split_cameras(cameras)
     device, dtype = cameras.device, cameras.dtype
     fx, fy = intr[:, 0, 0, None], intr[:, 1, 1, None]  # (B, 1)

@@ -32,10 +32,11 @@ def sample_triplane(planes: Tensor, points: Tensor, box_warp: float) -> Tensor:
         raise ValueError(f"points must be (B, N, 3) with B = {planes.shape[0]}, got {tuple(points.shape)}")
     batch, n_planes, channels, height, width = planes.shape
     n_points = points.shape[1]
-    grid = project_onto_planes(points.to(planes.dtype), box_warp)  # (B, 3, N, 2)
+    # Lookups in fp32 (a no-op for fp32 planes): bf16 coordinates would be off by up to a texel.
+    grid = project_onto_planes(points.float(), box_warp)  # (B, 3, N, 2)
     grid = grid.reshape(batch * n_planes, n_points, 1, 2)  # (B*3, N, 1, 2)
     sampled = F.grid_sample(
-        planes.reshape(batch * n_planes, channels, height, width), grid,
+        planes.float().reshape(batch * n_planes, channels, height, width), grid,
         mode="bilinear", padding_mode="zeros", align_corners=False,
     )  # (B*3, C, N, 1)
     sampled = sampled.reshape(batch, n_planes, channels, n_points)  # (B, 3, C, N)

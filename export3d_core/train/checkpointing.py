@@ -75,8 +75,9 @@ def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     torch.set_rng_state(tensors["rng.torch"])
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda_states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_states)
+    if cuda_states and torch.cuda.is_available():  # a machine with fewer GPUs restores those it has
+        for index, cuda_state in enumerate(cuda_states[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     kind, pos, has_gauss, cached = meta["numpy"]
     np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss_next = meta["python"]

@@ -18,6 +18,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from export3d_core.errors import Export3DError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -56,6 +58,10 @@ def setup_distributed(device: str | None = None) -> DistInfo:
         return DistInfo(device=resolve_device(device))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if device not in (None, "auto") and torch.device(device).index is not None:
+        # Every process would take that one GPU, and NCCL refuses duplicate devices.
+        raise Export3DError(f"--device {device} names one GPU, but torchrun starts {world} processes and each "
+                            "takes its own (its LOCAL_RANK): pass --device cuda, or leave --device out")
     chosen = resolve_device(device, local_rank)
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)

@@ -7,8 +7,10 @@ group come from outside (see `commands.py`); the trainer only drives them.
 
 Exact resume: every source of randomness is either saved (torch / numpy / python RNG states) or
 a pure function of saved numbers (the sampler's permutation of (seed, epoch), each item's source
-draw of (seed, epoch, index)); a resumed single-process run repeats an uninterrupted one bit for
-bit. Under DDP only rank 0's RNG states are saved; other ranks re-seed from (seed, rank, step).
+draw of (seed, epoch, index)); a resumed single-process run on the CPU repeats an uninterrupted
+one bit for bit (on CUDA the backward passes of grid_sample and index_add are not deterministic,
+so a resumed run follows the same data but not the same bits). Under DDP only rank 0's RNG
+states are saved; other ranks re-seed from (seed, rank, step).
 """
 from __future__ import annotations
 

@@ -94,3 +94,16 @@ def test_torchrun_launches_the_train_module(tmp_path: Path) -> None:
     assert [r["step"] for r in read_jsonl(run / LOG_FILE)] == [1, 2]
     assert ckpt.load_training_state(run)[1]["world_size"] == WORLD
     assert (run / "model.safetensors").is_file()
+
+
+def test_one_named_gpu_for_every_torchrun_process_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--device cuda:1 under torchrun would put all ranks on one GPU (NCCL fails on duplicates):
+    refused with a message before any process group is joined."""
+    from export3d_core.errors import Export3DError
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(Export3DError, match="each takes its own"):
+        setup_distributed("cuda:1")
+    assert not torch.distributed.is_initialized()

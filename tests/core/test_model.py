@@ -89,3 +89,35 @@ def test_paper_preset_triplane_shape():
         planes = model.triplane(appearance, model.expression(lam=torch.zeros(1, 10)))
     assert tuple(planes.shape) == (1, 3, 32, 128, 128)
     assert model.basis().shape == (10, 256)
+
+
+def test_bf16_planes_render_at_fp32_sample_points(tiny_model):
+    """The renderer places the samples of bf16 planes (autocast training) where it places those of
+    fp32 planes: only the field's values may differ, never the geometry."""
+    import torch
+
+    from export3d_core.camera import OrbitCamera
+
+    model = tiny_model.eval()
+    planes = torch.randn(1, 3, model.config.plane_channels, model.config.plane_res, model.config.plane_res,
+                         generator=torch.Generator().manual_seed(0))
+    cameras = OrbitCamera(yaw=0.3, pitch=0.1).params()[None]
+    seen: dict[torch.dtype, list[torch.Tensor]] = {}
+
+    def recording_field(planes_: torch.Tensor):
+        field = type(model).field(model, planes_)
+
+        def evaluate(points: torch.Tensor):
+            seen.setdefault(planes_.dtype, []).append(points)
+            return field(points)
+        return evaluate
+
+    model.field = recording_field
+    with torch.no_grad():
+        model.render(planes, cameras)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model.render(planes.bfloat16(), cameras)
+    del model.field
+    exact, mixed = seen[torch.float32], seen[torch.bfloat16]
+    assert [p.dtype for p in mixed] == [torch.float32] * len(exact)
+    torch.testing.assert_close(mixed[0], exact[0], atol=0, rtol=0)  # the coarse samples: deterministic

@@ -229,3 +229,26 @@ def test_free_space_opacity_by_hand_covers_the_grid_cube_and_spares_solid_matter
     assert 0 < solid.grad.item() < 1e-3 * raw_value.grad.item()  # surfaces are all but left alone
     with pytest.raises(ValueError, match="n_points"):
         free_space_opacity(constant_fog, CFG, 1, 0)
+
+
+def test_rays_stay_fp32_under_bf16_autocast() -> None:
+    """Mixed-precision training (bf16 autocast) must not round the ray geometry: in bf16 the
+    rotation's matmul would shift origins and directions by up to a texel."""
+    cameras = OrbitCamera(yaw=0.4, pitch=-0.2).params()[None]  # (1, 25)
+    exact = generate_rays(cameras, RES)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = generate_rays(cameras, RES)
+    for a, b in zip(exact, mixed):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(b, a, atol=0, rtol=0)
+
+
+def test_bf16_planes_are_looked_up_at_fp32_coordinates() -> None:
+    """bf16 planes give their own (rounded) features, read at the exact points: a bf16 coordinate
+    near the box edge is off by up to 1/128 of the box, a texel of a 128² plane."""
+    gen = torch.Generator().manual_seed(3)
+    planes = torch.randn(1, 3, 4, 128, 128, generator=gen).bfloat16()
+    points = (torch.rand(1, 200, 3, generator=gen) - 0.5) * 0.98
+    features = sample_triplane(planes, points, box_warp=1.0)
+    assert features.dtype == torch.float32
+    torch.testing.assert_close(features, sample_triplane(planes.float(), points, box_warp=1.0), atol=0, rtol=0)
