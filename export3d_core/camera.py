@@ -123,7 +123,7 @@ class OrbitCamera:
     @classmethod
     def from_params(cls, params: Tensor | Sequence[float], pivot: Sequence[float] = DEFAULT_PIVOT) -> "OrbitCamera":
         """Recover yaw, pitch, radius and fov from a 25-vector, given the pivot it orbits."""
-        p = torch.as_tensor(params, dtype=torch.float64).reshape(-1)
+        p = torch.as_tensor(params, dtype=torch.float64, device="cpu").reshape(-1)  # a few numbers: on the CPU
         if p.numel() != 25:
             raise ValueError(f"camera params must have 25 numbers, got {p.numel()}")
         if not torch.isfinite(p).all():
