@@ -52,9 +52,8 @@ from torch import Tensor
 
 from export3d_core.config import RenderConfig
 from export3d_core.render.marcher import MarchResult, composite, expected_depth, interval_alpha, interval_weights
-from export3d_core.render.rays import generate_rays
 from export3d_core.render.renderer import (FieldFn, RenderResult, VolumeRenderer, coarse_depths, query_field,
-                                           sample_points, to_images)
+                                           render_chunks, sample_points, to_images)
 from export3d_core.render.sampling import gather_merged, importance_depths, merge_depths
 
 EMPTY_RAW = -1e4  # raw density given to skipped samples: softplus(EMPTY_RAW + shift) == 0 exactly
@@ -224,14 +223,8 @@ class AcceleratedRenderer:
         """Render cameras (B, 25) like `VolumeRenderer.render`; `grid` from `build_grid` skips empty space."""
         if grid is not None and grid.occupied.shape[0] != cameras.shape[0]:
             raise ValueError(f"grid is for batch {grid.occupied.shape[0]}, cameras for {cameras.shape[0]}")
-        origins, directions = generate_rays(cameras, resolution)  # (B, H*W, 3) each
-        n_rays = origins.shape[1]
-        step = n_rays if chunk is None else max(1, int(chunk))
-        parts = [
-            self.render_rays(field, origins[:, s:s + step], directions[:, s:s + step],
-                             grid=grid, perturb=perturb, generator=generator)
-            for s in range(0, n_rays, step)
-        ]
+        parts = render_chunks(lambda origins, directions: self.render_rays(
+            field, origins, directions, grid=grid, perturb=perturb, generator=generator), cameras, resolution, chunk)
         return to_images(parts, cameras.shape[0], resolution)
 
     def render_rays(

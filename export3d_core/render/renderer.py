@@ -63,6 +63,15 @@ def query_field(field: FieldFn, points: Tensor) -> tuple[Tensor, Tensor]:
     return raw.reshape(batch, n_rays, n_samples, 1), colours.reshape(batch, n_rays, n_samples, -1)
 
 
+def render_chunks(render_rays: Callable[[Tensor, Tensor], MarchResult], cameras: Tensor, resolution: int,
+                  chunk: int | None) -> list[MarchResult]:
+    """The rays of cameras (B, 25) at resolution², rendered `chunk` rays (all when None) at a time."""
+    origins, directions = generate_rays(cameras, resolution)  # (B, H*W, 3) each
+    n_rays = origins.shape[1]
+    step = n_rays if chunk is None else max(1, int(chunk))
+    return [render_rays(origins[:, s:s + step], directions[:, s:s + step]) for s in range(0, n_rays, step)]
+
+
 def to_images(rays: list[MarchResult], batch: int, resolution: int) -> RenderResult:
     """Concatenate ray chunks and fold rays (B, H*W, C) into images (B, C, H, W)."""
 
@@ -103,14 +112,8 @@ class VolumeRenderer:
         `distortion=True` also returns each image's mean distortion loss (`marcher.distortion`),
         a training regulariser that pulls density into thin surfaces.
         """
-        origins, directions = generate_rays(cameras, resolution)  # (B, H*W, 3) each
-        n_rays = origins.shape[1]
-        step = n_rays if chunk is None else max(1, int(chunk))
-        parts = [
-            self.render_rays(field, origins[:, s:s + step], directions[:, s:s + step],
-                             perturb=perturb, generator=generator)
-            for s in range(0, n_rays, step)
-        ]
+        parts = render_chunks(lambda origins, directions: self.render_rays(
+            field, origins, directions, perturb=perturb, generator=generator), cameras, resolution, chunk)
         result = to_images(parts, cameras.shape[0], resolution)
         if distortion:
             per_ray = torch.cat([march_distortion(p.weights, p.depths, self.cfg.ray_start, self.cfg.ray_end)
