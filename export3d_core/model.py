@@ -15,7 +15,7 @@ from export3d_core.nn.decoder import TriplaneDecoder
 from export3d_core.nn.generator import Appearance, HybridTriplaneGenerator
 from export3d_core.nn.lebs import LeBS
 from export3d_core.nn.superres import SuperResolution
-from export3d_core.render.renderer import FieldFn, VolumeRenderer
+from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field
 from export3d_core.render.sparsity import free_space_opacity
 from export3d_core.render.triplane import sample_triplane
 
@@ -84,7 +84,7 @@ class Export3D(nn.Module):
         def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
             return self.decoder(sample_triplane(planes, points, box_warp))
 
-        return evaluate
+        return chunked_field(evaluate)
 
     def render(
         self,

@@ -25,7 +25,7 @@ from torch import Tensor
 from export3d_core.camera import OrbitCamera
 from export3d_core.model import Export3D, RenderOutput
 from export3d_core.render.accelerated import AcceleratedRenderer, OccupancyGrid
-from export3d_core.render.renderer import FieldFn, VolumeRenderer
+from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field
 from export3d_core.render.triplane import sample_triplane
 
 RENDER_MODES = ("final", "raw", "depth", "opacity")
@@ -231,7 +231,7 @@ class PortraitSession:
         def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
             return decoder(sample_triplane(planes, points, box_warp))
 
-        return evaluate
+        return chunked_field(evaluate)
 
     @torch.no_grad()
     def grid(self, lam) -> OccupancyGrid:
@@ -258,7 +258,7 @@ class PortraitSession:
             raw = decoder.density(sample_triplane(planes, points, box_warp))  # (B, N, 1)
             return raw, raw
 
-        return evaluate
+        return chunked_field(evaluate)
 
     @torch.no_grad()
     def render(self, lam, camera: OrbitCamera | Tensor, quality: str = "full") -> RenderOutput:

@@ -10,7 +10,7 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.config import RenderConfig
 from export3d_core.render.marcher import composite
 from export3d_core.render.rays import generate_rays
-from export3d_core.render.renderer import VolumeRenderer, sample_points
+from export3d_core.render.renderer import VolumeRenderer, chunked_field, sample_points
 from export3d_core.render.sampling import importance_depths, merge_depths, gather_merged, stratified_depths
 from export3d_core.render.triplane import sample_triplane
 
@@ -252,3 +252,25 @@ def test_bf16_planes_are_looked_up_at_fp32_coordinates() -> None:
     features = sample_triplane(planes, points, box_warp=1.0)
     assert features.dtype == torch.float32
     torch.testing.assert_close(features, sample_triplane(planes.float(), points, box_warp=1.0), atol=0, rtol=0)
+
+
+def test_chunked_field_gives_the_same_values_in_calls_of_bounded_size() -> None:
+    gen = torch.Generator().manual_seed(4)
+    planes = torch.randn(3, 3, 4, 8, 8, generator=gen)
+    sizes: list[tuple[int, ...]] = []
+
+    def field(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sizes.append(tuple(points.shape))
+        features = sample_triplane(planes, points, box_warp=1.0)  # (B, N, 4)
+        return features[..., :1] * 3, torch.sigmoid(features)
+
+    points = torch.rand(3, 1001, 3, generator=gen) - 0.5
+    whole = field(points)
+    sizes.clear()
+    chunked = chunked_field(field, points_per_call=300)(points)  # 100 points of each of 3 batch elements
+    assert sizes == [(3, 100, 3)] * 10 + [(3, 1, 3)]
+    for a, b in zip(whole, chunked):  # vectorised kernels may round a call's last few values differently
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+    sizes.clear()
+    chunked_field(field, points_per_call=2)(points[:, :5])  # fewer points per call than the batch: one each
+    assert sizes == [(3, 1, 3)] * 5
