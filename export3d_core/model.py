@@ -15,7 +15,7 @@ from export3d_core.nn.decoder import TriplaneDecoder
 from export3d_core.nn.generator import Appearance, HybridTriplaneGenerator
 from export3d_core.nn.lebs import LeBS
 from export3d_core.nn.superres import SuperResolution
-from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field
+from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field, rays_per_pass
 from export3d_core.render.sparsity import free_space_opacity
 from export3d_core.render.triplane import sample_triplane
 
@@ -101,7 +101,8 @@ class Export3D(nn.Module):
 
         `renderer` swaps in another renderer with the same interface (e.g. the accelerated one);
         `neural_size` renders fewer rays (the editor's preview); `super_resolve=False` skips SR and
-        returns the raw image bilinearly upsampled to the output size instead.
+        returns the raw image bilinearly upsampled to the output size instead. Rays are rendered in
+        passes of `rays_per_pass` unless `chunk` (rays per pass) is given.
         """
         if cameras.dim() != 2 or cameras.shape[1] != self.config.camera_dim:
             raise ValueError(f"cameras must be (B, {self.config.camera_dim}), got {tuple(cameras.shape)}")
@@ -109,6 +110,7 @@ class Export3D(nn.Module):
         # depths in [2.25, 3.3] snap to steps of 1/64 and the importance samples collapse.
         cameras = cameras.to(device=planes.device, dtype=torch.float32)
         size = neural_size or self.config.neural_size
+        render_kwargs.setdefault("chunk", rays_per_pass(cameras.shape[0], self.config.render))
         result = (renderer or self.renderer).render(
             self.field(planes), cameras, size, perturb=perturb, **render_kwargs
         )

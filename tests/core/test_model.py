@@ -121,3 +121,31 @@ def test_bf16_planes_render_at_fp32_sample_points(tiny_model):
     exact, mixed = seen[torch.float32], seen[torch.bfloat16]
     assert [p.dtype for p in mixed] == [torch.float32] * len(exact)
     torch.testing.assert_close(mixed[0], exact[0], atol=0, rtol=0)  # the coarse samples: deterministic
+
+
+def test_rays_are_rendered_in_passes_of_bounded_size_with_the_same_image(tiny_model, monkeypatch):
+    """Export3D.render splits the rays into passes of `rays_per_pass` (bounded temporaries): the
+    image is the one a single pass gives."""
+    import torch
+
+    from export3d_core.camera import OrbitCamera
+    from export3d_core.render import renderer as renderer_module
+
+    model = tiny_model.eval()
+    render = model.config.render
+    planes = torch.randn(2, 3, model.config.plane_channels, model.config.plane_res, model.config.plane_res,
+                         generator=torch.Generator().manual_seed(1))
+    cameras = OrbitCamera(yaw=0.2).params()[None].expand(2, -1)
+    with torch.no_grad():
+        whole = model.render(planes, cameras, chunk=None)
+        monkeypatch.setattr(renderer_module, "RENDER_PASS_POINTS", 2 * 10 * (render.num_coarse + render.num_fine))
+        passes: list[int] = []
+        render_rays = model.renderer.render_rays
+        monkeypatch.setattr(model.renderer, "render_rays",
+                            lambda field, origins, directions, **kw: passes.append(origins.shape[1])
+                            or render_rays(field, origins, directions, **kw))
+        split = model.render(planes, cameras)
+    n_rays = model.config.neural_size ** 2
+    assert passes == [10] * (n_rays // 10) + ([n_rays % 10] if n_rays % 10 else [])
+    torch.testing.assert_close(split.image, whole.image, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(split.depth, whole.depth, atol=1e-5, rtol=1e-5)
