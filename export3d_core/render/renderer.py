@@ -30,9 +30,9 @@ FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 # 26 ms in calls of 64k (2 cores); a training pass of batch 4, forward and backward, 273 -> 201 ms.
 FIELD_CHUNK = 1 << 16
 # Sample points per rendering pass (batch x rays x samples per ray), for the same reason: a pass's
-# per-sample tensors (33 features: 35 MB) stay reusable. A demo training step (batch 4, 4096
+# per-sample tensors (33 features: 26 MB) stay reusable. A demo training step (batch 4, 4096
 # rays of 48 samples each in one pass before) took 0.71 s, in passes of 1024 rays 0.62 s.
-RENDER_PASS_POINTS = 1 << 18
+RENDER_PASS_POINTS = 3 << 16
 
 
 def rays_per_pass(batch: int, cfg: RenderConfig) -> int:
