@@ -47,6 +47,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--init-from", default=None, metavar="RUN",
                        help="start this new run from another run's weights (same preset; layers the new run "
                             "adds start at their neutral initialisation; see train/init_from.py)")
+    train.add_argument("--unfreeze-lebs", action="store_true",
+                       help="with --init-from: train the source's LeBS (and so the basis V) with G instead of "
+                            "keeping it frozen; beyond the paper, which freezes CLeBS (see the README)")
     train.add_argument("--skip-expression-channels", type=int, default=None, metavar="N",
                        help="new runs: channels of the expression code fed to the skip fusion "
                             "(default: the preset's; ModelConfig.skip_expression_channels)")
@@ -168,6 +171,10 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     if init_from and (args.resume or args.clebs or getattr(args, "expression_gain", None) is not None):
         raise Export3DError("--init-from starts a new run with the source's LeBS and gain: "
                             "it takes neither --resume, --clebs nor --expression-gain")
+    unfreeze = getattr(args, "unfreeze_lebs", False)
+    if unfreeze and not init_from:
+        raise Export3DError("--unfreeze-lebs goes with --init-from RUN (a new run decides whether LeBS trains; "
+                            "a resumed run keeps its own choice)")
     source_tensors, source_meta = read_source_run(init_from) if init_from else (None, None)
     # What the run carries over: its own saved state on --resume, the source's with --init-from.
     prior_meta = source_meta if init_from else (_state_meta(out) if args.resume else None)
@@ -179,7 +186,8 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     # A discriminator once trained stays with the run, also through reconstruction-only stretches.
     keeps_disc = prior_meta is not None and "opt_d" in prior_meta
     discriminator = DualDiscriminator(cfg) if tcfg.adv_steps > 0 or keeps_disc else None
-    frozen = bool(args.clebs) or bool(prior_meta and prior_meta.get("extra", {}).get("frozen_lebs"))
+    carried_frozen = bool(prior_meta and prior_meta.get("extra", {}).get("frozen_lebs"))
+    frozen = not unfreeze and (bool(args.clebs) or carried_frozen)
     if args.clebs:
         load_lebs_frozen(model.lebs, args.clebs)
     if source_tensors is not None:

@@ -179,3 +179,27 @@ def test_pretrain_clebs_with_beta_negatives_records_code_information(tmp_path: P
     assert train_main([*common[:2], str(small), *common[3:], "--out", str(tmp_path / "small_run")]) == 0
     assert "code information not measured" in capsys.readouterr().err
     assert "code_r2" not in read_lebs_extra(tmp_path / "small_run" / CLEBS_FILE)
+
+
+def test_unfreeze_lebs_trains_the_source_lebs_in_a_new_run_and_keeps_doing_so(tmp_path: Path) -> None:
+    from export3d_core.train.__main__ import main as train_main
+    from export3d_core.train.checkpointing import load_training_state, split_prefix
+
+    root = write_toy_corpus(tmp_path / "c", clips=1, frames=4, res=64)
+    assert train_main(["pretrain-clebs", "--data", str(root), "--out", str(tmp_path / "clebs"), "--steps", "2",
+                       "--batch", "2", "--no-progress"]) == 0
+    common = ["--data", str(root), "--batch", "2", "--no-progress", "--lr-g", "1e-2"]
+    assert train_main([*common, "--out", str(tmp_path / "src"), "--steps", "1", "--clebs", str(tmp_path / "clebs")]) == 0
+    source = split_prefix(load_training_state(tmp_path / "src")[0], "model")
+    grown = str(tmp_path / "grown")
+    assert train_main([*common, "--out", grown, "--steps", "2", "--unfreeze-lebs"]) == 2  # needs --init-from
+    assert train_main([*common, "--out", grown, "--steps", "2", "--init-from", str(tmp_path / "src"),
+                       "--unfreeze-lebs"]) == 0
+    tensors, meta = load_training_state(grown)
+    assert meta["extra"]["frozen_lebs"] is False
+    lebs_names = [k for k in source if k.startswith("lebs.")]
+    moved = split_prefix(tensors, "model")
+    assert all(not torch.equal(moved[k], source[k]) for k in lebs_names), "LeBS stayed frozen"
+    assert train_main([*common, "--out", grown, "--steps", "3", "--resume"]) == 0  # resumed: still trained
+    again = split_prefix(load_training_state(grown)[0], "model")
+    assert any(not torch.equal(again[k], moved[k]) for k in lebs_names)
