@@ -183,6 +183,8 @@ class TrainConfig:
     lr_g: float = 1e-4  # Adam, generator (Export3D)
     lr_d: float = 1e-5  # Adam, discriminator
     lr_clebs: float = 1e-4  # Adam, CLeBS pre-training
+    # Adam, LeBS while it trains with G (a run without --clebs, or --unfreeze-lebs); None: lr_g.
+    lr_lebs: float | None = None
     lambda_rec: float = 1.0  # λ_rec of Eq. (4)
     lambda_adv: float = 0.01  # λ_adv of Eq. (4)
     r1_gamma: float = 1.0  # R1 penalty weight on real images (EG3D-style)

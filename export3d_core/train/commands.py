@@ -68,6 +68,9 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
                             "the output and from the driving frame, times W (default 0: off)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default TrainConfig's)")
     train.add_argument("--lr-g", type=float, default=None, help="Adam learning rate of G (default 1e-4, the paper's)")
+    train.add_argument("--lr-lebs", type=float, default=None,
+                       help="Adam learning rate of LeBS where it trains with G (a run without --clebs, or "
+                            "--unfreeze-lebs); default G's, and on --resume the run's own if it set one")
     train.add_argument("--lr-d", type=float, default=None,
                        help="Adam learning rate of D (default 1e-5, the paper's, for 10,000 adversarial steps; "
                             "in short phases D may stay at chance, d_loss 1.386 in the log: see the README)")
@@ -122,22 +125,22 @@ def corpus_config(preset: str, dataset: CorpusDataset, quiet: bool = False) -> M
 def train_config(*, steps: int | None = None, adv_steps: int | None = None, batch: int | None = None,
                  seed: int | None = None, checkpoint_every: int | None = None,
                  sample_every: int | None = None, lr_g: float | None = None,
-                 lr_d: float | None = None, distortion: float | None = None,
+                 lr_d: float | None = None, lr_lebs: float | None = None, distortion: float | None = None,
                  sparsity: float | None = None, opacity: float | None = None,
                  feature_weight: float | None = None) -> TrainConfig:
     """TrainConfig defaults overridden by whatever the command line gave (None = keep)."""
     base = TrainConfig()
     changes = {"recon_steps": steps, "adv_steps": adv_steps, "batch_size": batch, "seed": seed,
                "checkpoint_every": checkpoint_every, "sample_every": sample_every, "lr_g": lr_g, "lr_d": lr_d,
-               "lambda_distortion": distortion, "lambda_sparsity": sparsity, "lambda_opacity": opacity,
-               "feature_weight": feature_weight}
+               "lr_lebs": lr_lebs, "lambda_distortion": distortion, "lambda_sparsity": sparsity,
+               "lambda_opacity": opacity, "feature_weight": feature_weight}
     changes = {k: v for k, v in changes.items() if v is not None}
     flags = {"recon_steps": "--steps", "adv_steps": "--adv-steps", "checkpoint_every": "--checkpoint-every",
              "sample_every": "--sample-every"}
     for key, flag in flags.items():
         if changes.get(key, 0) < 0:
             raise Export3DError(f"{flag} must be >= 0")
-    for key in ("lr_g", "lr_d"):
+    for key in ("lr_g", "lr_d", "lr_lebs"):
         if key in changes and not 0 < changes[key] < 1:
             raise Export3DError(f"--{key.replace('_', '-')} must be between 0 and 1")
     for key, flag in (("lambda_distortion", "--distortion"), ("lambda_sparsity", "--sparsity"),
@@ -159,8 +162,8 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
     tcfg = train_config(steps=args.steps, adv_steps=args.adv_steps, batch=args.batch, seed=args.seed,
                         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
                         lr_g=getattr(args, "lr_g", None), lr_d=getattr(args, "lr_d", None),
-                        distortion=getattr(args, "distortion", None), sparsity=getattr(args, "sparsity", None),
-                        opacity=getattr(args, "opacity", None),
+                        lr_lebs=getattr(args, "lr_lebs", None), distortion=getattr(args, "distortion", None),
+                        sparsity=getattr(args, "sparsity", None), opacity=getattr(args, "opacity", None),
                         feature_weight=getattr(args, "feature_weight", None))
     out = Path(args.out)
     if args.resume and not ckpt.has_training_state(out):
@@ -199,20 +202,38 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
                   file=sys.stderr)
     if frozen:  # the LeBS weights are the pre-trained ones (loaded or carried over); keep them frozen
         model.lebs.requires_grad_(False)
+    tcfg = dataclasses.replace(tcfg, lr_lebs=lebs_rate(args, frozen, prior_meta if args.resume else None))
     perceptual, expression = perceptual_losses(args, dist.device)
     torch.manual_seed(tcfg.seed + dist.rank)  # per-rank stochastic ray sampling
     trainer = Trainer(model, dataset, tcfg, out, discriminator=discriminator, perceptual=perceptual,
                       expression=expression, dist=dist,
                       hooks=hooks, progress=not args.no_progress,
-                      extra_meta={"frozen_lebs": frozen, "preset": args.preset, "data": str(args.data)})
+                      extra_meta={"frozen_lebs": frozen, "lr_lebs": tcfg.lr_lebs, "preset": args.preset,
+                                  "data": str(args.data)})
     if args.resume:
         trainer.resume()
         # The optimiser state carries the run's learning rates; a flag given now changes them.
-        for optimiser, lr in ((trainer.opt_g, getattr(args, "lr_g", None)), (trainer.opt_d, getattr(args, "lr_d", None))):
-            if optimiser is not None and lr is not None:
-                for group in optimiser.param_groups:
-                    group["lr"] = lr
+        lr_g, lr_d = getattr(args, "lr_g", None), getattr(args, "lr_d", None)
+        for group in trainer.opt_g.param_groups:  # LeBS follows G's rate unless the run gives it its own
+            own_rate = group.get("name") == "lebs" and tcfg.lr_lebs is not None
+            rate = tcfg.lr_lebs if own_rate else lr_g
+            if rate is not None:
+                group["lr"] = rate
+        if trainer.opt_d is not None and lr_d is not None:
+            for group in trainer.opt_d.param_groups:
+                group["lr"] = lr_d
     return trainer
+
+
+def lebs_rate(args: argparse.Namespace, frozen: bool, resumed_meta: dict | None) -> float | None:
+    """LeBS's own Adam rate in this run: --lr-lebs, else a resumed run's own; None: it follows G's."""
+    flag = getattr(args, "lr_lebs", None)
+    if flag is not None and frozen:
+        raise Export3DError("--lr-lebs: LeBS is frozen in this run (pre-trained CLeBS); it trains with G only in a "
+                            "run without --clebs or one started with --init-from ... --unfreeze-lebs")
+    if flag is None and resumed_meta is not None:
+        return resumed_meta.get("extra", {}).get("lr_lebs")
+    return flag
 
 
 def perceptual_losses(args: argparse.Namespace,

@@ -39,6 +39,40 @@ MODEL_FILE = "model.safetensors"  # the inference weights (export3d_core.checkpo
 Hook = Callable[["Trainer", dict[str, Any]], None]
 
 
+def generator_param_groups(model: nn.Module, train_cfg: TrainConfig) -> list[dict[str, Any]]:
+    """G's Adam groups: LeBS first at `lr_lebs` when it trains, then the rest at `lr_g`.
+
+    A frozen CLeBS stays out. LeBS is the first module of Export3D, so the groups list the
+    parameters in the model's order, as the single group of older runs did (`split_single_group`).
+    """
+    lebs = getattr(model, "lebs", None)
+    lebs_ids = {id(p) for p in lebs.parameters()} if lebs is not None else set()
+    trained_lebs = [p for p in model.parameters() if p.requires_grad and id(p) in lebs_ids]
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in lebs_ids]
+    if not trained_lebs:
+        return [{"params": rest, "name": "g"}]
+    lr_lebs = train_cfg.lr_g if train_cfg.lr_lebs is None else train_cfg.lr_lebs
+    return [{"params": trained_lebs, "lr": lr_lebs, "name": "lebs"}, {"params": rest, "name": "g"}]
+
+
+def split_single_group(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A G optimiser state saved with one group (runs from before LeBS had its own rate) in the
+    groups `optimizer` has now: the same parameters in the same order, cut where the groups meet;
+    every group keeps the saved hyper-parameters (so LeBS its old rate, G's). Other states pass."""
+    groups = optimizer.param_groups
+    if len(saved["param_groups"]) != 1 or len(groups) == 1:
+        return saved
+    ids = saved["param_groups"][0]["params"]
+    if len(ids) != sum(len(group["params"]) for group in groups):
+        return saved  # does not fit: load_state_dict says so
+    split, start = [], 0
+    for group in groups:
+        count = len(group["params"])
+        split.append({**saved["param_groups"][0], "params": ids[start:start + count], "name": group["name"]})
+        start += count
+    return {"state": saved["state"], "param_groups": split}
+
+
 class Trainer:
     """Trains `model` on `dataset` for train_cfg.recon_steps + train_cfg.adv_steps steps."""
 
@@ -59,8 +93,7 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.model = model.to(self.device).train()
         self.net = wrap_ddp(self.model, self.dist)  # what forward goes through (DDP or the model)
-        g_params = [p for p in self.model.parameters() if p.requires_grad]  # frozen CLeBS stays out
-        self.opt_g = torch.optim.Adam(g_params, lr=train_cfg.lr_g)
+        self.opt_g = torch.optim.Adam(generator_param_groups(self.model, train_cfg), lr=train_cfg.lr_g)
         if train_cfg.adv_steps > 0 and discriminator is None:
             raise ValueError("adv_steps > 0 needs a discriminator")
         self.disc = discriminator.to(self.device).train() if discriminator is not None else None
@@ -210,7 +243,8 @@ class Trainer:
                 raise Export3DError(f"{self.run_dir} was trained with another model config; resume with the same preset")
         try:
             self.model.load_state_dict(ckpt.split_prefix(tensors, "model"))
-            self.opt_g.load_state_dict(ckpt.unflatten_optimizer(tensors, meta["opt_g"], "opt_g"))
+            saved_g = ckpt.unflatten_optimizer(tensors, meta["opt_g"], "opt_g")
+            self.opt_g.load_state_dict(split_single_group(saved_g, self.opt_g))
             if self.disc is not None and "opt_d" in meta:
                 self.disc.load_state_dict(ckpt.split_prefix(tensors, "disc"))
                 self.opt_d.load_state_dict(ckpt.unflatten_optimizer(tensors, meta["opt_d"], "opt_d"))

@@ -203,3 +203,65 @@ def test_unfreeze_lebs_trains_the_source_lebs_in_a_new_run_and_keeps_doing_so(tm
     assert train_main([*common, "--out", grown, "--steps", "3", "--resume"]) == 0  # resumed: still trained
     again = split_prefix(load_training_state(grown)[0], "model")
     assert any(not torch.equal(again[k], moved[k]) for k in lebs_names)
+
+
+def _group_rates(run: Path) -> dict[str, float]:
+    from export3d_core.train.checkpointing import load_training_state
+
+    return {group.get("name"): group["lr"] for group in load_training_state(run)[1]["opt_g"]["param_groups"]}
+
+
+def test_lr_lebs_gives_the_trained_lebs_its_own_rate_which_a_resumed_run_keeps(tmp_path: Path) -> None:
+    from export3d_core.train.__main__ import main as train_main
+
+    root = write_toy_corpus(tmp_path / "c", clips=1, frames=4, res=64)
+    assert train_main(["pretrain-clebs", "--data", str(root), "--out", str(tmp_path / "clebs"), "--steps", "2",
+                       "--batch", "2", "--no-progress"]) == 0
+    common = ["--data", str(root), "--batch", "2", "--no-progress", "--lr-g", "1e-2"]
+    src = tmp_path / "src"
+    assert train_main([*common, "--out", str(src), "--steps", "1", "--clebs", str(tmp_path / "clebs")]) == 0
+    assert _group_rates(src) == {"g": 1e-2}  # frozen: LeBS is in no group
+    assert train_main([*common, "--out", str(src), "--steps", "2", "--resume", "--lr-lebs", "1e-3"]) == 2  # frozen
+    grow = [*common, "--init-from", str(src), "--unfreeze-lebs", "--steps", "1"]
+    own, follows = tmp_path / "own", tmp_path / "follows"
+    assert train_main([*grow, "--out", str(own), "--lr-lebs", "5e-3"]) == 0
+    assert train_main([*grow, "--out", str(follows)]) == 0
+    assert _group_rates(own) == {"lebs": 5e-3, "g": 1e-2}
+    assert _group_rates(follows) == {"lebs": 1e-2, "g": 1e-2}
+    # A new rate for G on resume: LeBS keeps its own rate, or follows G's where it had none.
+    for run in (own, follows):
+        assert train_main([*common[:-1], "2e-3", "--out", str(run), "--steps", "2", "--resume"]) == 0
+    assert _group_rates(own) == {"lebs": 5e-3, "g": 2e-3}
+    assert _group_rates(follows) == {"lebs": 2e-3, "g": 2e-3}
+    assert train_main([*common, "--out", str(follows), "--steps", "3", "--resume", "--lr-lebs", "4e-4"]) == 0
+    assert _group_rates(follows) == {"lebs": 4e-4, "g": 1e-2}
+
+
+def test_a_run_saved_with_one_optimiser_group_resumes_with_lebs_in_its_own(tmp_path: Path) -> None:
+    """States written before LeBS had its own group (one group, G's rate) resume with their moments."""
+    import json
+
+    from export3d_core.train.__main__ import main as train_main
+    from export3d_core.train.checkpointing import STATE_JSON, load_training_state
+
+    root = write_toy_corpus(tmp_path / "c", clips=1, frames=4, res=64)
+    common = ["--data", str(root), "--batch", "2", "--no-progress", "--lr-g", "1e-2"]
+    run = tmp_path / "run"
+    assert train_main([*common, "--out", str(run), "--steps", "2"]) == 0  # no --clebs: LeBS trains
+    state_json = run / STATE_JSON
+    meta = json.loads(state_json.read_text())
+    groups = meta["opt_g"]["param_groups"]
+    lebs_count = len(groups[0]["params"])
+    assert [group["name"] for group in groups] == ["lebs", "g"]
+    old = {k: v for k, v in groups[1].items() if k != "name"}
+    old["params"] = groups[0]["params"] + groups[1]["params"]
+    meta["opt_g"]["param_groups"] = [old]  # the single group of older runs
+    del meta["extra"]["lr_lebs"]
+    state_json.write_text(json.dumps(meta))
+    assert train_main([*common, "--out", str(run), "--steps", "3", "--resume"]) == 0
+    tensors, meta = load_training_state(run)
+    groups = meta["opt_g"]["param_groups"]
+    assert [(group["name"], len(group["params"])) for group in groups] == [("lebs", lebs_count),
+                                                                          ("g", len(old["params"]) - lebs_count)]
+    # Adam's step count of a LeBS parameter went on from the saved 2: its moments were carried over.
+    assert float(tensors[f"opt_g.{groups[0]['params'][0]}.step"]) == 3
