@@ -124,4 +124,23 @@ def mean(values: list[float] | Tensor) -> float:
     return float(values.mean()) if values.numel() else math.nan
 
 
-__all__ = ["to_unit", "mse", "psnr", "gaussian_window", "ssim", "l1_distance", "cosine_similarity", "mean"]
+def ratio_over_groups(numerators: np.ndarray, denominators: np.ndarray, groups: np.ndarray, *,
+                      resamples: int = 2000, seed: int = 0) -> tuple[float, float | None]:
+    """sum(numerators) / sum(denominators) of paired items, and its standard error when the groups
+    the items come from (identities) are resampled with replacement (a cluster bootstrap; a fixed
+    seed keeps it reproducible). Items of one group are not independent draws, so resampling
+    items would understate the error. The error is None with fewer than two groups."""
+    numerators, denominators = np.asarray(numerators, np.float64), np.asarray(denominators, np.float64)
+    labels, group_of_item = np.unique(np.asarray(groups), return_inverse=True)
+    ratio = float(numerators.sum() / denominators.sum())
+    if len(labels) < 2:
+        return ratio, None
+    per_group_num = np.bincount(group_of_item, weights=numerators)
+    per_group_den = np.bincount(group_of_item, weights=denominators)
+    draws = np.random.default_rng(seed).integers(0, len(labels), size=(resamples, len(labels)))
+    ratios = per_group_num[draws].sum(axis=1) / per_group_den[draws].sum(axis=1)
+    return ratio, float(ratios.std(ddof=1))
+
+
+__all__ = ["to_unit", "mse", "psnr", "gaussian_window", "ssim", "l1_distance", "cosine_similarity", "mean",
+           "ratio_over_groups"]

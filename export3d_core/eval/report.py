@@ -103,6 +103,12 @@ def format_table(result: dict[str, Any]) -> str:
         row = same[name]
         lines.append(f"  {name:<24}{_cell(row['psnr'], 2):>8}{_cell(row['ssim']):>8}{_cell(row['aed']):>8}"
                      f"{_cell(row['apd']):>8}")
+    ratio = same.get("aed_ratio")
+    if ratio:
+        error = ratio["standard_error"]
+        spread = (f" ± {error:.3f} (one standard error, {ratio['identities']} identities resampled)"
+                  if error is not None else " (no standard error from one identity)")
+        lines.append(f"  AED of the model / copy the source: {ratio['model_over_copy_source']:.3f}{spread}")
     check = same.get("regressor_check")
     if check:
         lines.append(f"  regressor on the driving frames: AED {check['driving_aed']:.3f} and APD "

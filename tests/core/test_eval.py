@@ -20,7 +20,7 @@ from export3d_core.eval.basis import meaningful_vectors, sweep_grid
 from export3d_core.eval.clips import generate_heldout, load_corpus
 from export3d_core.eval.commands import add_eval_command
 from export3d_core.eval.harness import EvalConfig
-from export3d_core.eval.metrics import cosine_similarity, l1_distance, psnr, ssim, to_unit
+from export3d_core.eval.metrics import cosine_similarity, l1_distance, psnr, ratio_over_groups, ssim, to_unit
 from export3d_core.eval.regressor import RegressorConfig, build_or_load_regressor, load_regressor
 from export3d_core.eval.report import evaluate, format_table
 
@@ -77,6 +77,23 @@ def test_vector_metrics_hand_values():
 
 
 # -- seeds and identities ----------------------------------------------------------------------------
+def test_ratio_over_groups_and_its_standard_error_over_resampled_groups():
+    rng = np.random.default_rng(3)
+    copy = rng.uniform(0.1, 0.3, 40)
+    groups = np.repeat(np.arange(8), 5)  # 8 identities, 5 pairs each
+    model = copy * 0.5  # every identity at exactly half: any resample gives 0.5
+    ratio, error = ratio_over_groups(model, copy, groups)
+    assert ratio == pytest.approx(0.5) and error == pytest.approx(0.0, abs=1e-12)
+    model = copy * rng.uniform(0.2, 0.8, 8).repeat(5)  # identities differ
+    ratio, error = ratio_over_groups(model, copy, groups)
+    assert ratio == pytest.approx(model.sum() / copy.sum()) and error > 0.02
+    # four times the identities (copies with their own labels): the error halves, the ratio stays
+    ratio4, error4 = ratio_over_groups(np.tile(model, 4), np.tile(copy, 4), np.arange(160) // 5)
+    assert ratio4 == pytest.approx(ratio) and error4 == pytest.approx(error / 2, rel=0.15)
+    assert ratio_over_groups(model[:5], copy[:5], groups[:5])[1] is None  # one identity: no error
+    assert ratio_over_groups(model, copy, groups) == (ratio, error)  # seeded: reproducible
+
+
 def test_heldout_seeds_are_disjoint_from_training_and_regressor_seeds(clips):
     from export3d_core.data.synth_command import clip_rng
     from export3d_core.data.synthetic import sample_identity
@@ -210,6 +227,11 @@ def test_result_has_the_required_keys_and_types(result, checkpoint):
     assert result["cross_identity"]["copy_driving"]["aed"] == 0.0 == result["cross_identity"]["copy_driving"]["apd"]
     assert result["same_identity"]["pairs"] == TINY_EVAL.identities * TINY_EVAL.driving_per_clip
     assert "copy_source" in format_table(result)
+    same = result["same_identity"]
+    ratio = same["aed_ratio"]
+    assert ratio["model_over_copy_source"] == pytest.approx(same["model"]["aed"] / same["copy_source"]["aed"])
+    assert ratio["identities"] == TINY_EVAL.identities and ratio["standard_error"] > 0
+    assert f"{ratio['model_over_copy_source']:.3f} ± {ratio['standard_error']:.3f}" in format_table(result)
 
 
 def test_aed_splits_by_parameter_and_reconstruction_row_is_reported(result):
