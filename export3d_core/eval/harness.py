@@ -187,7 +187,6 @@ class Harness:
             result[name] = {"id_sim": float(cosine_similarity(source_id, identity).mean()),
                             **self._attribute_scores(images, wanted)}
         result["pairs"] = len(pairs.outputs)
-        result["aed_ratio"] = self._aed_ratio(pairs, wanted)
         if self.real is not None:
             result["real_face"] = self.real.cross_identity(pairs.sources, pairs.drivings, pairs.outputs)
         return result
