@@ -7,6 +7,7 @@ writes the shape promised in the performance issue.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import resource
@@ -24,7 +25,7 @@ from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
 from export3d_core.model import Export3D
 from export3d_core.render.triplane import sample_triplane
-from export3d_core.session import Acceleration, PortraitSession
+from export3d_core.session import Acceleration, PortraitSession, triplane_field
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,9 @@ def bench_source(model: Export3D, device: torch.device, trained: bool) -> torch.
 
 @torch.no_grad()
 def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
-                shape: ShapeSettings | None = None) -> dict[str, float]:
-    """All numbers for one model; `shape` first fits a random model's field to a sharp blob."""
+                shape: ShapeSettings | None = None, acceleration: Acceleration = Acceleration()) -> dict[str, float]:
+    """All numbers for one model; `shape` first fits a random model's field to a sharp blob.
+    `acceleration` configures the session (the editor's path); the reference is always plain fp32."""
     cfg = model.config
     model = model.to(device).eval()
     source = bench_source(model, device, trained=shape is None)
@@ -162,21 +164,23 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
     reset_peak_memory(device)
     lam = torch.zeros(1, cfg.n_basis, device=device)
     cameras = OrbitCamera(yaw=0.3, pitch=0.1).params(device=device)[None]  # (1, 25)
-    session = PortraitSession(model, device)
+    session = PortraitSession(model, device, acceleration=acceleration)
     session.set_portrait(source)
     lam_values = [0.0] * cfg.n_basis
     appearance = model.encode(source)
     planes = session.planes(lam_values)
-    field = session.field(planes)
+    field = session.field(planes)  # through the session's decoder (compiled where asked)
+    exact_planes = model.triplane(appearance, model.expression(lam=lam)).float()  # fp32 G, whatever the session's autocast
+    exact_field = triplane_field(exact_planes, model.decoder, cfg.render.box_warp)
     grid = session.grid(lam_values)
     accelerated = session.accelerated_renderer
-    reference = model.renderer.render(field, cameras, cfg.neural_size)
+    reference = model.renderer.render(exact_field, cameras, cfg.neural_size)
     fast = accelerated.render(field, cameras, cfg.neural_size, grid=grid)
     stats = {
         "encode_ms": median_ms(lambda: model.encode(source), device, settings),
         "triplane_ms": median_ms(lambda: model.triplane(appearance, model.expression(lam=lam)), device, settings),
         "grid_ms": median_ms(lambda: session.build_grid(planes), device, settings),
-        "reference_render_ms": median_ms(lambda: model.renderer.render(field, cameras, cfg.neural_size), device, settings),
+        "reference_render_ms": median_ms(lambda: model.renderer.render(exact_field, cameras, cfg.neural_size), device, settings),
         "accelerated_render_ms": median_ms(
             lambda: accelerated.render(field, cameras, cfg.neural_size, grid=grid), device, settings),
         "sr_fp32_ms": median_ms(lambda: model.superres(reference.features[:, :3], reference.features), device, settings),
@@ -188,6 +192,7 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
     # The editor's whole full-quality frame (accelerated render + its SR) against the reference pipeline.
     stats["full_agreement_psnr_db"] = psnr_db(ref_image, session.render(lam_values, cameras, quality="full").image)
     stats["sr_bf16"] = float(session.sr_bf16)
+    stats["cuda_graphs"] = float(session.cuda_graphs)  # frames replayed as CUDA graphs (reference renderer)
     stats["proposal_samples"] = float(accelerated.proposal_samples or 0)
     stats["raw_agreement_psnr_db"] = psnr_db(reference.features[:, :3], fast.features[:, :3])
     stats["speedup"] = stats["reference_render_ms"] / stats["accelerated_render_ms"]
@@ -286,9 +291,11 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = BenchSettings(warmup=args.warmup, repeats=args.repeats)
+    acceleration = Acceleration(compile_decoder=args.compile_decoder, autocast_bf16=args.autocast_bf16,
+                                cuda_graphs=not args.no_cuda_graphs)
     if args.sweep:
         path = args.checkpoint or DEMO_CHECKPOINT
-        sweep = agreement_sweep(load_checkpoint(path)[0], device)
+        sweep = agreement_sweep(load_checkpoint(path)[0], device, acceleration)
         print(f"{path}: {device_label(device)}, {torch.get_num_threads()} threads, {sweep['frames']} frames "
               "(demo portraits x views x 2 λ)")
         for key, value in sweep.items():
@@ -303,7 +310,7 @@ def run_bench(args: argparse.Namespace) -> int:
                   f"({device_label(device)}, {torch.get_num_threads()} threads, median of {settings.repeats})")
         return 0
     report = bench_presets(args.presets, device, settings, checkpoint=args.checkpoint,
-                           shape=ShapeSettings(steps=args.shape_steps))
+                           shape=ShapeSettings(steps=args.shape_steps), acceleration=acceleration)
     _print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
@@ -324,13 +331,15 @@ def forward_pass(preset: str, device: torch.device, settings: BenchSettings) -> 
 
 
 def bench_presets(presets: list[str], device: torch.device, settings: BenchSettings, *,
-                  checkpoint: Path | None = None, shape: ShapeSettings = ShapeSettings()) -> dict:
+                  checkpoint: Path | None = None, shape: ShapeSettings = ShapeSettings(),
+                  acceleration: Acceleration = Acceleration()) -> dict:
     """The report of the issue: device, threads, and one `bench_model` dict per preset.
 
     A preset uses `checkpoint` when its config has that preset's name, the shipped demo model for
     "demo" when present, and otherwise random weights with a fitted blob field (noted in the report).
     """
-    report: dict = {"device": device_label(device), "threads": torch.get_num_threads(), "presets": {}, "notes": []}
+    report: dict = {"device": device_label(device), "threads": torch.get_num_threads(), "presets": {}, "notes": [],
+                    "acceleration": dataclasses.asdict(acceleration)}
     loaded = load_checkpoint(checkpoint)[0] if checkpoint else None
     for preset in presets:
         if loaded is not None and loaded.config.name == preset:
@@ -343,7 +352,7 @@ def bench_presets(presets: list[str], device: torch.device, settings: BenchSetti
             origin = f"random weights; decoder + EMA tri-plane fitted to a sharp blob ({shape.steps} steps)"
         report["notes"].append(f"{preset}: {origin}")
         print(f"benchmarking {preset} ({origin}) on {report['device']}, {report['threads']} threads ...", flush=True)
-        report["presets"][preset] = bench_model(model, device, settings, fit)
+        report["presets"][preset] = bench_model(model, device, settings, fit, acceleration)
     if loaded is not None and loaded.config.name not in presets:
         report["notes"].append(f"{checkpoint} is a {loaded.config.name!r} model, not benchmarked")
     return report
@@ -368,6 +377,13 @@ def add_bench_command(subparsers) -> None:
     parser.add_argument("--shape-steps", type=int, default=ShapeSettings.steps,
                         help="fit steps of the blob field given to random-weight models")
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
+    parser.add_argument("--compile-decoder", action="store_true",
+                        help="the session's decoder through torch.compile (CUDA only; compiles on first use)")
+    parser.add_argument("--autocast-bf16", action="store_true",
+                        help="the session's G (encode, tri-plane) under bf16 autocast; the reference stays fp32")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="on CUDA, render the session's frames eagerly with the accelerated renderer "
+                             "instead of replaying the reference renderer's CUDA graphs")
     parser.add_argument("--forward", action="store_true",
                         help="only print each preset's parameter count and one full forward pass")
     parser.add_argument("--sweep", action="store_true",

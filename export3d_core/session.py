@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from export3d_core.camera import OrbitCamera
+from export3d_core.cuda_graph import GraphedCall
 from export3d_core.model import Export3D, RenderOutput
 from export3d_core.render.accelerated import AcceleratedRenderer, OccupancyGrid
 from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field
@@ -65,6 +66,10 @@ class Acceleration:
     sr_bf16: bool | None = None  # SR convolutions in bf16; None: where the device computes bf16 natively
     autocast_bf16: bool = False  # bf16 autocast of G (encode, tri-plane): check agreement with bench
     compile_decoder: bool = False  # torch.compile the decoder MLP (worth it on CUDA)
+    # On CUDA: render every frame with the reference renderer replayed as a CUDA graph (one graph
+    # per quality, captured on first use; a λ change copies the new planes in). The GPU is bound
+    # by kernel launches, which a graph removes; the image is the reference's own.
+    cuda_graphs: bool = True
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -83,6 +88,7 @@ class StageCounters:
     triplane: int = 0
     grid: int = 0  # occupancy grids built: one per tri-plane, never per camera
     render: int = 0
+    graph_captures: int = 0  # CUDA graphs captured: one per quality, not per camera or λ
 
 
 @dataclass
@@ -128,6 +134,14 @@ def view_image(output: RenderOutput, mode: str, ray_start: float, ray_end: float
     raise ValueError(f"unknown render mode {mode!r}; choose one of {RENDER_MODES}")
 
 
+def triplane_field(planes: Tensor, decoder, box_warp: float) -> FieldFn:
+    """The radiance field of `planes` through `decoder`, evaluated in calls of bounded size."""
+    def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
+        return decoder(sample_triplane(planes, points, box_warp))
+
+    return chunked_field(evaluate)
+
+
 class PortraitSession:
     """One model + one portrait, resident on `device`, rendering any (λ, camera)."""
 
@@ -153,6 +167,8 @@ class PortraitSession:
         # channels-last: 1.3-1.7x faster SR convolutions on CPU (oneDNN) and CUDA alike
         self.model.superres.to(memory_format=torch.channels_last)
         self.sr_bf16 = native_bf16(self.device) if acceleration.sr_bf16 is None else acceleration.sr_bf16
+        self.cuda_graphs = self.device.type == "cuda" and acceleration.cuda_graphs
+        self._graphs: dict[str, GraphedCall] = {}
         if self.device.type == "cuda":
             self._prepare_cuda()
 
@@ -226,12 +242,7 @@ class PortraitSession:
 
     def field(self, planes: Tensor) -> FieldFn:
         """The model's radiance field of `planes`, through the (optionally compiled) decoder."""
-        box_warp, decoder = self.config.render.box_warp, self._decoder
-
-        def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
-            return decoder(sample_triplane(planes, points, box_warp))
-
-        return chunked_field(evaluate)
+        return triplane_field(planes, self._decoder, self.config.render.box_warp)
 
     @torch.no_grad()
     def grid(self, lam) -> OccupancyGrid:
@@ -268,14 +279,33 @@ class PortraitSession:
         planes = self.planes(lam)
         cameras = camera.params(device=self.device)[None] if isinstance(camera, OrbitCamera) else camera
         cameras = cameras.to(self.device)
+        self._cache.counters.render += 1
+        if self.cuda_graphs:
+            return self._graphed(quality, planes, cameras)
         kwargs = {}
         if self.renderer == "accelerated":
             kwargs["grid"] = self.grid(lam)
-        self._cache.counters.render += 1
         if quality == "full":
             renderer = self.accelerated_renderer if self.renderer == "accelerated" else self.model.renderer
             return self._render(planes, cameras, None, renderer, kwargs)
         return self._render(planes, cameras, self._preview_size(), self._preview_renderers[self.renderer], kwargs)
+
+    def _graphed(self, quality: str, planes: Tensor, cameras: Tensor) -> RenderOutput:
+        """The reference renderer's frame of `quality`, replayed from its CUDA graph."""
+        graph = self._graphs.get(quality)
+        if graph is None or not graph.accepts(planes, cameras):
+            if quality == "full":
+                size, renderer = None, self.model.renderer
+            else:
+                size, renderer = self._preview_size(), self._preview_renderers["reference"]
+
+            def frame(planes: Tensor, cameras: Tensor) -> tuple[Tensor, ...]:
+                out = self._render(planes, cameras, size, renderer, {})
+                return out.image, out.image_raw, out.depth, out.alpha, out.features
+
+            graph = self._graphs[quality] = GraphedCall(frame, planes, cameras)
+            self._cache.counters.graph_captures += 1
+        return RenderOutput(*graph(planes, cameras))
 
     def _render(self, planes: Tensor, cameras: Tensor, size: int | None, renderer, kwargs: dict) -> RenderOutput:
         """model.render with the session's decoder (compiled or not); mirrors Export3D.render."""

@@ -135,7 +135,9 @@ class AttributeRegressor(nn.Module):
         return self.head(self.features(images))
 
     def split(self, standardised: Tensor) -> Attributes:
-        natural = standardised * self.target_std + self.target_mean  # (B, out_dim)
+        """Standardised outputs, on any device (predictions come back on the CPU), -> Attributes there."""
+        device = standardised.device
+        natural = standardised * self.target_std.to(device) + self.target_mean.to(device)  # (B, out_dim)
         b, p = self.config.beta_dim, self.config.pose_dim
         return Attributes(natural[:, :b], natural[:, b:b + p], natural[:, b + p:], standardised[:, b + p:])
 

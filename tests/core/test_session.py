@@ -5,7 +5,7 @@ import torch
 
 from export3d_core import OrbitCamera
 from export3d_core.render.accelerated import AcceleratedRenderer
-from export3d_core.session import PortraitSession, RENDER_MODES, image_to_tensor, tensor_to_image
+from export3d_core.session import Acceleration, PortraitSession, RENDER_MODES, image_to_tensor, tensor_to_image
 
 
 @pytest.fixture
@@ -110,3 +110,12 @@ def test_sr_in_bf16_agrees_with_fp32_and_can_be_switched(tiny_model):
     auto = PortraitSession(tiny_model)  # None: decided by the hardware
     assert auto.sr_bf16 == native_bf16(torch.device("cpu"))
     assert native_bf16(torch.device("meta")) is False
+
+
+def test_cuda_graphs_are_a_cuda_only_path(tiny_model) -> None:
+    from export3d_core.cuda_graph import GraphedCall
+
+    session = PortraitSession(tiny_model, "cpu")
+    assert Acceleration().cuda_graphs and not session.cuda_graphs  # asked for, but this is a CPU
+    with pytest.raises(ValueError, match="CUDA tensors"):
+        GraphedCall(lambda x: (x * 2,), torch.zeros(2))
