@@ -41,7 +41,9 @@ class GraphedCall:
                 fn(*self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: the editor's export jobs render on their own threads while the render
+        # worker may be capturing; the default ("global") capture would make their CUDA calls fail.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = tuple(fn(*self.inputs))
 
     def accepts(self, *inputs: Tensor) -> bool:

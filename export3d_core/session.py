@@ -8,8 +8,10 @@ decoder + volume rendering + SR. Counters record each stage so tests can prove n
 Both qualities render with `AcceleratedRenderer` by default (`renderer="reference"` switches to
 the reference renderer, e.g. for comparisons). The SR convolutions run channels-last, in bf16
 where the device computes bf16 natively (AMX / AVX512-BF16 CPUs, CUDA; `export3d bench` reports
-the agreement with fp32). On CUDA the planes stay resident and TF32 is on; `Acceleration` also
-offers bf16 autocast of G and torch.compile of the decoder.
+the agreement with fp32). On CUDA the planes stay resident, TF32 is on, and every frame is the
+reference renderer's replayed as a CUDA graph (`Acceleration.cuda_graphs`: a GPU frame is bound
+by kernel launches, which a graph removes); `Acceleration` also offers bf16 autocast of G and
+torch.compile of the decoder.
 """
 from __future__ import annotations
 

@@ -125,3 +125,32 @@ def test_expression_estimate_with_the_model_on_the_gpu() -> None:
     image = load_portrait(default_portrait().path, session.config.input_size).image
     estimate = estimator.estimate(image)
     assert len(estimate.lam) == 10 and all(math.isfinite(v) for v in estimate.lam)
+
+
+def test_sessions_on_two_threads_capture_and_replay_side_by_side() -> None:
+    """The editor's render worker and an export job each own a session and may capture at once."""
+    import threading
+
+    views = [OrbitCamera(yaw=0.1 * i) for i in range(6)]
+    expected = demo_session(CUDA, Acceleration(cuda_graphs=False))
+    expected.renderer = "reference"
+    wanted = [expected.render(LAM, view).image for view in views]
+    results: dict[int, list] = {}
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            session = demo_session(CUDA)
+            results[index] = [session.render(LAM, view).image for view in views]
+            torch.cuda.synchronize()
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for images in results.values():
+        assert all(psnr_db(ours, theirs) >= 60 for ours, theirs in zip(images, wanted))
