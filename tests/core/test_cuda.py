@@ -154,3 +154,15 @@ def test_sessions_on_two_threads_capture_and_replay_side_by_side() -> None:
     assert not errors, errors
     for images in results.values():
         assert all(psnr_db(ours, theirs) >= 60 for ours, theirs in zip(images, wanted))
+
+
+def test_attribute_regressor_on_the_gpu_reads_images_as_on_the_cpu() -> None:
+    """`export3d eval --device cuda` crashed here: predictions came back to the CPU, buffers stayed on the GPU."""
+    from export3d_core.eval.regressor import DEFAULT_REGRESSOR, load_regressor
+
+    image = load_portrait(default_portrait().path, 128).image
+    on_gpu = load_regressor(DEFAULT_REGRESSOR, CUDA).predict([image])
+    on_cpu = load_regressor(DEFAULT_REGRESSOR).predict([image])
+    assert on_gpu.expression.device.type == "cpu"
+    torch.testing.assert_close(on_gpu.expression, on_cpu.expression, atol=2e-2, rtol=0)
+    torch.testing.assert_close(on_gpu.pose, on_cpu.pose, atol=2e-2, rtol=0)
