@@ -25,7 +25,7 @@ from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
 from export3d_core.model import Export3D
 from export3d_core.render.triplane import sample_triplane
-from export3d_core.session import Acceleration, PortraitSession, triplane_field
+from export3d_core.session import Acceleration, PortraitSession
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
     planes = session.planes(lam_values)
     field = session.field(planes)  # through the session's decoder (compiled where asked)
     exact_planes = model.triplane(appearance, model.expression(lam=lam)).float()  # fp32 G, whatever the session's autocast
-    exact_field = triplane_field(exact_planes, model.decoder, cfg.render.box_warp)
+    exact_field = model.field(exact_planes)  # the model's own decoder, never compiled
     grid = session.grid(lam_values)
     accelerated = session.accelerated_renderer
     reference = model.renderer.render(exact_field, cameras, cfg.neural_size)

@@ -136,14 +136,6 @@ def view_image(output: RenderOutput, mode: str, ray_start: float, ray_end: float
     raise ValueError(f"unknown render mode {mode!r}; choose one of {RENDER_MODES}")
 
 
-def triplane_field(planes: Tensor, decoder, box_warp: float) -> FieldFn:
-    """The radiance field of `planes` through `decoder`, evaluated in calls of bounded size."""
-    def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
-        return decoder(sample_triplane(planes, points, box_warp))
-
-    return chunked_field(evaluate)
-
-
 class PortraitSession:
     """One model + one portrait, resident on `device`, rendering any (λ, camera)."""
 
@@ -244,7 +236,12 @@ class PortraitSession:
 
     def field(self, planes: Tensor) -> FieldFn:
         """The model's radiance field of `planes`, through the (optionally compiled) decoder."""
-        return triplane_field(planes, self._decoder, self.config.render.box_warp)
+        box_warp, decoder = self.config.render.box_warp, self._decoder
+
+        def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
+            return decoder(sample_triplane(planes, points, box_warp))
+
+        return chunked_field(evaluate)
 
     @torch.no_grad()
     def grid(self, lam) -> OccupancyGrid:
