@@ -43,8 +43,11 @@ def pick_device() -> torch.device:
 
 
 def describe(config: ModelConfig, meta: dict | None = None) -> str:
-    steps = (meta or {}).get("step")
-    trained = f" · {steps} steps" if steps else ""
+    meta = meta or {}
+    # A run grown from another (--init-from) counts its steps from 0; a released checkpoint may
+    # record the steps of the whole lineage as "total_steps", which is what the artist should see.
+    steps = meta.get("total_steps", meta.get("step"))
+    trained = f" · {steps:,} steps" if steps else ""
     return (f"preset {config.name} · input {config.input_size}² · neural {config.neural_size}² · "
             f"output {config.output_size}² · n={config.n_basis} · d={config.expr_dim} · "
             f"tri-plane {config.plane_channels}×{config.plane_res}²{trained}")
