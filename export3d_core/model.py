@@ -77,12 +77,14 @@ class Export3D(nn.Module):
         return self.generator.triplane(appearance, e)
 
     # -- rendering --------------------------------------------------------------------------------
-    def field(self, planes: Tensor) -> FieldFn:
-        """The radiance field of one batch of tri-planes: points (B, N, 3) -> (density_raw, colour)."""
+    def field(self, planes: Tensor, decoder: nn.Module | None = None) -> FieldFn:
+        """The radiance field of one batch of tri-planes: points (B, N, 3) -> (density_raw, colour).
+        `decoder` stands in for the model's own (a session's compiled copy of it)."""
         box_warp = self.config.render.box_warp
+        decoder = self.decoder if decoder is None else decoder
 
         def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
-            return self.decoder(sample_triplane(planes, points, box_warp))
+            return decoder(sample_triplane(planes, points, box_warp))
 
         return chunked_field(evaluate)
 

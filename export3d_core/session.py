@@ -236,12 +236,7 @@ class PortraitSession:
 
     def field(self, planes: Tensor) -> FieldFn:
         """The model's radiance field of `planes`, through the (optionally compiled) decoder."""
-        box_warp, decoder = self.config.render.box_warp, self._decoder
-
-        def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
-            return decoder(sample_triplane(planes, points, box_warp))
-
-        return chunked_field(evaluate)
+        return self.model.field(planes, self._decoder)
 
     @torch.no_grad()
     def grid(self, lam) -> OccupancyGrid:
