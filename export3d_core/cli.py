@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     ("export3d_core.data.prepare", "add_prepare_command"),
     ("export3d_core.train.commands", "add_train_commands"),
     ("export3d_core.eval.commands", "add_eval_command"),
+    ("export3d_core.eval.real_command", "add_eval_real_command"),
     ("export3d_core.bench", "add_bench_command"),
 )
 

@@ -30,7 +30,7 @@ class DemoPortrait:
 @dataclass
 class LoadedPortrait:
     image: np.ndarray  # (S, S, 3) uint8, aligned to the model's framing
-    method: str  # "aligned" | "face-alignment" | "opencv" | "manual"
+    method: str  # "aligned" | "face-alignment" | "dlib" | "opencv" | "manual"
     camera: np.ndarray | None = None  # (25,) estimated camera, when landmarks gave one
 
 
