@@ -3,10 +3,11 @@
 Detection uses face-alignment (S3FD + FAN, 68 landmarks) when its weights are already on disk,
 else dlib (HOG detector + the iBUG 68-point predictor, shipped by the `face-recognition-models`
 package), else OpenCV's Haar cascades with scikit-image's LBP cascade as a second opinion (face
-box and eyes, no landmarks); see `landmarks_fa`, `landmarks_dlib` and `face_detect_cv`. The crop is FFHQ's (eyes and mouth at
-fixed positions, eyes level): from the landmarks when there are any, else from the detected eyes
-(mouth placed by the template's proportions), else from the face box alone. The camera comes from
-PnP on the crop's landmarks (`face_pose`), or is frontal without them. `export3d crop` lives here.
+box and eyes, no landmarks); see `landmarks_fa`, `landmarks_dlib` and `face_detect_cv`. The crop
+is FFHQ's (eyes and mouth at fixed positions, eyes level): from the landmarks when there are any,
+else from the detected eyes (mouth placed by the template's proportions), else from the face box
+alone. The camera comes from PnP on the crop's landmarks (`face_pose`), or is frontal without
+them. `export3d crop` lives here.
 """
 from __future__ import annotations
 
@@ -209,7 +210,8 @@ def add_crop_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("-o", "--output", required=True, metavar="OUT.png", help="where to write the crop")
     parser.add_argument("--size", type=int, default=DEFAULT_CROP_SIZE, help="side of the crop in pixels")
     parser.add_argument("--face-index", type=int, default=None, metavar="K",
-                        help="which face to crop when there are several (0 = the largest; with dlib, the most confident)")
+                        help="which face to crop when there are several "
+                             "(0 = the largest; with dlib, the most confident)")
     parser.add_argument("--download-models", action="store_true",
                         help="allow face-alignment to download its landmark weights (needs internet)")
     parser.set_defaults(handler=run_crop_command)
