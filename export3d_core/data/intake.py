@@ -6,8 +6,9 @@ package), else OpenCV's Haar cascades with scikit-image's LBP cascade as a secon
 box and eyes, no landmarks); see `landmarks_fa`, `landmarks_dlib` and `face_detect_cv`. The crop
 is FFHQ's (eyes and mouth at fixed positions, eyes level): from the landmarks when there are any,
 else from the detected eyes (mouth placed by the template's proportions), else from the face box
-alone. The camera comes from PnP on the crop's landmarks (`face_pose`), or is frontal without
-them. `export3d crop` lives here.
+alone. The camera comes from PnP on the crop's landmarks (`face_pose`; for dlib's points against
+the template measured for them, `dlib_template`), or is frontal without them. `export3d crop`
+lives here.
 """
 from __future__ import annotations
 
@@ -86,6 +87,26 @@ def _sorted_by_area(faces: list[FaceDetection]) -> list[FaceDetection]:
     return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
 
+def landmark_method(*, allow_download: bool = False) -> str:
+    """Which landmarker `detect_faces` uses now: METHOD_FA, METHOD_DLIB, or METHOD_CV (no landmarks)."""
+    if landmarks_fa.get_landmarker(allow_download=allow_download) is not None:
+        return METHOD_FA
+    return METHOD_DLIB if landmarks_dlib.get_dlib_landmarker() is not None else METHOD_CV
+
+
+def pose_template(method: str) -> np.ndarray | None:
+    """The 3D template PnP fits to this landmarker's points; None means the geometric template.
+
+    dlib's points follow iBUG's outline conventions, measured on synthetic renders
+    (`dlib_template`): against the geometric template a frontal face reads as pitched up ~17°.
+    """
+    if method == METHOD_DLIB:
+        from export3d_core.data.dlib_template import load_dlib_template
+
+        return load_dlib_template()
+    return None
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
@@ -159,7 +180,7 @@ def crop_face(image: np.ndarray, face: FaceDetection, size: int = DEFAULT_CROP_S
     transform = face_transform(face, size)
     crop = warp_crop(image, transform, size)
     landmarks = None if face.landmarks is None else _apply(transform, face.landmarks)
-    camera = frontal_camera() if landmarks is None else estimate_camera(landmarks, size)
+    camera = frontal_camera() if landmarks is None else estimate_camera(landmarks, size, pose_template(face.method))
     return CropResult(image=crop, method=face.method, face_index=face_index, camera=camera,
                       landmarks=landmarks, transform=transform)
 

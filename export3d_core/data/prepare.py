@@ -37,7 +37,7 @@ from export3d_core.data.face_pose import (EXPRESSION_DIM, estimate_pose, express
 from export3d_core.data.image_io import save_image_atomic
 from export3d_core.data.face_template import canonical_quad
 from export3d_core.data.intake import (METHOD_DLIB, METHOD_FA, FaceDetection, detect_faces, face_quad,
-                                       quad_transform, warp_crop)
+                                       landmark_method, pose_template, quad_transform, warp_crop)
 from export3d_core.data.video_source import (DEEP3D_EXP, Source, coefficient_file, deep3d_view_angles,
                                              find_sources, iter_frames, read_coefficients)
 from export3d_core.errors import Export3DError
@@ -174,6 +174,7 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
             return report
         quads, kept = fill_and_smooth(quads, options.max_gap, options.smooth_sigma)
         skipped = Counter({"no face": int((~kept).sum())})
+        template = pose_template(landmark_method(allow_download=options.allow_download))  # as track_faces saw
         if not kept.any():
             report.message = "no face found"
             report.skipped_frames = dict(skipped)
@@ -190,7 +191,7 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
             if beta_source == "landmarks" and crop_points is None:
                 skipped["no landmarks"] += 1
                 continue
-            pose = None if crop_points is None else estimate_pose(crop_points, size)
+            pose = None if crop_points is None else estimate_pose(crop_points, size, template)
             if pose is not None:
                 camera = OrbitCamera(yaw=pose.yaw, pitch=pose.pitch).params().numpy()
             elif coeffs is not None:
