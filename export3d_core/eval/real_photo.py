@@ -165,7 +165,7 @@ def evaluate_photo(renderer, aligned: np.ndarray, camera: np.ndarray, lam: Seque
 
     session = _session(renderer, aligned)
     out_size = session.config.output_size
-    reference = _resized(aligned if reference is None else reference, out_size)
+    reference = np.array(_resized(aligned if reference is None else reference, out_size))  # writable copy for torch
     images = renders if renders is not None else {}
     tick = step or (lambda: None)
     own = [float(v) for v in lam]

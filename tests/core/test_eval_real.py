@@ -91,3 +91,22 @@ def test_depth_relief_sees_a_bump_and_not_a_flat_card() -> None:
     bump[centre[0] - 6:centre[0] + 6, centre[1] - 6:centre[1] + 6] -= 0.2  # a nose 0.2 nearer the camera
     assert depth_relief(bump, alpha, mask, RealEvalSettings()) == pytest.approx(0.2, abs=1e-5)
     assert depth_relief(bump, np.zeros_like(alpha), mask, RealEvalSettings()) is None  # nothing opaque
+
+
+def test_evaluate_photo_renders_through_a_given_session(tiny_model) -> None:
+    """A session that already holds a (fitted) portrait is used as it is: nothing re-encodes it."""
+    from export3d_core.data.face_pose import frontal_camera
+    from export3d_core.eval.real_photo import evaluate_photo
+    from export3d_core.session import PortraitSession
+
+    synthetic = np.asarray(Image.open(Path(__file__).resolve().parents[2] / "resources" / "portraits"
+                                      / "synthetic_01.png").convert("RGB"))
+    session = PortraitSession(tiny_model)
+    session.set_portrait(synthetic)
+    renders: dict = {}
+    n = tiny_model.config.n_basis
+    metrics = evaluate_photo(session, synthetic, frontal_camera(), [0.0] * n, renders=renders)
+    assert session.counters.encode == 1 and session.counters.render == 5 + 2 * n
+    assert set(renders) == {"photo"} | VIEWS | {f"v{i + 1}{s}" for i in range(n) for s in "-+"}
+    assert set(metrics) == PHOTO_KEYS - {"photo", "method", "lam_source"}
+    assert len(metrics["expression_response"]["per_vector"]) == n
