@@ -43,6 +43,8 @@ def _open_header(path: Path) -> Image.Image:
 
 
 def _check_path(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise Export3DError(f"{path} is a symbolic link that leads nowhere (a loop or a missing target)")
     if not path.exists():
         raise Export3DError(f"image not found: {path}")
     if path.is_dir():
