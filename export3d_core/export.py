@@ -103,6 +103,20 @@ def check_target(path: Path, suffixes: tuple[str, ...], overwrite: bool) -> Path
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise Export3DError(f"{path.name}: output must end in one of {', '.join(suffixes)}")
+    path = resolve_output(path)
+    if path.exists() and not overwrite:
+        raise Export3DError(f"{path} exists; pass --overwrite (or confirm) to replace it")
+    if not path.parent.exists():
+        raise Export3DError(f"folder does not exist: {path.parent}")
+    if not path.parent.is_dir():
+        raise Export3DError(f"cannot write {path}: {path.parent} is a file, not a folder")
+    return path
+
+
+def resolve_output(path: Path) -> Path:
+    """`path`, or the file a symlink there points to; refused when it is a folder or a symlink
+    that leads nowhere (a loop, a missing target), which a rename would silently replace."""
+    path = Path(path)
     if path.is_symlink():
         try:
             path = path.resolve(strict=True)
@@ -111,12 +125,6 @@ def check_target(path: Path, suffixes: tuple[str, ...], overwrite: bool) -> Path
                                 "target); remove it or choose another name") from None
     if path.is_dir():
         raise Export3DError(f"{path} is a folder; choose a file name")
-    if path.exists() and not overwrite:
-        raise Export3DError(f"{path} exists; pass --overwrite (or confirm) to replace it")
-    if not path.parent.exists():
-        raise Export3DError(f"folder does not exist: {path.parent}")
-    if not path.parent.is_dir():
-        raise Export3DError(f"cannot write {path}: {path.parent} is a file, not a folder")
     return path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
@@ -295,7 +294,7 @@ def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, datas
 
 def _state_meta(out: Path) -> dict:
     """The JSON half of a run's training state (no tensors)."""
-    return json.loads((out / ckpt.STATE_JSON).read_text(encoding="utf-8"))
+    return ckpt.read_state_json(out)
 
 
 def resumed_config(preset_config: ModelConfig, out: Path, state_meta: dict, gain_flag: str | None) -> ModelConfig:
