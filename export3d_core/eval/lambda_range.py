@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     model, _ = load_checkpoint(args.checkpoint)
     portrait = load_portrait(default_portrait().path, model.config.input_size)
-    source = torch.from_numpy(portrait.image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    source = torch.from_numpy(np.array(portrait.image)).permute(2, 0, 1)[None].float() / 127.5 - 1
     appearance = model.encode(source)
     camera = OrbitCamera().params()[None]
     n = model.config.n_basis
