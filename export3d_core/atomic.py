@@ -57,6 +57,23 @@ def _make_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
+def check_writable(target: str | os.PathLike) -> None:
+    """Raise the OSError a write of `target` would meet (a read-only folder, a path through a
+    file, a full inode table), before any work is done: the nearest existing folder on the way
+    to it must take a new file. Missing folders below it are not created."""
+    folder = Path(target).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".export3d-write-test.")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(folder)) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(target) as tmp:
         Path(tmp).write_bytes(data)

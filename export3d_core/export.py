@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export3d_core.atomic import atomic_path
+from export3d_core.atomic import atomic_path, check_writable
 from export3d_core.camera import OrbitCamera, orbit_path
 from export3d_core.errors import Export3DError
 from export3d_core.session import PortraitSession
@@ -110,6 +110,7 @@ def check_target(path: Path, suffixes: tuple[str, ...], overwrite: bool) -> Path
         raise Export3DError(f"folder does not exist: {path.parent}")
     if not path.parent.is_dir():
         raise Export3DError(f"cannot write {path}: {path.parent} is a file, not a folder")
+    check_writable(path)  # a read-only folder fails now, not after rendering every frame
     return path
 
 

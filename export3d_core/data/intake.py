@@ -215,6 +215,7 @@ def run_crop_command(args: argparse.Namespace) -> int:
 def _check_crop_output(image: Path, output: Path, overwrite: bool) -> Path:
     """The file to write; refused, before any work, when it is the photo itself (whatever the
     flags) or an existing file without --overwrite."""
+    from export3d_core.atomic import check_writable
     from export3d_core.export import resolve_output
 
     target = resolve_output(output)
@@ -226,6 +227,7 @@ def _check_crop_output(image: Path, output: Path, overwrite: bool) -> Path:
         raise Export3DError(f"{output} is the input photo itself; write the crop to another file")
     if target.exists() and not overwrite:
         raise Export3DError(f"{output} exists; pass --overwrite to replace it")
+    check_writable(target)
     return target
 
 

@@ -54,6 +54,7 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from export3d_core.atomic import check_writable
     from export3d_core.checkpoint import DEMO_CHECKPOINT
     from export3d_core.eval.harness import EvalConfig
     from export3d_core.eval.regressor import DEFAULT_REGRESSOR
@@ -73,6 +74,9 @@ def run_eval(args: argparse.Namespace) -> int:
         from export3d_core.eval.real_metrics import check_arcface_path
 
         check_arcface_path(args.arcface)  # before the slow part: a typo fails at once
+    for output in (args.json, args.grid):  # before the slow part: a folder that refuses fails at once
+        if output:
+            check_writable(output)
     config = EvalConfig(identities=args.identities, frames=args.frames)
     if args.scales:
         config = dataclasses.replace(config, basis_scales=_scales(args.scales))
