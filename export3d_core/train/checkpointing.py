@@ -138,12 +138,13 @@ def load_training_state(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], d
     path = run / STATE_JSON
     if not path.is_file():
         raise Export3DError(f"no training checkpoint in {run} ({STATE_JSON} is missing); drop --resume to start afresh")
+    meta = read_state_json(run)
+    tensor_path = run / meta["tensors"]
     try:
-        meta = read_state_json(run)
-        tensors = load_file(str(run / meta["tensors"]))
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        tensors = load_file(str(tensor_path))
+    except (OSError, ValueError, SafetensorError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise Export3DError(f"cannot read training checkpoint {path} (truncated or corrupt? {reason})") from None
+        raise Export3DError(f"cannot read training checkpoint {tensor_path} (truncated or corrupt? {reason})") from None
     return tensors, meta
 
 
