@@ -15,6 +15,7 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.arg_types import bounded, finite_float, positive_float
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
+from export3d_core.devices import parse_device
 from export3d_core.errors import Export3DError
 from export3d_core.export import (ANIMATION_SUFFIXES, MAX_ANIMATION_FRAMES, MAX_FPS, STILL_SUFFIXES,
                                   TurntableSettings, check_target, sweep_frames, turntable_frames,
@@ -67,26 +68,10 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
 
 
-RENDER_DEVICE_TYPES = ("cpu", "cuda", "mps")  # torch devices that hold real numbers (not meta, not lazy)
-
-
 def pick_device(name: str | None) -> torch.device:
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise Export3DError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type not in RENDER_DEVICE_TYPES:
-        raise Export3DError(f"cannot render on device {name!r}; use cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise Export3DError("CUDA was asked for but is not available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise Export3DError(f"there is no {name}: this machine has {torch.cuda.device_count()} GPU(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise Export3DError("MPS was asked for but is not available")
-    return device
+    return parse_device(name)
 
 
 def load_model(args: argparse.Namespace) -> Export3D:

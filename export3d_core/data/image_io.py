@@ -145,9 +145,12 @@ def load_image(path: str | Path, *, max_side: int = DEFAULT_MAX_SIDE,
 def save_image_atomic(path: str | Path, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image beside `path` then rename it over, so no reader sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # atomic_path creates missing folders
         with atomic_path(path, suffix=path.suffix or ".png") as tmp:
             Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp)
-    except (OSError, ValueError, KeyError) as exc:
+    except OSError as exc:
+        where = exc.filename if exc.filename and str(exc.filename) != str(path) else ""
+        reason = exc.strerror or str(exc)
+        raise Export3DError(f"cannot write {path}: {f'{where}: ' if where else ''}{reason}") from None
+    except (ValueError, KeyError) as exc:
         raise Export3DError(f"cannot write {path}: {exc}") from None

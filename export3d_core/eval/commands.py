@@ -101,10 +101,9 @@ def _scales(text: str) -> tuple[float, ...]:
 
 
 def _device(name: str) -> str:
-    import torch
+    from export3d_core.devices import parse_device
 
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise Export3DError(f"--device {name}: CUDA is not available")
+    parse_device(name)
     return name
 
 

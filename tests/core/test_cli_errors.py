@@ -143,7 +143,7 @@ def test_bad_numbers_are_refused_while_parsing(argv: list[str], message: str, tm
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["render", "--random-init", "tiny", "--device", "meta"], "cannot render on device 'meta'"),
+    (["render", "--random-init", "tiny", "--device", "meta"], "cannot compute on device 'meta'"),
     (["render", "--random-init", "tiny", "--device", "warp9"], "unknown device 'warp9'"),
     (["render", "--random-init", "tiny", "--lam", "v1=1e15"], "beyond ±1e+06"),
     (["sweep", "--random-init", "tiny", "--basis", "1", "--from", "0", "--to", "1e20"], "--to 1e+20 is beyond"),
@@ -223,3 +223,22 @@ def test_numbers_are_written_for_a_good_render(tmp_path: Path) -> None:
     out = tmp_path / "ok.png"
     assert main(["render", "--random-init", "tiny", "--lam", "v1=3,v2=-1e6", "-o", str(out)]) == 0
     assert np.asarray(Image.open(out)).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("command", ["render", "turntable", "sweep", "train", "pretrain-clebs", "eval", "bench"])
+def test_device_meta_is_refused_by_every_command_that_computes(command: str, tmp_path: Path,
+                                                               inputs: dict[str, Path],
+                                                               capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main([*_argv(command, out, inputs), "--device", "meta"]) == EXIT_USER_ERROR
+    assert "cannot compute on device 'meta'" in _one_error_line(capsys.readouterr().err, command)
+    assert list(out.iterdir()) == []
+
+
+def test_prepare_input_that_is_a_symlink_loop(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    first, second = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    first.symlink_to(second)
+    second.symlink_to(first)
+    assert main(["prepare", str(first), "-o", str(tmp_path / "corpus")]) == EXIT_USER_ERROR
+    assert "leads nowhere" in _one_error_line(capsys.readouterr().err, "prepare")
