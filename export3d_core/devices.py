@@ -9,13 +9,16 @@ from export3d_core.errors import Export3DError
 COMPUTE_DEVICE_TYPES = ("cpu", "cuda", "mps")  # devices that hold real numbers (not meta, not lazy)
 
 
-def parse_device(name: str) -> torch.device:
+def parse_device(name: str, *, available: bool = True) -> torch.device:
+    """The device `name` means; with `available`, also one this machine has."""
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise Export3DError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
     if device.type not in COMPUTE_DEVICE_TYPES:
         raise Export3DError(f"cannot compute on device {name!r}; use cpu, cuda or cuda:N")
+    if not available:
+        return device
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise Export3DError(f"--device {name}: CUDA was asked for but is not available")

@@ -59,7 +59,7 @@ def setup_distributed(device: str | None = None) -> DistInfo:
         return DistInfo(device=resolve_device(device))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    named = None if device in (None, "auto") else parse_device(device)
+    named = None if device in (None, "auto") else parse_device(device, available=False)
     if named is not None and named.type == "cuda" and named.index is not None:
         # Every process would take that one GPU, and NCCL refuses duplicate devices.
         raise Export3DError(f"--device {device} names one GPU, but torchrun starts {world} processes and each "
