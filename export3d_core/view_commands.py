@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export3d_core.camera import OrbitCamera
 from export3d_core.arg_types import bounded, finite_float, positive_float
+from export3d_core.camera import OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
 from export3d_core.devices import parse_device
