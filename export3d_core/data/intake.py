@@ -229,6 +229,7 @@ def add_crop_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Find the face in IMG, align it (eyes level, FFHQ framing) and write a square crop.")
     parser.add_argument("image", metavar="IMG", help="portrait photo (any common format)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.png", help="where to write the crop")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT.png (never IMG itself)")
     parser.add_argument("--size", type=int, default=DEFAULT_CROP_SIZE, help="side of the crop in pixels")
     parser.add_argument("--face-index", type=int, default=None, metavar="K",
                         help="which face to crop when there are several "
@@ -240,12 +241,32 @@ def add_crop_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def run_crop_command(args: argparse.Namespace) -> int:
+    output = _check_crop_output(Path(args.image), Path(args.output), args.overwrite)
     result = crop_portrait(args.image, size=args.size, face_index=args.face_index,
                            allow_download=args.download_models)
-    save_image_atomic(args.output, result.image)
+    save_image_atomic(output, result.image)
     detail = "68 landmarks, camera by PnP" if result.landmarks is not None else "face box and eyes, frontal camera"
     print(f"cropped face {result.face_index} with {result.method} ({detail}) -> {args.output}")
     return 0
+
+
+def _check_crop_output(image: Path, output: Path, overwrite: bool) -> Path:
+    """The file to write; refused, before any work, when it is the photo itself (whatever the
+    flags) or an existing file without --overwrite."""
+    from export3d_core.atomic import check_writable
+    from export3d_core.export import resolve_output
+
+    target = resolve_output(output)
+    try:
+        same = target.exists() and image.samefile(target)
+    except OSError:
+        same = False
+    if same:
+        raise Export3DError(f"{output} is the input photo itself; write the crop to another file")
+    if target.exists() and not overwrite:
+        raise Export3DError(f"{output} exists; pass --overwrite to replace it")
+    check_writable(target)
+    return target
 
 
 __all__ = ["CropResult", "FaceDetection", "NoFaceFoundError", "add_crop_command", "crop_face", "crop_portrait",

@@ -242,7 +242,7 @@ def test_crop_command_writes_the_crop(tmp_path: Path, capsys: pytest.CaptureFixt
     assert args.handler(args) == 0
     assert np.asarray(Image.open(out)).shape == (96, 96, 3)
     assert "with dlib (68 landmarks, camera by PnP)" in capsys.readouterr().out
-    bad = parser.parse_args(["crop", str(source), "-o", str(out), "--face-index", "3"])
+    bad = parser.parse_args(["crop", str(source), "-o", str(out), "--face-index", "3", "--overwrite"])
     with pytest.raises(Export3DError, match="out of range"):
         bad.handler(bad)
 
