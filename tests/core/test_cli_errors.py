@@ -236,7 +236,8 @@ def test_numbers_are_written_for_a_good_render(tmp_path: Path) -> None:
     assert np.asarray(Image.open(out)).shape == (64, 64, 3)
 
 
-@pytest.mark.parametrize("command", ["render", "turntable", "sweep", "train", "pretrain-clebs", "eval", "bench"])
+@pytest.mark.parametrize("command", ["render", "turntable", "sweep", "train", "pretrain-clebs", "eval", "bench",
+                                     "eval-real"])
 def test_device_meta_is_refused_by_every_command_that_computes(command: str, tmp_path: Path,
                                                                inputs: dict[str, Path],
                                                                capsys: pytest.CaptureFixture) -> None:
