@@ -285,9 +285,12 @@ def device_label(device: torch.device) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from export3d_core.atomic import check_writable, write_text_atomic
     from export3d_core.view_commands import pick_device
 
     device = pick_device(args.device)
+    if args.json:
+        check_writable(args.json)  # before minutes of timing
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = BenchSettings(warmup=args.warmup, repeats=args.repeats)
@@ -301,7 +304,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for key, value in sweep.items():
             print(f"  {key:26s}{value}")
         if args.json:
-            Path(args.json).write_text(json.dumps(sweep, indent=1), encoding="utf-8")
+            write_text_atomic(args.json, json.dumps(sweep, indent=1))
         return 0
     if args.forward:
         for preset in args.presets:
@@ -313,7 +316,7 @@ def run_bench(args: argparse.Namespace) -> int:
                            shape=ShapeSettings(steps=args.shape_steps), acceleration=acceleration)
     _print_table(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(report, indent=1))
         print(f"wrote {args.json}")
     return 0
 

@@ -26,6 +26,8 @@ from torch import Tensor
 
 from export3d_core.camera import OrbitCamera
 from export3d_core.cuda_graph import GraphedCall
+from export3d_core.errors import Export3DError
+from export3d_core.lambda_units import check_lambda
 from export3d_core.model import Export3D, RenderOutput
 from export3d_core.render.accelerated import AcceleratedRenderer, OccupancyGrid
 from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field
@@ -222,11 +224,16 @@ class PortraitSession:
             raise ValueError(f"λ needs {self.config.n_basis} values, got {len(key)}")
         if not all(np.isfinite(key)):
             raise ValueError("λ values must be finite numbers")
+        check_lambda(key)
         if key != self._cache.lam_key:
             lam_tensor = torch.tensor([key], dtype=torch.float32, device=self.device)
             with self._autocast():
                 e = self.model.expression(lam=lam_tensor)
                 planes = self.model.triplane(self._cache.appearance, e)
+            if not bool(torch.isfinite(planes).all()):
+                # a model whose arithmetic overflows below MAX_ABS_LAMBDA: say so, never a black image
+                raise Export3DError(f"λ {max(key, key=abs):g} overflows this model's arithmetic "
+                                    "(the tri-plane is not finite); use smaller coefficients")
             # fp32 and contiguous: the planes are sampled millions of times per frame.
             self._cache.planes = planes.float().contiguous()
             self._cache.grid = None

@@ -76,6 +76,37 @@ def render_clip(renderer: HeadRenderer, out_dir: Path, index: int, frames: int, 
                                        background=list(background), beta_source="synthetic"))
 
 
+def check_existing_corpus(out: Path, identities: int, frames: int, resolution: int, seed: int) -> None:
+    """A folder that already holds clips is resumed or extended only with the same shape and seed.
+
+    Finished clips are skipped, so other settings would mix two corpora (clips of another length,
+    or other heads) under one corpus.json, and fewer identities would drop clips from it.
+    """
+    from export3d_core.data.corpus import read_clip_meta
+    from export3d_core.data.synthetic import sample_identity
+
+    if (out / CORPUS_FILE).exists():
+        info = read_corpus_info(out)
+        if info.resolution != resolution or info.source != "synthetic":
+            raise Export3DError(f"{out} already holds a {info.source} corpus at {info.resolution} px; "
+                                f"choose another folder")
+        if identities < len(info.clips):
+            raise Export3DError(f"{out} already holds {len(info.clips)} clips; --identities {identities} would "
+                                f"drop some from corpus.json (give at least {len(info.clips)}, or another folder)")
+    done = sorted(out.glob(f"clip_*/{CLIP_META_FILE}")) if out.is_dir() else []
+    if not done:
+        return
+    clip_dir = done[0].parent
+    meta = read_clip_meta(clip_dir)
+    index = int(clip_dir.name.split("_")[-1])
+    if len(meta.frames) != frames:
+        raise Export3DError(f"{out} holds clips of {len(meta.frames)} frames; give --frames {len(meta.frames)} "
+                            "to resume or extend it, or choose another folder")
+    if meta.identity is not None and meta.identity != sample_identity(clip_rng(seed, index)).to_dict():
+        raise Export3DError(f"{out} was made with another --seed (its {clip_dir.name} is another head); "
+                            "give the same seed to resume or extend it, or choose another folder")
+
+
 _WORKER_RENDERER: "HeadRenderer | None" = None  # one GL context per worker process
 
 
@@ -107,11 +138,7 @@ def generate_corpus(out_dir: str | Path, identities: int, frames: int, resolutio
     if identities < 1 or frames < 1:
         raise Export3DError(f"need at least one identity and one frame, got {identities} and {frames}")
     out = Path(out_dir)
-    if (out / CORPUS_FILE).exists():
-        info = read_corpus_info(out)
-        if info.resolution != resolution or info.source != "synthetic":
-            raise Export3DError(f"{out} already holds a {info.source} corpus at {info.resolution} px; "
-                                f"choose another folder")
+    check_existing_corpus(out, identities, frames, resolution, seed)
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(identities) if not (out / clip_name(i) / CLIP_META_FILE).exists()]
     bar = tqdm(total=len(todo), desc="synth", unit="clip", disable=not progress)

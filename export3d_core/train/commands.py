@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
 
 import torch
 
+from export3d_core.atomic import check_writable
 from export3d_core.cli import EXIT_INTERRUPTED
 from export3d_core.config import ModelConfig, PRESETS, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.errors import Export3DError
 from export3d_core.train import checkpointing as ckpt
-from export3d_core.train.clebs import (describe_code_information, load_lebs_frozen, pretrain_clebs, read_lebs_extra,
-                                       resolve_clebs_path)
+from export3d_core.train.clebs import (CLEBS_FILE, describe_code_information, load_lebs_frozen, pretrain_clebs,
+                                       read_lebs_extra, resolve_clebs_path)
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
 from export3d_core.train.face_features import FaceExpressionLoss, load_face_features
 from export3d_core.train.init_from import initial_config, load_grown, read_source_run
@@ -166,6 +166,7 @@ def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None =
                         sparsity=getattr(args, "sparsity", None), opacity=getattr(args, "opacity", None),
                         feature_weight=getattr(args, "feature_weight", None))
     out = Path(args.out)
+    check_writable(out / ckpt.STATE_JSON)  # a folder that refuses fails now, not after loading the data
     if args.resume and not ckpt.has_training_state(out):
         raise Export3DError(f"nothing to resume in {out}: no {ckpt.STATE_JSON}")
     if not args.resume and ckpt.has_training_state(out):
@@ -295,7 +296,7 @@ def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, datas
 
 def _state_meta(out: Path) -> dict:
     """The JSON half of a run's training state (no tensors)."""
-    return json.loads((out / ckpt.STATE_JSON).read_text(encoding="utf-8"))
+    return ckpt.read_state_json(out)
 
 
 def resumed_config(preset_config: ModelConfig, out: Path, state_meta: dict, gain_flag: str | None) -> ModelConfig:
@@ -373,6 +374,7 @@ def run_pretrain_clebs(args: argparse.Namespace) -> int:
     if args.beta_negatives < 0:
         raise Export3DError("--beta-negatives must be >= 0")
     tcfg = dataclasses.replace(tcfg, clebs_beta_negatives=args.beta_negatives)
+    check_writable(Path(args.out) / CLEBS_FILE)
     cfg0 = ModelConfig.preset(args.preset)
     dataset = CorpusDataset(args.data, cfg0.input_size, cfg0.neural_size, cfg0.output_size, seed=tcfg.seed)
     cfg = corpus_config(args.preset, dataset)
