@@ -29,18 +29,48 @@ from export3d_core.expression_reader import (ALL_POINTS, NO_JAW, ExpressionReade
 class TrainSettings:
     """Schedule of the reader's training (seconds on one CPU core for a few thousand frames)."""
 
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 256
     lr: float = 2e-3  # Adam, cosine-decayed to 0
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-2
     feature_noise: float = 0.0  # std of Gaussian noise added to the standardised features (augmentation)
     held_out_fraction: float = 0.15  # identities (clips) kept out of training to measure R²
+    # Add every frame mirrored (landmarks flipped, left/right β swapped): the reader then reads a
+    # mirrored face as the mirrored expression, instead of learning side biases of the renders.
+    mirror: bool = True
     seed: int = 0
 
 
 def features_of(landmarks: np.ndarray, config: ReaderConfig) -> np.ndarray:
     """(N, 68, 2) landmarks -> (N, feature_dim) float32."""
     return np.stack([landmark_features(points, config) for points in landmarks])
+
+
+# iBUG 300-W index of each landmark's mirror image (jaw, brows, nose, eyes, outer and inner lips).
+MIRROR_INDEX = np.array(list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
+                        + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+                        + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
+MIRROR_SWAPS = (("blink_left", "blink_right"), ("brow_raise_left", "brow_raise_right"))
+MIRROR_NEGATE = ("gaze_yaw", "mouth_left_right")
+
+
+def mirror_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) landmarks of the horizontally mirrored faces (x negated, points renumbered)."""
+    mirrored = landmarks[:, MIRROR_INDEX].copy()
+    mirrored[..., 0] = -mirrored[..., 0]
+    return mirrored
+
+
+def mirror_beta(beta: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """(N, B) β of the mirrored faces: left and right swapped, sideways parameters negated."""
+    mirrored = beta.copy()
+    for left, right in MIRROR_SWAPS:
+        if left in names and right in names:
+            mirrored[:, [names.index(left), names.index(right)]] = beta[:, [names.index(right), names.index(left)]]
+    for name in MIRROR_NEGATE:
+        if name in names:
+            mirrored[:, names.index(name)] = -beta[:, names.index(name)]
+    return mirrored
 
 
 def split_identities(clip: np.ndarray, held_out_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -104,13 +134,19 @@ class ReaderRun:
     config: ReaderConfig = ReaderConfig()
 
 
-def training_samples(frames, train: np.ndarray, source: str, config: ReaderConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Features and β of the training frames: every dlib view of each frame is one sample."""
-    if source == "geometric":
-        return features_of(frames.geometric[train], config), frames.beta[train]
-    views = range(frames.dlib.shape[1])
-    features = np.concatenate([features_of(frames.dlib[train, v], config) for v in views])
-    return features, np.tile(frames.beta[train], (len(views), 1))
+def training_samples(frames, train: np.ndarray, source: str, config: ReaderConfig,
+                     mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Features and β of the training frames: every dlib view of each frame is one sample (and its mirror)."""
+    sets = [frames.geometric[train]] if source == "geometric" else [frames.dlib[train, v] for v in range(frames.dlib.shape[1])]
+    betas = [frames.beta[train]] * len(sets)
+    if mirror:
+        sets += [mirror_landmarks(points) for points in sets]
+        betas += [mirror_beta(beta, config.beta_names) for beta in betas]
+    return np.concatenate([features_of(points, config) for points in sets]), np.concatenate(betas)
+
+
+def view_name(view) -> str:
+    return f"dlib@{view.side or 'full'}" + ("~box" if view.jitter else "")
 
 
 def held_out_r2(reader: ExpressionReader, frames, test: np.ndarray) -> dict[str, list[float]]:
@@ -119,11 +155,33 @@ def held_out_r2(reader: ExpressionReader, frames, test: np.ndarray) -> dict[str,
                                             frames.beta[test])}
     if frames.dlib is not None:
         for v, view in enumerate(frames.views):
-            if not view.jitter:
-                name = f"dlib@{view.side or 'full'}"
-                predicted = reader.read_features(features_of(frames.dlib[test, v], reader.config))
-                result[name] = r2_per_parameter(predicted, frames.beta[test])
+            predicted = reader.read_features(features_of(frames.dlib[test, v], reader.config))
+            result[view_name(view)] = r2_per_parameter(predicted, frames.beta[test])
     return {k: [round(float(x), 4) for x in v] for k, v in result.items()}
+
+
+def regressor_r2(regressor_path: str | Path, data: str | Path, clips: np.ndarray, frame_step: int,
+                 beta: np.ndarray, sides: tuple[int, ...] = (0, 128)) -> dict[str, list[float]]:
+    """R² per parameter of the image CNN (attribute regressor) on the same held-out frames."""
+    import cv2
+
+    from export3d_core.data.corpus import read_clip_meta, read_corpus_info
+    from export3d_core.data.image_io import load_image
+    from export3d_core.eval.regressor import load_regressor
+
+    regressor = load_regressor(regressor_path)
+    info = read_corpus_info(Path(data))
+    images = []
+    for index in clips:
+        clip_dir = Path(data) / info.clips[index]
+        images += [load_image(clip_dir / frame.file) for frame in read_clip_meta(clip_dir).frames[::frame_step]
+                   if frame.landmarks is not None]
+    result = {}
+    for side in sides:
+        shown = [cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) if side else im for im in images]
+        predicted = regressor.predict(shown).expression.numpy()
+        result[f"cnn@{side or 'full'}"] = [round(float(x), 4) for x in r2_per_parameter(predicted, beta)]
+    return result
 
 
 def format_r2_table(r2: dict[str, list[float]], names: tuple[str, ...]) -> str:
@@ -135,7 +193,8 @@ def format_r2_table(r2: dict[str, list[float]], names: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def train_from_corpus(data: str | Path, out: str | Path, run: ReaderRun, progress: bool = True) -> ExpressionReader:
+def train_from_corpus(data: str | Path, out: str | Path, run: ReaderRun, progress: bool = True,
+                      regressor: str | Path | None = None) -> ExpressionReader:
     """Read the corpus's landmarks, train on some identities, measure on the rest, save to `out`."""
     from tqdm import tqdm
 
@@ -154,7 +213,7 @@ def train_from_corpus(data: str | Path, out: str | Path, run: ReaderRun, progres
                                    progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
     train, test = split_identities(frames.clip, run.settings.held_out_fraction, run.settings.seed)
-    features, beta = training_samples(frames, train, run.landmarks, config)
+    features, beta = training_samples(frames, train, run.landmarks, config, run.settings.mirror)
     bar = tqdm(total=run.settings.steps, desc="train", unit="step", disable=not progress)
 
     def report(step: int, loss: float) -> None:
@@ -166,6 +225,9 @@ def train_from_corpus(data: str | Path, out: str | Path, run: ReaderRun, progres
     reader = train_reader(features, beta, config, run.settings, report)
     bar.close()
     r2 = held_out_r2(reader, frames, test) if test.any() else {}
+    if regressor is not None and test.any():
+        held = np.unique(frames.clip[test])  # frames are read clip by clip, in this order
+        r2.update(regressor_r2(regressor, data, held, run.frame_step, frames.beta[test]))
     reader.meta = {"corpus": str(data), "frames": int(len(frames.clip)), "train_samples": int(len(features)),
                    "identities": int(len(np.unique(frames.clip))), "held_out_identities": int(len(np.unique(frames.clip[test]))),
                    "held_out_r2": r2, "settings": dataclasses.asdict(run.settings),
@@ -195,6 +257,8 @@ def add_expression_reader_command(subparsers: Any) -> None:
     parser.add_argument("--held-out", type=float, default=defaults.settings.held_out_fraction,
                         help="fraction of identities held out to measure R² (0 trains on all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
+    parser.add_argument("--compare-regressor", default=None, metavar="REGRESSOR",
+                        help="also measure this attribute regressor (image CNN) on the held-out frames")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(handler=run_expression_reader_command)
 
@@ -210,6 +274,6 @@ def run_expression_reader_command(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(TrainSettings(), steps=args.steps, held_out_fraction=args.held_out, seed=args.seed)
     run = ReaderRun(landmarks=args.landmarks, points=args.points, frame_step=args.frame_step, settings=settings)
     started = time.time()
-    train_from_corpus(args.data, out, run, progress=not args.no_progress)
+    train_from_corpus(args.data, out, run, progress=not args.no_progress, regressor=args.compare_regressor)
     print(f"expression reader written to {out} ({time.time() - started:.0f} s)", file=sys.stderr)
     return 0
