@@ -111,12 +111,21 @@ class ExpressionEstimator:
         return ExpressionEstimate(lam=[float(v) for v in lam[0].cpu()], beta=[float(v) for v in beta[0].cpu()],
                                   source=source)
 
-    def landmarks(self, image: np.ndarray) -> np.ndarray:
-        """dlib's (68, 2) landmarks of an aligned portrait, in the FFHQ framing's known face box."""
-        from export3d_core.data.landmarks_dlib import aligned_face_box
-
-        return self._dlib().landmarks_in_box(np.ascontiguousarray(image), aligned_face_box(image.shape[0]))
-
     def landmark_beta(self, image: np.ndarray) -> np.ndarray:
         """β (beta_dim,) float32 read from the aligned portrait's landmarks."""
-        return self.reader.read_beta(self.landmarks(image)).astype(np.float32)
+        return aligned_landmark_beta(self.reader, self._dlib(), image)
+
+
+def aligned_landmarks(landmarker, image: np.ndarray) -> np.ndarray:
+    """dlib's (68, 2) landmarks of an aligned (FFHQ-framed) portrait, in the framing's known face box.
+
+    No detector: the HOG detector misses soft renders, and the box of an aligned face is known.
+    """
+    from export3d_core.data.landmarks_dlib import aligned_face_box
+
+    return landmarker.landmarks_in_box(np.ascontiguousarray(image), aligned_face_box(image.shape[0]))
+
+
+def aligned_landmark_beta(reader, landmarker, image: np.ndarray) -> np.ndarray:
+    """β (beta_dim,) float32 that the expression reader reads from an aligned portrait."""
+    return reader.read_beta(aligned_landmarks(landmarker, image)).astype(np.float32)
