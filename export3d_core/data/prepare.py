@@ -10,9 +10,11 @@ else frontal) and the expression β, and writes the clip into a hidden folder th
 place when complete.
 
 β (`meta.beta_source`): "deep3d" = coeff[80:144] of the Deep3DFaceRecon file beside the video
-(format in `video_source`); "landmarks" = the pose-free landmark residual of `face_pose`
-(136 numbers); "none" = zeros, when neither is available (face-alignment weights missing), so
-the clip still carries frames and cameras. One corpus has one β source and one β size.
+(format in `video_source`); "landmarks" = the twelve synthetic expression parameters that the
+expression reader (`expression_reader`, shipped beside the demo model) reads from dlib's
+landmarks of the aligned frame, as the editor reads a portrait, so a prepared corpus speaks the
+demo model's β; "none" = zeros of that size, when neither is available (no dlib or no reader),
+so the clip still carries frames and cameras. One corpus has one β source and one β size.
 
 Resumable: finished clips (their meta.json names the source) are skipped; parallel over videos
 with a process pool; a summary lists skipped frames and videos and why.
@@ -32,8 +34,8 @@ from scipy.ndimage import gaussian_filter1d
 
 from export3d_core.camera import OrbitCamera
 from export3d_core.data import corpus, landmarks_dlib, landmarks_fa
-from export3d_core.data.face_pose import (EXPRESSION_DIM, estimate_pose, expression_names,
-                                          frontal_camera, landmark_expression)
+from export3d_core.data.face_pose import estimate_pose, frontal_camera
+from export3d_core.data.head_landmarks import BETA_DIM, BETA_NAMES
 from export3d_core.data.image_io import save_image_atomic
 from export3d_core.data.face_template import canonical_quad
 from export3d_core.data.intake import (METHOD_DLIB, METHOD_FA, FaceDetection, detect_faces, face_quad,
@@ -58,6 +60,7 @@ class PrepareOptions:
     beta: str = "auto"  # "auto" | "deep3d" | "landmarks"
     workers: int = 1  # processes, one video each
     allow_download: bool = False  # let face-alignment download its weights
+    expression_reader: str = ""  # β "landmarks": the reader file ("" = the one shipped beside the demo model)
 
     def __post_init__(self) -> None:
         if self.resolution < 16 or self.detect_every < 1 or self.stride < 1 or self.workers < 1:
@@ -180,6 +183,7 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
             report.skipped_frames = dict(skipped)
             return report
         shutil.rmtree(partial, ignore_errors=True)
+        reader = load_expression_reader(options) if beta_source == "landmarks" else None
         records: list[corpus.FrameRecord] = []
         size = options.resolution
         for step, (index, frame) in enumerate(iter_frames(source, options.stride, options.max_frames)):
@@ -188,9 +192,6 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
             transform = quad_transform(*_quad_axes(quads[step]), size, target=canonical_quad(size))
             points = landmarks[step]
             crop_points = None if points is None else points @ transform[:, :2].T + transform[:, 2]
-            if beta_source == "landmarks" and crop_points is None:
-                skipped["no landmarks"] += 1
-                continue
             pose = None if crop_points is None else estimate_pose(crop_points, size, template)
             if pose is not None:
                 camera = OrbitCamera(yaw=pose.yaw, pitch=pose.pitch).params().numpy()
@@ -202,9 +203,9 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
             if beta_source == "deep3d":
                 beta = coeffs[index, DEEP3D_EXP]
             elif beta_source == "landmarks":
-                beta = landmark_expression(crop_points, size, pose)
+                beta = read_frame_beta(reader, frame, quads[step])
             else:
-                beta = np.zeros(EXPRESSION_DIM, dtype=np.float32)
+                beta = np.zeros(BETA_DIM, dtype=np.float32)
             name = corpus.frame_file(len(records))
             save_image_atomic(partial / name, warp_crop(frame, transform, size))
             records.append(corpus.FrameRecord(
@@ -231,6 +232,30 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
     return report
 
 
+READER_SIDE = 256  # side of the aligned crop the expression reader's landmarks are read on (any --res)
+
+
+def reader_path(options: PrepareOptions) -> Path:
+    from export3d_core.expression_reader import DEFAULT_READER
+
+    return Path(options.expression_reader) if options.expression_reader else DEFAULT_READER
+
+
+def load_expression_reader(options: PrepareOptions):
+    from export3d_core.expression_reader import load_reader
+
+    return load_reader(reader_path(options))
+
+
+def read_frame_beta(reader, frame: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """β of one frame: the expression reader on dlib's landmarks of the frame aligned at READER_SIDE."""
+    from export3d_core.expression_estimate import aligned_landmark_beta
+
+    transform = quad_transform(*_quad_axes(quad), READER_SIDE, target=canonical_quad(READER_SIDE))
+    crop = warp_crop(frame, transform, READER_SIDE)
+    return aligned_landmark_beta(reader, landmarks_dlib.get_dlib_landmarker(), crop)
+
+
 def _worker(job: tuple[Source, Path, str, str, PrepareOptions]) -> VideoReport:
     import cv2
     import torch
@@ -243,13 +268,14 @@ def _worker(job: tuple[Source, Path, str, str, PrepareOptions]) -> VideoReport:
 # -- the whole run ---------------------------------------------------------------------------------
 def choose_beta_source(sources: list[Source], options: PrepareOptions) -> str:
     """One β source for the corpus: Deep3DFaceRecon if every source has it, else landmarks, else none."""
-    has_landmarks = options.allow_download or not landmarks_fa.missing_weights()
+    has_landmarks = landmarks_dlib.dlib_available() and reader_path(options).is_file()
     if options.beta == "deep3d":
         return "deep3d"
     if options.beta == "landmarks":
         if not has_landmarks:
-            raise Export3DError("--beta landmarks needs the face-alignment weights; add --download-models "
-                                "or put Deep3DFaceRecon coefficient files beside the videos")
+            raise Export3DError(f"--beta landmarks needs dlib (pip install dlib-bin face-recognition-models) and "
+                                f"the expression reader {reader_path(options)}; or put Deep3DFaceRecon "
+                                "coefficient files beside the videos")
         return "landmarks"
     if all(coefficient_file(source) for source in sources):
         return "deep3d"
@@ -259,7 +285,7 @@ def choose_beta_source(sources: list[Source], options: PrepareOptions) -> str:
 def beta_layout(beta_source: str) -> tuple[int, list[str]]:
     if beta_source == "deep3d":
         return len(DEEP3D_NAMES), list(DEEP3D_NAMES)
-    return EXPRESSION_DIM, expression_names()
+    return BETA_DIM, list(BETA_NAMES)  # "landmarks" (the expression reader's β) and "none" (zeros)
 
 
 def _existing_clips(out_dir: Path) -> dict[str, str]:
@@ -377,6 +403,8 @@ def add_prepare_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
                         help="expression source: Deep3DFaceRecon files, landmarks, or auto")
     parser.add_argument("--download-models", action="store_true",
                         help="allow face-alignment to download its landmark weights (needs internet)")
+    parser.add_argument("--expression-reader", default="", metavar="FILE",
+                        help="β from landmarks: this expression reader (default: the one beside the demo model)")
     parser.set_defaults(handler=run_prepare_command)
     return parser
 
@@ -384,7 +412,7 @@ def add_prepare_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
 def run_prepare_command(args: argparse.Namespace) -> int:
     options = PrepareOptions(resolution=args.res, detect_every=args.detect_every, stride=args.stride,
                              max_frames=args.max_frames, beta=args.beta, workers=args.workers,
-                             allow_download=args.download_models)
+                             allow_download=args.download_models, expression_reader=args.expression_reader)
     reports = prepare_corpus(args.inputs, args.output, options)
     for line in summary_lines(reports):
         print(line)

@@ -13,6 +13,7 @@ from skimage.data import astronaut
 
 from export3d_core.camera import OrbitCamera
 from export3d_core.data import corpus, landmarks_dlib, landmarks_fa
+from export3d_core.data.head_landmarks import BETA_NAMES
 from export3d_core.data.prepare import (PrepareOptions, add_prepare_command, fill_and_smooth, prepare_corpus,
                                         summary_lines)
 from export3d_core.data.video_source import deep3d_view_angles
@@ -61,9 +62,11 @@ def test_video_becomes_a_clip_and_resumes(tmp_path: Path) -> None:
     options = PrepareOptions(resolution=RES, detect_every=3)
     reports = prepare_corpus([video], out, options, progress=False)
     assert [r.status for r in reports] == ["done"]
-    (meta,) = _check_corpus(out, clips=1, beta_dim=136)
-    assert len(meta.frames) == FRAMES and meta.beta_source == "none"  # no face-alignment weights: no β
+    (meta,) = _check_corpus(out, clips=1, beta_dim=12)
+    assert len(meta.frames) == FRAMES and meta.beta_source == "landmarks"  # dlib + the shipped expression reader
     assert all(len(frame.landmarks) == 68 for frame in meta.frames)  # dlib tracked every frame
+    smile = BETA_NAMES.index("smile")
+    assert min(frame.beta[smile] for frame in meta.frames) > 0.6  # she smiles in every frame (reader: ~1)
     first = np.asarray(Image.open(out / meta.clip / meta.frames[0].file), dtype=np.float32)
     last = np.asarray(Image.open(out / meta.clip / meta.frames[-1].file), dtype=np.float32)
     # The crop follows the face, so the aligned frames look alike although the head moved and grew.
@@ -74,7 +77,7 @@ def test_video_becomes_a_clip_and_resumes(tmp_path: Path) -> None:
 
     item = CorpusDataset(out, 64, 32, 64)[0]  # the training data set loads the prepared clip
     assert item["source"].shape == (3, 64, 64) and item["driving_raw"].shape == (3, 32, 32)
-    assert item["beta"].shape == (136,) and item["camera"].shape == (25,)
+    assert item["beta"].shape == (12,) and item["camera"].shape == (25,)
     stamp = (out / meta.clip / corpus.CLIP_META_FILE).stat().st_mtime_ns
     again = prepare_corpus([video], out, options, progress=False)
     assert [r.status for r in again] == ["exists"]
@@ -121,7 +124,7 @@ def test_bad_and_faceless_inputs_are_reported_not_fatal(tmp_path: Path) -> None:
     assert status["good.mp4"].status == "done"
     assert status["broken.mp4"].status == "skipped" and "video" in status["broken.mp4"].message
     assert status["blank.mp4"].status == "skipped" and "no face" in status["blank.mp4"].message
-    _check_corpus(out, clips=1, beta_dim=136)
+    _check_corpus(out, clips=1, beta_dim=12)
     assert not list(out.glob(".partial_*"))
     text = "\n".join(summary_lines(reports))
     assert "skipped broken.mp4" in text and "skipped blank.mp4" in text
@@ -147,7 +150,7 @@ def test_prepare_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     args = parser.parse_args(["prepare", str(video), "-o", str(tmp_path / "c"), "--res", str(RES)])
     assert args.handler(args) == 0
     assert "1 video(s) prepared (3 frames)" in capsys.readouterr().out
-    _check_corpus(tmp_path / "c", clips=1, beta_dim=136)
+    _check_corpus(tmp_path / "c", clips=1, beta_dim=12)
 
 
 class _FakeLandmarker:
@@ -187,10 +190,20 @@ def test_landmark_path_gives_pnp_cameras_and_expressions(tmp_path: Path, monkeyp
     out = tmp_path / "corpus"
     reports = prepare_corpus([folder], out, PrepareOptions(resolution=RES, detect_every=4), progress=False)
     assert [r.status for r in reports] == ["done"]
-    (meta,) = _check_corpus(out, clips=1, beta_dim=136)
+    (meta,) = _check_corpus(out, clips=1, beta_dim=12)  # β: the reader on dlib's landmarks of the crops
     assert meta.beta_source == "landmarks" and len(meta.frames) == len(yaws)
     for yaw, frame in zip(yaws, meta.frames):
         assert abs(OrbitCamera.from_params(frame.camera).yaw - yaw) < math.radians(3)
         assert np.asarray(frame.landmarks).shape == (68, 2)
-    magnitude = [np.abs(frame.beta).max() for frame in meta.frames]
-    assert magnitude[3] > 5 * max(magnitude[:3] + magnitude[4:])  # only the open mouth stands out
+
+
+def test_without_the_expression_reader_beta_is_none_or_refused(tmp_path: Path) -> None:
+    video = _write_video(tmp_path / "talk.mp4", _astronaut_frames(3))
+    missing = str(tmp_path / "no_reader.safetensors")
+    out = tmp_path / "corpus"
+    prepare_corpus([video], out, PrepareOptions(resolution=RES, expression_reader=missing), progress=False)
+    (meta,) = _check_corpus(out, clips=1, beta_dim=12)
+    assert meta.beta_source == "none" and all(not any(frame.beta) for frame in meta.frames)
+    with pytest.raises(Export3DError, match="--beta landmarks needs dlib .* and the expression reader"):
+        prepare_corpus([video], tmp_path / "other", PrepareOptions(resolution=RES, beta="landmarks",
+                                                                   expression_reader=missing))
