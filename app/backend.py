@@ -26,7 +26,7 @@ class LoadedModel:
     path: Path | None  # None for the random fallback
     info: str  # one line: preset and sizes
     fallback: bool  # True: randomly initialised, not a trained model
-    estimator: object | None = None  # ExpressionEstimator: photo -> λ, when a regressor ships beside the weights
+    estimator: object | None = None  # ExpressionEstimator: photo -> λ, when a reader or regressor ships beside the weights
     estimator_note: str = "no expression estimator for this model"  # why not, when estimator is None
 
 

@@ -44,6 +44,7 @@ class EditorController(QObject):
         self.loaded: backend.LoadedModel | None = None
         self.portrait_image: np.ndarray | None = None
         self.portrait_crop: tuple[tuple[float, float], float] | None = None
+        self.expression_source: str | None = None  # what the last expression estimate read: "landmarks" | "image"
         self.presets: list[Preset] = []
         self.last_frame: RenderResult | None = None
         self.jobs: list[ExportJob] = []
@@ -135,25 +136,33 @@ class EditorController(QObject):
             return False
         self.portrait_crop = tuple(crop) if crop is not None else None
         self.set_portrait_image(image, path)
-        self.status.emit(f"portrait {path.name} ({method})")
+        read = f"; expression read from its {self.expression_source}" if self.expression_source else ""
+        self.status.emit(f"portrait {path.name} ({method}){read}")
         return True
 
     def set_portrait_image(self, image: np.ndarray, path: Path | None) -> None:
         self.portrait_image = image
         self.state.portrait_path = path
-        self.state.set_portrait_lam(self.estimate_lam(image))
+        self.state.set_portrait_lam(self.estimate_lam(image, path))
         self.state.reset_to_portrait_expression()
         self.undo_stack.clear()
         self._rebuild_session()  # first: a new session drops queued work of the old one
         self.portrait_loaded.emit(path)
 
-    def estimate_lam(self, image: np.ndarray) -> list[float] | None:
-        """The portrait's own λ when the model ships an expression estimator, else None (sliders at 0)."""
+    def estimate_lam(self, image: np.ndarray, path: Path | None = None) -> list[float] | None:
+        """The portrait's own λ when the model ships an expression estimator, else None (sliders at 0).
+
+        β comes from the face's landmarks, or from the image for a shipped synthetic demo portrait
+        (`ExpressionEstimator.source_for`); `expression_source` says which ("landmarks" | "image").
+        """
+        self.expression_source = None
         estimator = self.loaded.estimator if self.loaded else None
         if estimator is None:
             return None
         try:
-            return estimator.estimate(image).lam
+            estimate = estimator.estimate(image, source=estimator.source_for(path))
+            self.expression_source = estimate.source
+            return estimate.lam
         except Exception as exc:  # an estimate is a convenience: report it, never lose the portrait
             self.error.emit(f"expression estimate failed: {type(exc).__name__}: {exc}")
             return None
@@ -169,11 +178,11 @@ class EditorController(QObject):
         except Export3DError as exc:
             self.error.emit(str(exc))
             return False
-        lam = self.estimate_lam(image)
+        lam = self.estimate_lam(image, path)
         if lam is None:
             return False
         self.apply_lam(lam, f"Match expression of {path.name}")
-        self.status.emit(f"λ matched to the expression of {path.name}")
+        self.status.emit(f"λ matched to the expression of {path.name} (read from its {self.expression_source})")
         return True
 
     def apply_manual_crop(self, path: Path, center: tuple[float, float], side: float) -> bool:

@@ -34,7 +34,8 @@ STATUS_MS = 6000
 BOTTOM_DOCK_HEIGHT = 300  # basis explorer / presets: about three rows of thumbnails
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "export3d.png"
 PRESETS_FILENAME = "presets.json"  # the preset library, beside the settings file
-MATCH_TOOLTIP = "Set λ to the expression read from a reference photo (attribute regressor β → LeBS λ)"
+MATCH_TOOLTIP = ("Set λ to the expression read from a reference photo (β from its face landmarks, or from the "
+                 "image for a synthetic demo portrait → LeBS λ)")
 
 
 class MainWindow(QMainWindow):

@@ -51,3 +51,36 @@ def test_match_expression_from_photo_is_one_undo_step(estimating_window, tmp_pat
     assert list(win.state.lam) != before
     win.controller.undo_stack.undo()
     np.testing.assert_allclose(win.state.lam, before)
+
+
+def test_status_says_which_reader_read_the_expression(estimating_window, tmp_path, idle):
+    """A real photo is read from its landmarks (the shipped reader), a synthetic demo portrait from its image."""
+    import shutil
+
+    from skimage.data import astronaut
+
+    from export3d_core.data.head_landmarks import BETA_NAMES
+    from export3d_core.data.landmarks_dlib import dlib_available
+    from export3d_core.expression_reader import DEFAULT_READER, READER_FILE
+    from export3d_core.portrait import demo_portraits
+
+    if not dlib_available():
+        pytest.skip("dlib or its 68-point model is not installed")
+    win = estimating_window
+    checkpoint = win.controller.loaded.path
+    shutil.copy(DEFAULT_READER, checkpoint.parent / READER_FILE)  # reader + regressor beside the weights
+    assert win.controller.load_model(checkpoint)
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(photo)
+    assert win.controller.open_portrait(photo)
+    idle(win)
+    assert "expression read from its landmarks" in win.statusBar().currentMessage()
+    estimate = win.controller.loaded.estimator.estimate(win.controller.portrait_image)
+    assert estimate.source == "landmarks" and estimate.beta[BETA_NAMES.index("smile")] > 0.6
+    np.testing.assert_allclose(win.state.lam, estimate.lam, rtol=1e-5)  # the sliders started at her smile
+    synthetic = next(p.path for p in demo_portraits() if p.aligned and p.in_domain)
+    assert win.controller.open_portrait(synthetic)
+    idle(win)
+    assert "expression read from its image" in win.statusBar().currentMessage()
+    assert win.controller.match_expression(photo)
+    assert "(read from its landmarks)" in win.statusBar().currentMessage()
