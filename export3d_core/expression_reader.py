@@ -9,9 +9,9 @@ MLP on pose-normalised landmarks:
    projection of the synthetic neutral template (`face_template`), in a canonical 512-pixel
    aligned frame. Stable points only, so a smile or an open jaw does not shift the alignment.
 2. `landmark_features`: the normalised points of the reader's subset (by default without the
-   jaw contour, which is a silhouette on real faces and a fixed surface curve on the synthetic
-   heads), minus the mean shape, plus the head's yaw and pitch from PnP of the template on the
-   normalised points: the MLP learns how a turned head foreshortens an expression.
+   jaw contour, which is a silhouette on real faces, so its shape says more about the person
+   than the expression), minus the mean shape, plus the head's yaw and pitch from PnP of the
+   template on the normalised points: the MLP learns how a turned head foreshortens an expression.
 3. The MLP maps the standardised features to β; `read_beta` clips it to BETA_RANGES.
 
 The file is one safetensors file whose header carries the JSON config and meta (nothing is
