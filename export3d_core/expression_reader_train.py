@@ -7,8 +7,9 @@ sees on real photos; `expression_reader_data`). Measured on 59 held-out identiti
 frames at 256²): trained on the corpus's exact geometric landmarks it reads them almost
 perfectly (mean R² 0.68) but dlib's landmarks of the same renders worse than a constant (-0.7:
 dlib's points sit elsewhere on these heads); trained on dlib's it reads dlib's at 0.50. Without
-the jaw contour the mean is 0.02 lower (cheek puff moves the synthetic jaw), but the jaw made
-neutral real faces read more blinks, so the shipped reader leaves it out. A ridge regression on
+the jaw contour the mean is 0.02 lower (cheek puff moves the synthetic jaw), but with it the
+astronaut's smile read weaker (0.86 against 1.0) and neutral real faces blinked a little more
+(`eval.expression_sanity`), so the shipped reader leaves it out. A ridge regression on
 the same features reached 0.43; the MLP with dropout 0.3 and weight decay 1e-2 was the best of
 a small sweep (wider layers and less dropout overfit).
 """
