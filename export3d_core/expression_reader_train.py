@@ -5,7 +5,7 @@ The reader is trained on a synthetic corpus (`export3d synth`): every frame has 
 faces it never saw. By default it trains on dlib's landmarks of the rendered frames (what it
 sees on real photos; `expression_reader_data`). Measured on 59 held-out identities (400 x 16
 frames at 256²): trained on the corpus's exact geometric landmarks it reads them almost
-perfectly (mean R² 0.68) but dlib's landmarks of the same renders worse than a constant (-0.7:
+perfectly (mean R² 0.75) but dlib's landmarks of the same renders worse than a constant (-0.65:
 dlib's points sit elsewhere on these heads); trained on dlib's it reads dlib's at 0.50. Without
 the jaw contour the mean is 0.02 lower (cheek puff moves the synthetic jaw), but with it the
 astronaut's smile read weaker (0.86 against 1.0) and neutral real faces blinked a little more
