@@ -271,9 +271,12 @@ def add_expression_reader_command(subparsers: Any) -> None:
 
 
 def run_expression_reader_command(args: argparse.Namespace) -> int:
+    from export3d_core.atomic import check_writable
+
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise Export3DError(f"the output must be a .safetensors file, got {out}")
+    check_writable(out)  # a read-only folder fails now, not after minutes of landmarks and training
     if args.steps < 1 or args.frame_step < 1:
         raise Export3DError("--steps and --frame-step must be at least 1")
     if not 0 <= args.held_out < 1:

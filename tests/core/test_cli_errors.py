@@ -75,6 +75,8 @@ COMMANDS: dict[str, list[str]] = {
     "bench": ["bench", "--forward", "--presets", "tiny", "--repeats", "1", "--warmup", "0",
               "--json", "{OUT}/bench.json"],
     "eval-real": ["eval-real", "{photo}", "--json", "{OUT}/real.json", "--no-progress"],
+    "train-expression-reader": ["train-expression-reader", "--data", "{corpus}", "-o", "{OUT}/reader.safetensors",
+                                "--steps", "1", "--no-progress"],
 }
 
 
