@@ -20,12 +20,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from export3d_core.acceleration import Acceleration
 from export3d_core.camera import OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
+from export3d_core.devices import pick_device
 from export3d_core.model import Export3D
 from export3d_core.render.triplane import sample_triplane
-from export3d_core.session import Acceleration, PortraitSession
+from export3d_core.session import PortraitSession
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def bench_source(model: Export3D, device: torch.device, trained: bool) -> torch.
     size = model.config.input_size
     if trained:
         from export3d_core.portrait import default_portrait, load_portrait
-        from export3d_core.session import image_to_tensor
+        from export3d_core.display import image_to_tensor
 
         return image_to_tensor(load_portrait(default_portrait().path, size).image, size).to(device)
     torch.manual_seed(0)
@@ -170,12 +172,13 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
     appearance = model.encode(source)
     planes = session.planes(lam_values)
     field = session.field(planes)  # through the session's decoder (compiled where asked)
-    exact_planes = model.triplane(appearance, model.expression(lam=lam)).float()  # fp32 G, whatever the session's autocast
+    exact_planes = model.generate_triplane(source, lam=lam).float()  # fp32 G, whatever the session's autocast
     exact_field = model.field(exact_planes)  # the model's own decoder, never compiled
     grid = session.grid(lam_values)
     accelerated = session.accelerated_renderer
-    reference = model.renderer.render(exact_field, cameras, cfg.neural_size)
-    fast = accelerated.render(field, cameras, cfg.neural_size, grid=grid)
+    # Whole frames go through Export3D.render; the stage timings below call the renderers alone.
+    reference = model.render(exact_planes, cameras)  # the reference pipeline, plain fp32
+    fast = model.render(planes, cameras, renderer=accelerated, grid=grid, decoder=session.decoder)
     stats = {
         "encode_ms": median_ms(lambda: model.encode(source), device, settings),
         "triplane_ms": median_ms(lambda: model.triplane(appearance, model.expression(lam=lam)), device, settings),
@@ -183,18 +186,16 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
         "reference_render_ms": median_ms(lambda: model.renderer.render(exact_field, cameras, cfg.neural_size), device, settings),
         "accelerated_render_ms": median_ms(
             lambda: accelerated.render(field, cameras, cfg.neural_size, grid=grid), device, settings),
-        "sr_fp32_ms": median_ms(lambda: model.superres(reference.features[:, :3], reference.features), device, settings),
-        "sr_ms": median_ms(lambda: session.super_resolve(reference.features[:, :3], reference.features), device, settings),
+        "sr_fp32_ms": median_ms(lambda: model.superres(reference.image_raw, reference.features), device, settings),
+        "sr_ms": median_ms(lambda: session.super_resolve(reference.image_raw, reference.features), device, settings),
     }
-    ref_image = model.superres(reference.features[:, :3], reference.features)
-    fast_image = model.superres(fast.features[:, :3], fast.features)
-    stats["agreement_psnr_db"] = psnr_db(ref_image, fast_image)
+    stats["agreement_psnr_db"] = psnr_db(reference.image, fast.image)
     # The editor's whole full-quality frame (accelerated render + its SR) against the reference pipeline.
-    stats["full_agreement_psnr_db"] = psnr_db(ref_image, session.render(lam_values, cameras, quality="full").image)
+    stats["full_agreement_psnr_db"] = psnr_db(reference.image, session.render(lam_values, cameras, quality="full").image)
     stats["sr_bf16"] = float(session.sr_bf16)
     stats["cuda_graphs"] = float(session.cuda_graphs)  # frames replayed as CUDA graphs (reference renderer)
     stats["proposal_samples"] = float(accelerated.proposal_samples or 0)
-    stats["raw_agreement_psnr_db"] = psnr_db(reference.features[:, :3], fast.features[:, :3])
+    stats["raw_agreement_psnr_db"] = psnr_db(reference.image_raw, fast.image_raw)
     stats["speedup"] = stats["reference_render_ms"] / stats["accelerated_render_ms"]
     stats["render_ms"] = stats["accelerated_render_ms"]  # what the editor pays: decoder + volume rendering
     stats["opacity_mean"] = reference.alpha.mean().item()  # how much of the frame the subject fills
@@ -223,15 +224,13 @@ def _bf16_check(model: Export3D, source: torch.Tensor, lam: torch.Tensor, camera
     """bf16 autocast of G (encode + tri-plane): its time and the final image's agreement with fp32."""
     def generate() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            return model.triplane(model.encode(source), model.expression(lam=lam)).float()
+            return model.generate_triplane(source, lam=lam).float()
 
-    planes = model.triplane(model.encode(source), model.expression(lam=lam))
-    exact = model.render(planes, cameras).image
+    exact = model.render(model.generate_triplane(source, lam=lam), cameras).image
     approx = model.render(generate(), cameras).image
     return {
         "bf16_generator_ms": median_ms(generate, device, settings),
-        "fp32_generator_ms": median_ms(
-            lambda: model.triplane(model.encode(source), model.expression(lam=lam)), device, settings),
+        "fp32_generator_ms": median_ms(lambda: model.generate_triplane(source, lam=lam), device, settings),
         "bf16_agreement_psnr_db": psnr_db(exact, approx),
     }
 
@@ -259,13 +258,13 @@ def agreement_sweep(model: Export3D, device: torch.device, acceleration: Acceler
         session.set_portrait(load_portrait(portrait.path, cfg.input_size).image)
         renderer = session.accelerated_renderer
         for lam in ([0.0] * cfg.n_basis, [SWEEP_LAMBDA * (i == index % cfg.n_basis) for i in range(cfg.n_basis)]):
-            field, grid = session.field(session.planes(lam)), session.grid(lam)
+            planes, grid = session.planes(lam), session.grid(lam)
+            field = session.field(planes)
             for yaw, pitch in views:
                 cameras = OrbitCamera(yaw=yaw, pitch=pitch).params(device=device)[None]
-                reference = model.renderer.render(field, cameras, cfg.neural_size)
-                fast = renderer.render(field, cameras, cfg.neural_size, grid=grid)
-                agreement.append(psnr_db(model.superres(reference.features[:, :3], reference.features),
-                                         model.superres(fast.features[:, :3], fast.features)))
+                reference = model.render(planes, cameras, decoder=session.decoder)
+                fast = model.render(planes, cameras, renderer=renderer, grid=grid, decoder=session.decoder)
+                agreement.append(psnr_db(reference.image, fast.image))
                 reference_ms.append(median_ms(lambda: model.renderer.render(field, cameras, cfg.neural_size), device, once))
                 accelerated_ms.append(median_ms(lambda: renderer.render(field, cameras, cfg.neural_size, grid=grid),
                                                 device, once))
@@ -285,8 +284,6 @@ def device_label(device: torch.device) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from export3d_core.view_commands import pick_device
-
     device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,12 +14,14 @@ import torch
 from export3d_core.camera import OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
+from export3d_core.devices import pick_device
+from export3d_core.display import RENDER_MODES, opacity_to_alpha, view_image
 from export3d_core.errors import Export3DError
 from export3d_core.export import (TurntableSettings, sweep_frames, turntable_frames, write_animation,
                                   write_png)
 from export3d_core.model import Export3D
 from export3d_core.portrait import default_portrait, load_portrait
-from export3d_core.session import RENDER_MODES, PortraitSession
+from export3d_core.session import PortraitSession
 
 
 def parse_lambda(text: str | None, n_basis: int) -> list[float]:
@@ -65,18 +67,6 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
 
 
-def pick_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise Export3DError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise Export3DError("CUDA was asked for but is not available")
-    return device
-
-
 def load_model(args: argparse.Namespace) -> Export3D:
     device = pick_device(args.device)
     if args.random_init:
@@ -111,12 +101,10 @@ def run_render(args: argparse.Namespace) -> int:
     session, camera, lam = open_session(args)
     output = session.render(lam, camera)
     cfg = session.config
-    from export3d_core.session import view_image
-
     image = view_image(output, args.mode, cfg.render.ray_start, cfg.render.ray_end)
     alpha = None
     if args.alpha:
-        alpha = (output.alpha[0, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+        alpha = opacity_to_alpha(output.alpha)
         if alpha.shape != image.shape[:2]:
             from PIL import Image
             alpha = np.asarray(Image.fromarray(alpha).resize(image.shape[1::-1], Image.Resampling.BILINEAR))
