@@ -18,7 +18,7 @@ EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 COMMAND_MODULES = (
     ("export3d_core.view_commands", "add_view_commands"),
     ("export3d_core.data.intake", "add_crop_command"),
-    ("export3d_core.data.synthetic", "add_synth_command"),
+    ("export3d_core.data.synth_command", "add_synth_command"),
     ("export3d_core.data.prepare", "add_prepare_command"),
     ("export3d_core.train.commands", "add_train_commands"),
     ("export3d_core.eval.commands", "add_eval_command"),

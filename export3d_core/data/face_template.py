@@ -73,7 +73,7 @@ def build_template() -> np.ndarray:
     """(68, 3) float64: the synthetic generator's neutral mean head, in world units."""
     from export3d_core.data import head_landmarks as hl
     from export3d_core.data.head_mesh import identity_geometry, pose_mesh
-    from export3d_core.data.synthetic import Identity
+    from export3d_core.data.head_identity import Identity
 
     identity = Identity()
     geometry = identity_geometry(identity)
