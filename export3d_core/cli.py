@@ -9,10 +9,7 @@ import argparse
 import importlib
 import sys
 
-from export3d_core.errors import Export3DError
-
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+from export3d_core.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, Export3DError
 
 # (module, registration function): each adds its sub-commands to the parser.
 COMMAND_MODULES = (

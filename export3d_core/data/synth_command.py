@@ -31,7 +31,7 @@ MAX_YAW, MAX_PITCH = np.radians(35.0), np.radians(20.0)  # camera range of the c
 FRAMES_PER_KEY = 4  # expression keyframe spacing: β moves smoothly between keys, like speech
 
 
-# Corpus seeds from here up are reserved for held-out identities (export3d_core/eval/synthetic_views.py).
+# Corpus seeds from here up are reserved for held-out identities (export3d_core/data/synthetic_views.py).
 TRAINING_SEED_LIMIT = 10_000_000
 
 

@@ -56,7 +56,7 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from export3d_core.checkpoint import DEMO_CHECKPOINT
     from export3d_core.eval.harness import EvalConfig
-    from export3d_core.eval.regressor import DEFAULT_REGRESSOR
+    from export3d_core.faces.regressor import DEFAULT_REGRESSOR
     from export3d_core.eval.report import evaluate, format_table
     from export3d_core.data.corpus import write_json_atomic
 

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import torch
 
-from export3d_core.cli import EXIT_INTERRUPTED
 from export3d_core.config import ModelConfig, PRESETS, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
-from export3d_core.errors import Export3DError
+from export3d_core.errors import EXIT_INTERRUPTED, Export3DError
 from export3d_core.train import checkpointing as ckpt
-from export3d_core.train.clebs import (describe_code_information, load_lebs_frozen, pretrain_clebs, read_lebs_extra,
-                                       resolve_clebs_path)
+from export3d_core.nn.code_information import describe_code_information
+from export3d_core.train.clebs import load_lebs_frozen, pretrain_clebs, read_lebs_extra, resolve_clebs_path
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
 from export3d_core.train.face_features import FaceExpressionLoss, load_face_features
 from export3d_core.train.init_from import initial_config, load_grown, read_source_run

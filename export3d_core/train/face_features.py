@@ -1,7 +1,7 @@
 """Face features for the perceptual loss when VGG16 weights are absent.
 
 Owns `FaceFeatures`: the convolution stages of a frozen attribute regressor (the small CNN of
-`eval/regressor.py`, trained on synthetic heads to read expression, pose and identity) used as the
+`faces/regressor.py`, trained on synthetic heads to read expression, pose and identity) used as the
 feature network of `PerceptualLoss`, as VGG16 is in the paper. Its features were learnt to tell
 the small things expressions move (brow edges, furrow lines, mouth corners), which an L2 loss
 averages away. It reads an image as the regressor does, built differentiably: the whole image and
@@ -97,7 +97,7 @@ class FaceExpressionLoss(nn.Module):
 
 def load_face_features(path: str | Path, device: str | torch.device = "cpu") -> FaceFeatures:
     """The frozen conv stages of the attribute regressor file at `path`."""
-    from export3d_core.eval.regressor import load_regressor  # deferred: eval pulls in the renderer helpers
+    from export3d_core.faces.regressor import load_regressor  # deferred: loads the synthetic-data helpers
 
     if not Path(path).is_file():
         raise Export3DError(f"face-feature network not found at {path} (an attribute regressor .safetensors)")
@@ -106,7 +106,7 @@ def load_face_features(path: str | Path, device: str | torch.device = "cpu") -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Train the face-feature network with FACE_NETWORK_SETTINGS and save it to OUT."""
-    from export3d_core.eval.regressor import RegressorConfig, save_regressor, train_regressor
+    from export3d_core.faces.regressor import RegressorConfig, save_regressor, train_regressor
 
     parser = argparse.ArgumentParser(prog="python -m export3d_core.train.face_features",
                                      description="Train the network of `export3d train --face-features`.")

@@ -158,7 +158,7 @@ def test_sessions_on_two_threads_capture_and_replay_side_by_side() -> None:
 
 def test_attribute_regressor_on_the_gpu_reads_images_as_on_the_cpu() -> None:
     """`export3d eval --device cuda` crashed here: predictions came back to the CPU, buffers stayed on the GPU."""
-    from export3d_core.eval.regressor import DEFAULT_REGRESSOR, load_regressor
+    from export3d_core.faces.regressor import DEFAULT_REGRESSOR, load_regressor
 
     image = load_portrait(default_portrait().path, 128).image
     on_gpu = load_regressor(DEFAULT_REGRESSOR, CUDA).predict([image])
