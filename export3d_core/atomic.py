@@ -6,11 +6,13 @@ no temporary file behind. The result gets ordinary permissions (0666 minus the u
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -47,3 +49,8 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_json_atomic(target: str | os.PathLike, data: Any) -> Path:
+    """`data` as JSON (indent 1: readable, small), written atomically."""
+    return write_text_atomic(target, json.dumps(data, indent=1))

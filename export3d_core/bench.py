@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 import resource
 import statistics
 import time
@@ -21,10 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from export3d_core.acceleration import Acceleration
-from export3d_core.camera import OrbitCamera
+from export3d_core.atomic import write_json_atomic
+from export3d_core.camera import ORBIT_PITCH_AMPLITUDE, OrbitCamera, orbit_path
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
 from export3d_core.devices import pick_device
+from export3d_core.metrics import psnr_db
 from export3d_core.model import Export3D
 from export3d_core.render.triplane import sample_triplane
 from export3d_core.session import PortraitSession
@@ -52,12 +52,6 @@ def median_ms(fn: Callable[[], object], device: torch.device, settings: BenchSet
         _sync(device)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
-
-
-def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR of two images in [-1, 1] (peak-to-peak 2)."""
-    mse = (a.float() - b.float()).square().mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -136,8 +130,8 @@ def shape_random_model(model: Export3D, source: torch.Tensor, settings: ShapeSet
 
 def _orbit(step: int) -> OrbitCamera:
     """A new camera every call, as in a drag (EG3D's orbit video path)."""
-    t = step / 16
-    return OrbitCamera(yaw=0.35 * math.sin(2 * math.pi * t), pitch=0.25 * math.cos(2 * math.pi * t) * 0.5)
+    yaw, pitch = orbit_path(step / 16, pitch_amp=ORBIT_PITCH_AMPLITUDE / 2)
+    return OrbitCamera(yaw=yaw, pitch=pitch)
 
 
 def bench_source(model: Export3D, device: torch.device, trained: bool) -> torch.Tensor:
@@ -298,7 +292,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for key, value in sweep.items():
             print(f"  {key:26s}{value}")
         if args.json:
-            Path(args.json).write_text(json.dumps(sweep, indent=1), encoding="utf-8")
+            write_json_atomic(args.json, sweep)
         return 0
     if args.forward:
         for preset in args.presets:
@@ -310,7 +304,7 @@ def run_bench(args: argparse.Namespace) -> int:
                            shape=ShapeSettings(steps=args.shape_steps), acceleration=acceleration)
     _print_table(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        write_json_atomic(args.json, report)
         print(f"wrote {args.json}")
     return 0
 

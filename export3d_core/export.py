@@ -6,7 +6,6 @@ export never leaves a half-written file, and they refuse to overwrite unless ask
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from export3d_core.atomic import atomic_path
-from export3d_core.camera import OrbitCamera, orbit_path
+from export3d_core.camera import ORBIT_PITCH_AMPLITUDE, ORBIT_YAW_AMPLITUDE, OrbitCamera, orbit_path, yaw_sweep
 from export3d_core.errors import Export3DError
 from export3d_core.session import PortraitSession
 
@@ -31,8 +30,8 @@ class TurntableSettings:
     frames: int = 60
     fps: int = 30
     path: str = "orbit"  # "orbit" (EG3D's yaw/pitch ellipse) or "yaw" (a plain yaw sweep)
-    yaw_amplitude: float = 0.35  # radians
-    pitch_amplitude: float = 0.25  # radians, orbit path only
+    yaw_amplitude: float = ORBIT_YAW_AMPLITUDE  # radians
+    pitch_amplitude: float = ORBIT_PITCH_AMPLITUDE  # radians, orbit path only
     loop: bool = True  # GIF loops forever
 
     def __post_init__(self) -> None:
@@ -51,7 +50,7 @@ def turntable_cameras(base: OrbitCamera, settings: TurntableSettings) -> list[Or
         if settings.path == "orbit":
             yaw, pitch = orbit_path(t, settings.yaw_amplitude, settings.pitch_amplitude)
         else:
-            yaw, pitch = settings.yaw_amplitude * math.sin(2 * math.pi * t), 0.0
+            yaw, pitch = yaw_sweep(t, settings.yaw_amplitude)
         cameras.append(base.replace(yaw=base.yaw + yaw, pitch=base.pitch + pitch))
     return cameras
 

@@ -67,6 +67,14 @@ def psnr(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> Tensor:
     return -10.0 * torch.log10(error)
 
 
+def psnr_db(a: Tensor, b: Tensor, peak_to_peak: float = 2.0) -> float:
+    """PSNR in dB of two whole tensors, unclamped and uncapped (identical tensors: inf): how closely
+    two renderings of one frame agree before any display clamp. Model images in [-1, 1] have
+    peak-to-peak 2, so this equals `psnr` on images that stay inside that range."""
+    error = (a.float() - b.float()).square().mean().item()
+    return math.inf if error == 0 else 10 * math.log10(peak_to_peak ** 2 / error)
+
+
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
     """Normalised 2-D Gaussian window, float64 (size, size)."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
@@ -142,5 +150,5 @@ def ratio_over_groups(numerators: np.ndarray, denominators: np.ndarray, groups: 
     return ratio, float(ratios.std(ddof=1))
 
 
-__all__ = ["to_unit", "mse", "psnr", "gaussian_window", "ssim", "l1_distance", "cosine_similarity", "mean",
+__all__ = ["to_unit", "mse", "psnr", "psnr_db", "gaussian_window", "ssim", "l1_distance", "cosine_similarity", "mean",
            "ratio_over_groups"]

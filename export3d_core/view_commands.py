@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export3d_core.camera import OrbitCamera
+from export3d_core.camera import DEFAULT_FOV_DEG, DEFAULT_RADIUS, ORBIT_YAW_AMPLITUDE, OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
 from export3d_core.devices import pick_device
@@ -60,8 +60,9 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lam", help="coefficients, e.g. v1=2.5,v3=-4 (others 0)")
     parser.add_argument("--yaw", type=float, default=0.0, help="degrees, + moves the camera to the right")
     parser.add_argument("--pitch", type=float, default=0.0, help="degrees, + moves the camera up")
-    parser.add_argument("--radius", type=float, default=2.7)
-    parser.add_argument("--fov", type=float, default=18.837, help="vertical field of view in degrees")
+    parser.add_argument("--radius", type=float, default=DEFAULT_RADIUS, help="camera distance from the pivot")
+    parser.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
+                        help="diagonal field of view in degrees (EG3D's convention: 18.837 = focal 4.2647)")
     parser.add_argument("--mode", choices=RENDER_MODES, default="final")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("-o", "--output", type=Path, required=True)
@@ -152,7 +153,7 @@ def add_view_commands(subparsers) -> None:
     turntable.add_argument("--fps", type=int, default=30)
     turntable.add_argument("--path", choices=("orbit", "yaw"), default="orbit",
                            help="EG3D's orbit (yaw and pitch) or a plain yaw sweep")
-    turntable.add_argument("--amplitude", type=float, default=math.degrees(0.35), help="yaw amplitude in degrees")
+    turntable.add_argument("--amplitude", type=float, default=math.degrees(ORBIT_YAW_AMPLITUDE), help="yaw amplitude in degrees")
     turntable.set_defaults(handler=run_turntable)
 
     sweep = subparsers.add_parser("sweep", help="sweep one basis coefficient into a GIF/MP4 or a PNG strip")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export3d_core.data.corpus import write_json_atomic
+from export3d_core.atomic import write_json_atomic
 
 PORTRAIT_SEED = 30_000_000  # identity seeds of the demo portraits: disjoint from training, evaluation (10M) and the regressor (20M)
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "resources" / "portraits"

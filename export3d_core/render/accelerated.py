@@ -52,7 +52,7 @@ from torch import Tensor
 
 from export3d_core.config import RenderConfig
 from export3d_core.render.marcher import MarchResult, composite, expected_depth, interval_alpha, interval_weights
-from export3d_core.render.renderer import (FieldFn, RenderResult, VolumeRenderer, chunked_field, coarse_depths,
+from export3d_core.render.renderer import (FieldFn, VolumeImages, VolumeRenderer, chunked_field, coarse_depths,
                                            query_field, render_chunks, sample_points, to_images)
 from export3d_core.render.sampling import gather_merged, importance_depths, merge_depths
 
@@ -215,7 +215,7 @@ class AcceleratedRenderer:
         chunk: int | None = None,
         generator: torch.Generator | None = None,
         grid: OccupancyGrid | None = None,
-    ) -> RenderResult:
+    ) -> VolumeImages:
         """Render cameras (B, 25) like `VolumeRenderer.render`; `grid` from `build_grid` skips empty space."""
         if grid is not None and grid.occupied.shape[0] != cameras.shape[0]:
             raise ValueError(f"grid is for batch {grid.occupied.shape[0]}, cameras for {cameras.shape[0]}")

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from export3d_core.bench import BenchSettings, ShapeSettings, bench_presets, blob_target, psnr_db
+from export3d_core.bench import BenchSettings, ShapeSettings, bench_presets, blob_target
+from export3d_core.metrics import psnr_db
 
 KEYS = ("encode_ms", "triplane_ms", "render_ms", "sr_ms", "preview_ms", "full_ms", "lambda_change_ms",
         "reference_render_ms", "accelerated_render_ms", "speedup", "agreement_psnr_db", "peak_mem_mb")
