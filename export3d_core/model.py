@@ -15,7 +15,8 @@ from export3d_core.nn.decoder import TriplaneDecoder
 from export3d_core.nn.generator import Appearance, HybridTriplaneGenerator
 from export3d_core.nn.lebs import LeBS
 from export3d_core.nn.superres import SuperResolution
-from export3d_core.render.accelerated import AcceleratedRenderer, OccupancyGrid
+from export3d_core.render.accelerated import AcceleratedRenderer
+from export3d_core.render.occupancy import OccupancyGrid
 from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field, rays_per_pass
 from export3d_core.render.sparsity import free_space_opacity
 from export3d_core.render.triplane import sample_triplane

@@ -29,7 +29,7 @@ from export3d_core.devices import native_bf16
 # Display conversion is imported from here by many callers; it is defined in `display.py`.
 from export3d_core.display import RENDER_MODES, image_to_tensor, tensor_to_image, view_image
 from export3d_core.model import Export3D, RenderOutput
-from export3d_core.render.accelerated import OccupancyGrid
+from export3d_core.render.occupancy import OccupancyGrid
 from export3d_core.render.renderer import FieldFn, VolumeRenderer
 
 QUALITIES = ("full", "preview")

@@ -3,7 +3,8 @@
 `VolumeRenderer` is the reference (EG3D's scheme); `AcceleratedRenderer` renders the same image
 faster by skipping empty space (an `OccupancyGrid`) and terminating opaque rays early.
 """
-from export3d_core.render.accelerated import AcceleratedRenderer, OccupancyGrid
+from export3d_core.render.accelerated import AcceleratedRenderer
+from export3d_core.render.occupancy import OccupancyGrid
 from export3d_core.render.marcher import MarchResult, composite
 from export3d_core.render.rays import generate_rays
 from export3d_core.render.renderer import FieldFn, VolumeImages, VolumeRenderer

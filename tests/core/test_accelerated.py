@@ -273,7 +273,7 @@ def test_proposal_uniform_samples_join_the_placed_ones() -> None:
 def test_proposal_mode_evaluates_a_large_soft_body_ray_by_ray() -> None:
     """Soft matter filling most of the grid but not all: rays that meet it are evaluated densely,
     the others stay empty."""
-    from export3d_core.render.accelerated import SPARSE_BELOW
+    from export3d_core.render.proposals import SPARSE_BELOW
 
     planes_field, _ = triplane_field(seed=8)
 
@@ -296,7 +296,7 @@ def test_proposal_mode_evaluates_a_large_soft_body_ray_by_ray() -> None:
 
 
 def test_weight_spread_counts_the_intervals_that_hold_the_weight() -> None:
-    from export3d_core.render.accelerated import weight_spread
+    from export3d_core.render.proposals import weight_spread
 
     weights = torch.zeros(1, 3, 20, 1)
     weights[0, 0, 7] = 0.9  # a surface: one interval
