@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     ("export3d_core.view_commands", "add_view_commands"),
     ("export3d_core.data.intake", "add_crop_command"),
     ("export3d_core.data.synth_command", "add_synth_command"),
+    ("export3d_core.data.demo_portraits", "add_demo_portraits_command"),
     ("export3d_core.data.prepare", "add_prepare_command"),
     ("export3d_core.train.commands", "add_train_commands"),
     ("export3d_core.eval.commands", "add_eval_command"),

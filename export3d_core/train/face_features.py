@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export3d_core.errors import Export3DError
+from export3d_core.errors import EXIT_USER_ERROR, Export3DError
 
 # RegressorConfig overrides of the face-feature network: identities the evaluation regressor
 # (0..4099) never saw, another seed; fewer identities and steps than it, since the loss needs its
@@ -104,21 +104,37 @@ def load_face_features(path: str | Path, device: str | torch.device = "cpu") -> 
     return FaceFeatures(load_regressor(path, "cpu")).to(device)
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_face_features_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `export3d train-face-features OUT`."""
+    parser = subparsers.add_parser("train-face-features", help="train the network of `export3d train --face-features`",
+                                   description="Train the network of `export3d train --face-features` on synthetic "
+                                               "renders and save it to OUT.")
+    parser.add_argument("out", help="where to write the regressor (.safetensors); it must not exist yet")
+    parser.set_defaults(handler=run_train_face_features)
+
+
+def run_train_face_features(args: argparse.Namespace) -> int:
     """Train the face-feature network with FACE_NETWORK_SETTINGS and save it to OUT."""
     from export3d_core.faces.regressor import RegressorConfig, save_regressor, train_regressor
 
-    parser = argparse.ArgumentParser(prog="python -m export3d_core.train.face_features",
-                                     description="Train the network of `export3d train --face-features`.")
-    parser.add_argument("out", help="where to write the regressor (.safetensors); it must not exist yet")
-    args = parser.parse_args(argv)
     if Path(args.out).exists():
-        print(f"error: {args.out} exists; choose another path or remove it", file=sys.stderr)
-        return 2
+        raise Export3DError(f"{args.out} exists; choose another path or remove it")
     print("training the face-feature network on synthetic renders (about 13 min on 2 CPU cores)", file=sys.stderr)
     save_regressor(train_regressor(RegressorConfig(**FACE_NETWORK_SETTINGS)), args.out)
     print(f"saved {args.out}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m export3d_core.train.face_features OUT`: the same as `export3d train-face-features OUT`."""
+    parser = argparse.ArgumentParser(prog="python -m export3d_core.train.face_features")
+    add_face_features_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train-face-features", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return run_train_face_features(args)
+    except Export3DError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":
