@@ -139,3 +139,22 @@ def test_core_imports_no_qt_and_no_app() -> None:
     qt = [f"{name} imports {package}" for name in MODULES for package in imports_of(name)[1]
           if package in QT_PACKAGES]
     assert not qt, "\n".join(qt)
+
+
+def closure(name: str) -> set[str]:
+    """Every core module `name` imports, directly or through others."""
+    seen, todo = set(), [name]
+    while todo:
+        for dep in GRAPH.get(todo.pop(), ()):
+            if dep and dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def test_the_editors_inference_path_loads_no_training_evaluation_or_synthetic_data_code() -> None:
+    # What the editor imports to render and to read an expression off a photo.
+    for name in ("session", "export", "expression_estimate", "portrait", "lambda_units"):
+        heavy = sorted(dep for dep in closure(name)
+                       if dep.split(".")[0] in ("eval", "train", "bench") or dep.startswith("data.synth"))
+        assert not heavy, f"{name} pulls in {heavy}"

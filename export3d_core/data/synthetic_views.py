@@ -22,12 +22,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from export3d_core.camera import OrbitCamera
+from export3d_core.camera import POSE_DIM, OrbitCamera
 from export3d_core.data.synth_command import TRAINING_SEED_LIMIT  # `export3d synth --seed S` needs S below it
 
 HELDOUT_SEED = TRAINING_SEED_LIMIT  # corpus seed of the held-out evaluation identities (10,000,000)
 REGRESSOR_SEED = 20_000_000  # corpus seed of the attribute regressor's identities
-POSE_DIM = 2  # (yaw, pitch), radians
 
 
 def identity_rng(corpus_seed: int, index: int) -> np.random.Generator:

@@ -23,7 +23,7 @@ _EXPORTS = {
     "cosine_similarity": "export3d_core.metrics",
     "AttributeRegressor": "export3d_core.faces.regressor",
     "RegressorConfig": "export3d_core.faces.regressor",
-    "build_or_load_regressor": "export3d_core.faces.regressor",
+    "build_or_load_regressor": "export3d_core.faces.regressor_training",
     "EvalConfig": "export3d_core.eval.harness",
     "Harness": "export3d_core.eval.harness",
     "evaluate": "export3d_core.eval.report",

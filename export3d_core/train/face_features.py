@@ -97,7 +97,7 @@ class FaceExpressionLoss(nn.Module):
 
 def load_face_features(path: str | Path, device: str | torch.device = "cpu") -> FaceFeatures:
     """The frozen conv stages of the attribute regressor file at `path`."""
-    from export3d_core.faces.regressor import load_regressor  # deferred: loads the synthetic-data helpers
+    from export3d_core.faces.regressor import load_regressor  # deferred: only runs that ask for it load it
 
     if not Path(path).is_file():
         raise Export3DError(f"face-feature network not found at {path} (an attribute regressor .safetensors)")
@@ -115,7 +115,8 @@ def add_face_features_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train_face_features(args: argparse.Namespace) -> int:
     """Train the face-feature network with FACE_NETWORK_SETTINGS and save it to OUT."""
-    from export3d_core.faces.regressor import RegressorConfig, save_regressor, train_regressor
+    from export3d_core.faces.regressor import RegressorConfig, save_regressor
+    from export3d_core.faces.regressor_training import train_regressor
 
     if Path(args.out).exists():
         raise Export3DError(f"{args.out} exists; choose another path or remove it")

@@ -21,7 +21,8 @@ from export3d_core.eval.clips import generate_heldout, load_corpus
 from export3d_core.eval.commands import add_eval_command
 from export3d_core.eval.harness import EvalConfig
 from export3d_core.metrics import cosine_similarity, l1_distance, psnr, ratio_over_groups, ssim, to_unit
-from export3d_core.faces.regressor import RegressorConfig, build_or_load_regressor, load_regressor
+from export3d_core.faces.regressor import RegressorConfig, load_regressor
+from export3d_core.faces.regressor_training import build_or_load_regressor
 from export3d_core.eval.report import evaluate, format_table
 
 RES = 64  # side of the test heads (= the tiny model's input and output side)
@@ -174,7 +175,7 @@ def test_regressor_loads_what_was_built(regressor_path, clips):
 def test_expression_weight_trades_fit_between_the_heads():
     import dataclasses
 
-    from export3d_core.faces.regressor import RenderSet, fit_regressor
+    from export3d_core.faces.regressor_training import RenderSet, fit_regressor
 
     rng = np.random.default_rng(0)
     cfg = dataclasses.replace(TINY_REGRESSOR, identity_dim=5, identity_names=tuple("abcde"), steps=60,

@@ -121,7 +121,7 @@ def test_train_flag_adds_the_perceptual_terms(regressor_file: Path, tmp_path: Pa
 
 
 def test_regressor_training_starts_at_first_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    from export3d_core.faces import regressor as regressor_module
+    from export3d_core.faces import regressor_training as regressor_module
 
     real_render_set, ranges = regressor_module.render_set, []
 
