@@ -158,3 +158,10 @@ def test_the_editors_inference_path_loads_no_training_evaluation_or_synthetic_da
         heavy = sorted(dep for dep in closure(name)
                        if dep.split(".")[0] in ("eval", "train", "bench") or dep.startswith("data.synth"))
         assert not heavy, f"{name} pulls in {heavy}"
+
+
+def test_every_public_name_resolves() -> None:
+    import export3d_core
+
+    for name in export3d_core.__all__:
+        assert getattr(export3d_core, name) is not None, name

@@ -55,7 +55,7 @@ def test_agreement_sweep_reports_every_frame_and_exact_mode_agrees():
     from export3d_core import Export3D, ModelConfig
     from export3d_core.bench import agreement_sweep
     from export3d_core.portrait import default_portrait
-    from export3d_core.session import Acceleration
+    from export3d_core.acceleration import Acceleration
 
     torch.manual_seed(0)
     model = Export3D(ModelConfig.preset("tiny"))
@@ -74,7 +74,7 @@ def test_shipped_demo_model_agrees_within_40_db_at_the_session_defaults():
     from export3d_core.bench import agreement_sweep
     from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
     from export3d_core.portrait import default_portrait
-    from export3d_core.session import Acceleration
+    from export3d_core.acceleration import Acceleration
 
     model = load_checkpoint(DEMO_CHECKPOINT)[0]
     views = ((0.3, 0.1), (0.0, 0.0))  # the bench frame and the frontal view

@@ -19,7 +19,8 @@ from export3d_core.config import ModelConfig, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.model import Export3D
 from export3d_core.portrait import default_portrait, load_portrait
-from export3d_core.session import Acceleration, PortraitSession
+from export3d_core.acceleration import Acceleration
+from export3d_core.session import PortraitSession
 from export3d_core.train.ddp import DistInfo
 from export3d_core.train.logs import LOG_FILE, read_jsonl
 from export3d_core.train.loop import Trainer

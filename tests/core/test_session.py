@@ -5,7 +5,9 @@ import torch
 
 from export3d_core import OrbitCamera
 from export3d_core.render.accelerated import AcceleratedRenderer
-from export3d_core.session import Acceleration, PortraitSession, RENDER_MODES, image_to_tensor, tensor_to_image
+from export3d_core.acceleration import Acceleration
+from export3d_core.display import RENDER_MODES, image_to_tensor, tensor_to_image
+from export3d_core.session import PortraitSession
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def test_reference_renderer_option_builds_no_grid_and_agrees(tiny_model):
 
 
 def test_sr_in_bf16_agrees_with_fp32_and_can_be_switched(tiny_model):
-    from export3d_core.session import Acceleration, native_bf16
+    from export3d_core.devices import native_bf16
 
     image = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     frames = {}
