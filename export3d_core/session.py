@@ -170,13 +170,11 @@ class PortraitSession:
         self._cache.counters.render += 1
         if self.cuda_graphs:
             return self._graphed(quality, planes, cameras)
-        kwargs = {}
-        if self.renderer == "accelerated":
-            kwargs["grid"] = self.grid(lam)
+        grid = self.grid(lam) if self.renderer == "accelerated" else None
         if quality == "full":
             renderer = self.accelerated_renderer if self.renderer == "accelerated" else self.model.renderer
-            return self._render(planes, cameras, None, renderer, kwargs)
-        return self._render(planes, cameras, self._preview_size(), self._preview_renderers[self.renderer], kwargs)
+            return self._render(planes, cameras, None, renderer, grid)
+        return self._render(planes, cameras, self._preview_size(), self._preview_renderers[self.renderer], grid)
 
     def _graphed(self, quality: str, planes: Tensor, cameras: Tensor) -> RenderOutput:
         """The reference renderer's frame of `quality`, replayed from its CUDA graph."""
@@ -188,17 +186,18 @@ class PortraitSession:
                 size, renderer = self._preview_size(), self._preview_renderers["reference"]
 
             def frame(planes: Tensor, cameras: Tensor) -> tuple[Tensor, ...]:
-                out = self._render(planes, cameras, size, renderer, {})
+                out = self._render(planes, cameras, size, renderer)
                 return out.image, out.image_raw, out.depth, out.alpha, out.features
 
             graph = self._graphs[quality] = GraphedCall(frame, planes, cameras)
             self._cache.counters.graph_captures += 1
         return RenderOutput(*graph(planes, cameras))
 
-    def _render(self, planes: Tensor, cameras: Tensor, size: int | None, renderer, kwargs: dict) -> RenderOutput:
+    def _render(self, planes: Tensor, cameras: Tensor, size: int | None, renderer,
+                grid: OccupancyGrid | None = None) -> RenderOutput:
         """`Export3D.render` with the session's decoder (compiled or not) and SR precision."""
-        return self.model.render(planes, cameras, neural_size=size, renderer=renderer, decoder=self._decoder,
-                                 sr_bf16=self.sr_bf16, **kwargs)
+        return self.model.render(planes, cameras, neural_size=size, renderer=renderer, grid=grid,
+                                 decoder=self._decoder, sr_bf16=self.sr_bf16)
 
     def super_resolve(self, image_raw: Tensor, features: Tensor) -> Tensor:
         """The model's SR at the session's precision (bench times it against fp32)."""
