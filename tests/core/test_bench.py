@@ -70,7 +70,7 @@ def test_agreement_sweep_reports_every_frame_and_exact_mode_agrees():
 
 def test_shipped_demo_model_agrees_within_40_db_at_the_session_defaults():
     """The performance issue's promise on the model users get: a new release that needs other
-    acceleration settings fails here (the sixth did at 1/8 evenly spaced samples: 38.1 dB)."""
+    acceleration settings fails here (one with thinner surfaces did at 1/8 evenly spaced samples: 38.1 dB)."""
     from export3d_core.bench import agreement_sweep
     from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
     from export3d_core.portrait import default_portrait
