@@ -10,8 +10,8 @@ deterministic stratified depths, the same importance sampling, the same composit
 
 - empty space: an `OccupancyGrid`, built once per radiance field (i.e. per tri-plane) by
   `build_grid` over 1.5x the tri-plane box (rays start and end outside it), marks the cells
-  where the density can exceed a small threshold. A sample is
-  evaluated when it, or a neighbour along its ray, lies in an occupied cell (the compositing
+  where the density can exceed a small threshold. A sample is evaluated when it, or a
+  neighbour along its ray, lies in an occupied cell (the compositing
   averages neighbouring raw densities, so the last empty sample before a surface matters);
   the others get a raw density so low that their intervals are transparent, which they
   nearly are (density < threshold). Points outside the grid are always evaluated.
@@ -21,19 +21,10 @@ deterministic stratified depths, the same importance sampling, the same composit
 
 Opt-in approximations make it faster where the image allows (the bench reports the agreement):
 
-- `proposal_samples` (what the session uses): the grid also keeps the densities it measured at
-  its corners, and the coarse pass is computed from them (trilinearly) instead of from the
-  field, as a proposal network would. `proposal_samples` importance samples per ray are drawn
-  from those weights and, with `proposal_uniform` evenly spaced ones (thin features the coarse
-  grid blurs away), only they are evaluated. Where matter is compact (a grid less than
-  `SPARSE_BELOW` occupied) they are marched as above, empty ones skipped and opaque rays
-  stopped; in a fuller, softer field they are evaluated densely for every ray that meets an
-  occupied cell (the others stay empty), because the bookkeeping would cost more than it saves.
-  In a fuller field, with `soft_spread`, rays whose grid weights are spread out (99 % of their
-  weight over more than `soft_spread` coarse intervals, see `weight_spread`: fog, hair,
-  silhouettes) are rendered with the reference's own samples instead, a coarse pass from the
-  field and its importance pass: a few proposal samples match the reference on a surface, but
-  not in a thick, grainy medium (on the demo model those rays held 80 % of the error).
+- `proposal_samples` (what the session uses): the grid's corner densities replace the coarse
+  pass, and only `proposal_samples` importance samples per ray drawn from them (plus
+  `proposal_uniform` evenly spaced ones) are evaluated; rays whose grid weights spread over more
+  than `soft_spread` coarse intervals take the reference's own samples (`proposals` explains).
 - `fine_samples` draws fewer importance samples than the reference (same pdf, so they still
   crowd the surface), and `fine_skip_alpha` skips the importance pass of rays whose coarse
   opacity stays below it (background rays).
