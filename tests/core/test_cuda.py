@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_dataset import write_toy_corpus
 
-from export3d_core.bench import BenchSettings, ShapeSettings, bench_presets, psnr_db
+from export3d_core.bench import BenchSettings, ShapeSettings, bench_presets
 from export3d_core.camera import OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig, TrainConfig
@@ -24,6 +24,7 @@ from export3d_core.session import PortraitSession
 from export3d_core.train.ddp import DistInfo
 from export3d_core.train.logs import LOG_FILE, read_jsonl
 from export3d_core.train.loop import Trainer
+from export3d_core.metrics import psnr_db
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -121,3 +121,14 @@ def test_cuda_graphs_are_a_cuda_only_path(tiny_model) -> None:
     assert Acceleration().cuda_graphs and not session.cuda_graphs  # asked for, but this is a CPU
     with pytest.raises(ValueError, match="CUDA tensors"):
         GraphedCall(lambda x: (x * 2,), torch.zeros(2))
+
+
+def test_session_frames_are_export3d_render_frames(session):
+    """One render path: the session's frame is `Export3D.render` with the session's renderer, grid
+    and SR precision (the session adds only caches)."""
+    lam = [0.5] * 10
+    camera = OrbitCamera(yaw=0.2, pitch=-0.1)
+    frame = session.render(lam, camera).image
+    direct = session.model.render(session.planes(lam), camera.params()[None], renderer=session.accelerated_renderer,
+                                  grid=session.grid(lam), sr_bf16=session.sr_bf16).image
+    assert torch.equal(frame, direct)
