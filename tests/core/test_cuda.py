@@ -12,19 +12,19 @@ import pytest
 import torch
 from test_dataset import write_toy_corpus
 
+from export3d_core.acceleration import Acceleration
 from export3d_core.bench import BenchSettings, ShapeSettings, bench_presets
 from export3d_core.camera import OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.model import Export3D
+from export3d_core.metrics import psnr_db
 from export3d_core.portrait import default_portrait, load_portrait
-from export3d_core.acceleration import Acceleration
 from export3d_core.session import PortraitSession
 from export3d_core.train.ddp import DistInfo
 from export3d_core.train.logs import LOG_FILE, read_jsonl
 from export3d_core.train.loop import Trainer
-from export3d_core.metrics import psnr_db
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
