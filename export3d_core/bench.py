@@ -399,5 +399,5 @@ def add_bench_command(subparsers) -> None:
     parser.set_defaults(handler=run_bench)
 
 
-__all__ = ["BenchSettings", "ShapeSettings", "agreement_sweep", "bench_model", "bench_presets", "psnr_db",
+__all__ = ["BenchSettings", "ShapeSettings", "agreement_sweep", "bench_model", "bench_presets",
            "shape_random_model", "add_bench_command"]
