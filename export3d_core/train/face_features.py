@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from export3d_core.atomic import check_writable
 from export3d_core.errors import EXIT_USER_ERROR, Export3DError
 
 # RegressorConfig overrides of the face-feature network: identities the evaluation regressor
@@ -120,6 +121,7 @@ def run_train_face_features(args: argparse.Namespace) -> int:
 
     if Path(args.out).exists():
         raise Export3DError(f"{args.out} exists; choose another path or remove it")
+    check_writable(args.out)  # before 13 minutes of training, not after
     print("training the face-feature network on synthetic renders (about 13 min on 2 CPU cores)", file=sys.stderr)
     save_regressor(train_regressor(RegressorConfig(**FACE_NETWORK_SETTINGS)), args.out)
     print(f"saved {args.out}", file=sys.stderr)
