@@ -18,7 +18,7 @@ from export3d_core.errors import Export3DError
 from app import menus
 from app.editor import EditorController
 from app.export_jobs import ExportJob, ExportSpec
-from app.presets import load_library, save_library
+from app.presets import PresetLibrary
 from app.render_service import REST_MS, RenderResult
 from app.state import ViewCamera
 from app.widgets.camera_panel import CameraPanel
@@ -159,7 +159,7 @@ class MainWindow(QMainWindow):
         self.explorer.lam_selected.connect(lambda lam: c.apply_lam(lam, "Apply explorer cell"))
         self.presets_panel.apply_requested.connect(c.apply_preset)
         self.presets_panel.save_requested.connect(c.save_preset)
-        self.presets_panel.presets_changed.connect(c.set_presets)
+        self.presets_panel.delete_requested.connect(c.delete_preset)
         self.presets_panel.thumbnails_requested.connect(
             lambda items: c.render_jobs("presets", [(i, p.lam) for i, p in items if len(p.lam) == state.n_basis]))
 
@@ -169,18 +169,7 @@ class MainWindow(QMainWindow):
         return Path(self.settings.fileName()).parent / PRESETS_FILENAME
 
     def _load_preset_library(self) -> None:
-        try:
-            self.controller.set_presets(load_library(self.presets_file))
-        except Export3DError as exc:
-            self.show_error(str(exc))
-        # Connected after loading so that reading the library never rewrites it.
-        self.controller.presets_changed.connect(self._save_preset_library)
-
-    def _save_preset_library(self, presets) -> None:
-        try:
-            save_library(self.presets_file, presets)
-        except OSError as exc:
-            self.statusBar().showMessage(f"could not save presets: {exc}", STATUS_MS)
+        self.controller.attach_library(PresetLibrary(self.presets_file))
 
     # -- camera gestures ---------------------------------------------------------------------------
     def _orbit_start(self) -> None:
@@ -239,7 +228,7 @@ class MainWindow(QMainWindow):
         self.portrait_info.setText(str(path) if path else "built-in placeholder (no demo portrait shipped)")
         if path:
             menus.add_recent(self, Path(path))
-        self.presets_panel.set_presets(self.controller.presets)
+        self.controller.refresh_presets()
         if self.explore_on_load:
             self.explorer.set_context(self.state.lam, self.state.names)
             self.explorer.request()
