@@ -51,6 +51,9 @@ def build_menus(window: MainWindow) -> None:
     _action(window, file_menu, "Open project…", lambda: open_project(window), "Ctrl+P")
     _action(window, file_menu, "Save project", lambda: save_project(window, False), "Ctrl+S")
     _action(window, file_menu, "Save project as…", lambda: save_project(window, True), "Ctrl+Shift+S")
+    window.import_presets_action = _action(
+        window, file_menu, "Import project presets into library", window.controller.import_project_presets,
+        tip="Add the open project's presets to the preset library shared by all projects")
     file_menu.addSeparator()
     _action(window, file_menu, "Export still PNG…", lambda: export_still(window), "Ctrl+E",
             "The current view at final resolution")
