@@ -117,6 +117,8 @@ class MainWindow(QMainWindow):
         c.frame_shown.connect(self._show_frame)
         c.status.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         c.error.connect(self.show_error)
+        for panel in (self.coefficients, self.camera_panel):
+            panel.message.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         c.model_changed.connect(self._on_model)
         c.portrait_loaded.connect(self._on_portrait)
         c.no_face.connect(lambda exc: self.ask_manual_crop(exc))
