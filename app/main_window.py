@@ -15,7 +15,8 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, Q
 
 from export3d_core.errors import Export3DError
 
-from app import menus
+from app import menus, unsaved
+from app.autosave import DEFAULT_INTERVAL_S, INTERVAL_KEY, Autosaver
 from app.editor import EditorController
 from app.export_jobs import ExportJob, ExportSpec
 from app.presets import PresetLibrary
@@ -56,6 +57,9 @@ class MainWindow(QMainWindow):
         menus.build_menus(self)
         self._wire()
         self._load_preset_library()
+        self._recovered = False  # the state came from a crash's autosave: unsaved until saved
+        self.autosaver = Autosaver(self.settings_folder, self._unsaved_project, self._autosave_interval(), self)
+        self.autosaver.failed.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         self._update_title()
 
     # -- composition -------------------------------------------------------------------------------
@@ -124,7 +128,9 @@ class MainWindow(QMainWindow):
         c.no_face.connect(lambda exc: self.ask_manual_crop(exc))
         c.presets_changed.connect(self.presets_panel.set_presets)
         c.job_ready.connect(self._on_job)
-        c.undo_stack.cleanChanged.connect(lambda _: self._update_title())
+        # A bound method, not a lambda: Qt drops it with the window, so the undo stack's last signal
+        # while it is destroyed after the window cannot reach a deleted MainWindow.
+        c.undo_stack.cleanChanged.connect(self._update_title)
 
         state.lam_changed.connect(self.coefficients.set_values)
         state.lam_changed.connect(self.chart.set_values)
@@ -167,8 +173,12 @@ class MainWindow(QMainWindow):
 
     # -- preset library ----------------------------------------------------------------------------
     @property
+    def settings_folder(self) -> Path:
+        return Path(self.settings.fileName()).parent
+
+    @property
     def presets_file(self) -> Path:
-        return Path(self.settings.fileName()).parent / PRESETS_FILENAME
+        return self.settings_folder / PRESETS_FILENAME
 
     def _load_preset_library(self) -> None:
         self.controller.attach_library(PresetLibrary(self.presets_file))
@@ -228,6 +238,7 @@ class MainWindow(QMainWindow):
 
     def _on_portrait(self, path) -> None:
         self.portrait_info.setText(str(path) if path else "built-in placeholder (no demo portrait shipped)")
+        self._recovered = False
         if path:
             menus.add_recent(self, Path(path))
         self.controller.refresh_presets()
@@ -236,9 +247,33 @@ class MainWindow(QMainWindow):
             self.explorer.request()
         self._update_title()
 
-    def _update_title(self) -> None:
+    # -- unsaved changes and autosave ------------------------------------------------------------
+    def _autosave_interval(self) -> float:
+        try:
+            return float(self.settings.value(INTERVAL_KEY, DEFAULT_INTERVAL_S))
+        except (TypeError, ValueError):
+            return DEFAULT_INTERVAL_S
+
+    def has_unsaved_changes(self) -> bool:
+        return self._recovered or not self.controller.undo_stack.isClean()
+
+    def _unsaved_project(self):
+        return self.controller.project() if self.has_unsaved_changes() else None
+
+    def mark_recovered(self) -> None:
+        self._recovered = True
+        self.autosaver.save_now()  # this editor now keeps the recovered work safe
+        self._update_title()
+
+    def confirm_discard(self, doing: str) -> bool:
+        return unsaved.confirm_discard(self, doing)
+
+    def offer_recovery(self) -> bool:
+        return unsaved.offer_recovery(self)
+
+    def _update_title(self, *_args) -> None:
         loaded = self.controller.loaded
-        parts = [APP_NAME]
+        parts = [APP_NAME + (" *" if self.has_unsaved_changes() else "")]
         if self.state.portrait_path:
             parts.append(Path(self.state.portrait_path).name)
         if loaded is not None and loaded.fallback:
@@ -289,13 +324,18 @@ class MainWindow(QMainWindow):
         ok = self.controller.open_project(path)
         if ok:
             self.project_path = Path(path)
+            self._recovered = False
+            self._update_title()
         return ok
 
     def save_project(self, path: Path) -> bool:
         ok = self.controller.save_project(path)
         if ok:
             self.project_path = Path(path)
+            self._recovered = False
             self.controller.undo_stack.setClean()
+            self.autosaver.discard()
+            self._update_title()
         return ok
 
     def run_export(self, spec: ExportSpec) -> ExportJob | None:
@@ -322,7 +362,10 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         for url in event.mimeData().urls():
             if url.isLocalFile():
-                self.open_path(Path(url.toLocalFile()))
+                path = Path(url.toLocalFile())
+                if path.name.lower().endswith(".safetensors") or path.is_dir() or \
+                        self.confirm_discard(f"opening {path.name}"):
+                    self.open_path(path)
                 break
 
     def showEvent(self, event) -> None:  # noqa: N802
@@ -332,11 +375,20 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self._bottom_dock], [BOTTOM_DOCK_HEIGHT], Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.confirm_discard("quitting"):
+            event.ignore()
+            return
+        self.autosaver.close()
         self.controller.shutdown()
         super().closeEvent(event)
 
-    def startup(self, portrait: Path | None, checkpoint: Path | None) -> None:
-        """Load the model (or the visible fallback) and the first portrait."""
+    def startup(self, portrait: Path | None, checkpoint: Path | None, recover: bool = True) -> None:
+        """Load the model (or the visible fallback) and the first portrait; offer a crash's autosave."""
+        self._startup(portrait, checkpoint)
+        if recover:
+            self.offer_recovery()
+
+    def _startup(self, portrait: Path | None, checkpoint: Path | None) -> None:
         from app import backend
 
         if not self.controller.load_model(checkpoint) and checkpoint is not None:

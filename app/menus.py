@@ -132,7 +132,7 @@ def refresh_recent(window: MainWindow) -> None:
     for text in items:
         action = window.recent_menu.addAction(Path(text).name)
         action.setToolTip(text)
-        action.triggered.connect(lambda _=False, p=text: window.controller.open_portrait(Path(p)))
+        action.triggered.connect(lambda _=False, p=text: open_portrait_path(window, Path(p)))
     window.recent_menu.setEnabled(bool(items))
 
 
@@ -140,7 +140,12 @@ def refresh_recent(window: MainWindow) -> None:
 def open_portrait(window: MainWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(window, "Open portrait", "", IMAGE_FILTER)
     if path:
-        window.controller.open_portrait(Path(path))
+        open_portrait_path(window, Path(path))
+
+
+def open_portrait_path(window: MainWindow, path: Path) -> bool:
+    """A new portrait starts a new undo history: unsaved edits are saved or discarded first."""
+    return window.confirm_discard(f"opening {path.name}") and window.controller.open_portrait(path)
 
 
 def match_expression(window: MainWindow) -> None:
@@ -157,19 +162,20 @@ def open_checkpoint(window: MainWindow) -> None:
 
 def open_project(window: MainWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(window, "Open project", "", f"Projects (*{PROJECT_SUFFIX} *.json)")
-    if path:
+    if path and window.confirm_discard(f"opening {Path(path).name}"):
         window.open_project(Path(path))
 
 
-def save_project(window: MainWindow, ask: bool) -> None:
+def save_project(window: MainWindow, ask: bool) -> bool:
+    """Save (asking where when the project has no file yet, or `ask`); True when it was saved."""
     path = window.project_path
     if ask or path is None:
         chosen, _ = QFileDialog.getSaveFileName(window, "Save project", "portrait" + PROJECT_SUFFIX,
                                                 f"Projects (*{PROJECT_SUFFIX})")
         if not chosen:
-            return
+            return False
         path = Path(chosen if chosen.endswith(".json") else chosen + PROJECT_SUFFIX)
-    window.save_project(path)
+    return window.save_project(path)
 
 
 def ask_target(window: MainWindow, title: str, default: str, filters: str) -> tuple[Path, bool] | None:
