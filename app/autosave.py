@@ -33,12 +33,15 @@ class Autosaver(QObject):
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.snapshot = snapshot  # the project to keep, or None when nothing is unsaved
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{RECOVERY_PREFIX}{os.getpid()}-{time.time_ns()}{PROJECT_SUFFIX}"
-        self._lock = file_lock.try_acquire(self.path)  # a fresh name: nobody else holds it
+        self.path = Path(folder) / f"{RECOVERY_PREFIX}{os.getpid()}-{time.time_ns()}{PROJECT_SUFFIX}"
+        self.problem: str | None = None  # one line when autosave cannot work here
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.save_now)
+        try:
+            self._lock = file_lock.try_acquire(self.path)  # a fresh name: nobody else holds it
+        except Export3DError as exc:
+            self._lock, self.problem = None, f"autosave is off: {exc}"
+            return
         self.set_interval(interval_s)
 
     def set_interval(self, seconds: float) -> None:
@@ -77,7 +80,10 @@ def orphaned_recoveries(folder: str | Path) -> list[Path]:
     """Recovery files of editors that did not exit cleanly (their lock is free), newest first."""
     found = []
     for path in Path(folder).glob(f"{RECOVERY_PREFIX}*{PROJECT_SUFFIX}"):
-        held = file_lock.try_acquire(path)
+        try:
+            held = file_lock.try_acquire(path)
+        except Export3DError:
+            continue  # a folder this editor cannot lock in cannot be recovered into either
         if held is None:
             continue  # an editor that is running now
         file_lock.release(held)

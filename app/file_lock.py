@@ -44,16 +44,26 @@ except ImportError:  # Windows
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
+class LockUnavailable(Export3DError):
+    """The lock could not be had: another editor holds it, or its folder cannot be written."""
+
+
 def lock_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".lock")
 
 
 def try_acquire(path: str | os.PathLike) -> int | None:
-    """The open descriptor holding the lock on `path`, or None when another process holds it."""
+    """The open descriptor holding the lock on `path`, or None when another process holds it.
+
+    LockUnavailable when the lock file cannot be created (a read-only folder).
+    """
     target = lock_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise LockUnavailable(f"cannot lock {Path(path).name}: {exc.strerror or exc}") from None
     if _try_lock(fd):
         return fd
     os.close(fd)
@@ -73,7 +83,7 @@ def locked(path: str | os.PathLike, timeout_s: float = LOCK_TIMEOUT_S) -> Iterat
     deadline = time.monotonic() + timeout_s
     while (fd := try_acquire(path)) is None:
         if time.monotonic() >= deadline:
-            raise Export3DError(f"{Path(path).name} is being written by another Export3D Studio; "
+            raise LockUnavailable(f"{Path(path).name} is being written by another Export3D Studio; "
                                 "nothing was saved, try again")
         time.sleep(POLL_S)
     try:

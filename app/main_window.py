@@ -60,6 +60,8 @@ class MainWindow(QMainWindow):
         self._recovered = False  # the state came from a crash's autosave: unsaved until saved
         self.autosaver = Autosaver(self.settings_folder, self._unsaved_project, self._autosave_interval(), self)
         self.autosaver.failed.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
+        if self.autosaver.problem:
+            self.show_error(self.autosaver.problem)
         self._update_title()
 
     # -- composition -------------------------------------------------------------------------------

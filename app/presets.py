@@ -22,7 +22,7 @@ from typing import Any
 from export3d_core.atomic import write_text_atomic
 from export3d_core.errors import Export3DError
 
-from app.file_lock import LOCK_TIMEOUT_S, locked
+from app.file_lock import LOCK_TIMEOUT_S, LockUnavailable, locked
 from app.state import ViewCamera, check_lambda
 
 LIBRARY_FORMAT = "export3d-studio-presets"
@@ -104,8 +104,11 @@ class PresetLibrary:
 
     def load(self) -> str | None:
         """Read the library; a broken file is kept aside and the library starts empty (the notice says so)."""
-        with locked(self.path, self.lock_timeout_s):
-            self.presets, notice = self._read()
+        try:
+            with locked(self.path, self.lock_timeout_s):
+                self.presets, notice = self._read()
+        except LockUnavailable:  # a read-only folder, or another editor saving: saves are atomic, so
+            self.presets, notice = self._read()  # reading without the lock never sees half a file
         return notice
 
     def add(self, preset: Preset) -> str | None:

@@ -29,7 +29,7 @@ def check_lambda(values, what: str = "λ") -> tuple[float, ...]:
             raise ValueError(f"{what}{i + 1} is {value!r}, not a number")
         if not math.isfinite(value) or abs(value) > MAX_ABS_LAMBDA:
             raise ValueError(f"{what}{i + 1} = {value:g} is outside ±{MAX_ABS_LAMBDA:g}, the largest λ the "
-                             "model computes correctly")
+                             "editor accepts")
         lam.append(float(value))
     return tuple(lam)
 
