@@ -13,8 +13,6 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressDialog,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
-from export3d_core.errors import Export3DError
-
 from app import menus, unsaved
 from app.autosave import DEFAULT_INTERVAL_S, INTERVAL_KEY, Autosaver
 from app.editor import EditorController

@@ -20,10 +20,6 @@ def _preset(name: str, value: float) -> Preset:
     return Preset(name, (value,) + (0.0,) * (N - 1))
 
 
-def _library_file(path, presets) -> None:
-    save_library(path, presets)
-
-
 def _window(qtbot, settings_file) -> MainWindow:
     win = MainWindow(QSettings(str(settings_file), QSettings.Format.IniFormat), explore_on_load=False)
     qtbot.addWidget(win)
@@ -90,7 +86,7 @@ def test_two_libraries_on_one_file_keep_each_others_presets(tmp_path):
 
 def test_a_library_save_waits_for_the_lock_and_refuses_when_it_stays_held(tmp_path):
     path = tmp_path / "presets.json"
-    _library_file(path, [_preset("kept", 1.0)])
+    save_library(path, [_preset("kept", 1.0)])
     library = PresetLibrary(path, lock_timeout_s=0.2)
     assert library.load() is None
     held = file_lock.try_acquire(path)  # another editor in the middle of its save
@@ -107,7 +103,7 @@ def test_a_library_save_waits_for_the_lock_and_refuses_when_it_stays_held(tmp_pa
 
 def test_a_library_broken_on_disk_during_a_save_is_kept_aside_not_overwritten(tmp_path):
     path = tmp_path / "presets.json"
-    _library_file(path, [_preset("mine", 1.0)])
+    save_library(path, [_preset("mine", 1.0)])
     library = PresetLibrary(path)
     library.load()
     path.write_text('{"format": "' + LIBRARY_FORMAT + '", "presets": [')  # truncated by someone else

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -70,4 +69,4 @@ def test_lambda_within_the_limit_opens_and_shows_in_the_spin_box(qtbot, window, 
     assert window.state.lam[0] == value
     assert window.coefficients.rows[0].spin.value() == pytest.approx(value)
     idle(window)
-    assert np.isfinite(window.viewport.image().astype(float)).all()
+    assert window.controller.last_frame.request.lam[0] == value

@@ -1,7 +1,6 @@
 """Unsaved changes: the Save / Discard / Cancel question, autosave, recovery after a crash, a clean quit."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
