@@ -19,7 +19,7 @@ from app.export_jobs import ExportJob, ExportSpec
 from app.presets import Preset, PresetLibrary
 from app.project import Project, load_project, save_project
 from app.render_service import REST_MS, RenderResult, RenderService
-from app.state import EditorState, ViewCamera
+from app.state import EditorState, ViewCamera, check_lambda
 from app.undo import EditTracker
 
 PORTRAIT_MIN_SIDE = 256  # portraits are kept at least this large; the session resamples to the model
@@ -197,8 +197,15 @@ class EditorController(QObject):
         return self.open_portrait(path, crop=(tuple(center), float(side)))
 
     # -- edits (each one undo step) ----------------------------------------------------------------
-    def apply_lam(self, lam, text: str = "Set λ") -> None:
+    def apply_lam(self, lam, text: str = "Set λ") -> bool:
+        """One undo step; a λ beyond the limit (an explorer range, an estimate) is refused in one line."""
+        try:
+            lam = check_lambda(float(v) for v in lam)
+        except (TypeError, ValueError) as exc:
+            self.error.emit(f"{text}: {exc}")
+            return False
         self.tracker.edit(text, lambda: self.state.set_lam(lam))
+        return True
 
     def apply_preset(self, preset: Preset) -> None:
         if len(preset.lam) != self.state.n_basis or len(preset.names) not in (0, self.state.n_basis):

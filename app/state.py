@@ -12,24 +12,25 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from export3d_core import lambda_units
+from export3d_core.lambda_units import MAX_ABS_LAMBDA
 
 RENDER_MODES = ("final", "raw", "depth", "opacity")  # mirrors export3d_core.session.RENDER_MODES
 DEFAULT_N_BASIS = 10  # the paper's n; the loaded model's config decides the real count
-# λ is unbounded for the artist, but the model's arithmetic is not: the core says how large |λ| may
-# be; where it does not (yet), the editor keeps |λ| within a million, far past any useful expression.
-MAX_ABS_LAMBDA = float(getattr(lambda_units, "MAX_ABS_LAMBDA", 1e6))
 
 
 def check_lambda(values, what: str = "λ") -> tuple[float, ...]:
-    """λ as floats; ValueError with one line when a value is not a finite number within the limit."""
+    """λ as floats; ValueError with one line when a value is not a finite number within ±MAX_ABS_LAMBDA.
+
+    λ is unbounded for the artist, but the model's arithmetic is not: the core's limit applies to
+    everything the editor reads (projects, presets) and types (the spin boxes clamp to it).
+    """
     lam = []
     for i, value in enumerate(values):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{what}{i + 1} is {value!r}, not a number")
         if not math.isfinite(value) or abs(value) > MAX_ABS_LAMBDA:
-            raise ValueError(f"{what}{i + 1} = {value:g} is outside ±{MAX_ABS_LAMBDA:g}, the largest λ the "
-                             "editor accepts")
+            raise ValueError(f"{what}{i + 1} = {value:g} is outside ±{MAX_ABS_LAMBDA:g}, the largest λ "
+                             "this build renders")
         lam.append(float(value))
     return tuple(lam)
 

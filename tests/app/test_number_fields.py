@@ -44,3 +44,11 @@ def test_typing_an_angle_accepts_the_whole_number(qtbot, window, field, text, ex
     assert {"yaw": camera.yaw_deg, "pitch": camera.pitch_deg, "fov": camera.fov_deg}[field] == expected
     if abs(float(text)) > 89:
         assert "outside" in window.statusBar().currentMessage()
+
+
+def test_a_lambda_past_the_limit_from_any_other_source_is_refused_in_one_line(qtbot, window):
+    before = window.state.lam
+    assert not window.controller.apply_lam([2 * MAX_ABS_LAMBDA] + [0.0] * 9, "Apply explorer cell")
+    assert window.state.lam == before
+    assert window.errors[-1].startswith(f"Apply explorer cell: λ1 = {2 * MAX_ABS_LAMBDA:g} is outside "
+                                        f"±{MAX_ABS_LAMBDA:g}")
