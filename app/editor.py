@@ -34,6 +34,7 @@ class EditorController(QObject):
     no_face = Signal(object)  # backend.NoPortraitFace: the window offers the manual crop
     presets_changed = Signal(object, object)  # library presets, the open project's own presets
     job_ready = Signal(str, object, object)  # tag, key, image
+    unsaved_changed = Signal()  # whether there is unsaved work may have changed
 
     def __init__(self, rest_ms: int = REST_MS, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -48,12 +49,30 @@ class EditorController(QObject):
         self.project_presets: list[Preset] = []  # the open project's presets, apart from the library
         self.last_frame: RenderResult | None = None
         self.jobs: list[ExportJob] = []
+        self._changed = False  # unsaved changes the undo stack does not hold (mode, project presets, recovery)
+        self.state.mode_changed.connect(lambda _mode: self.mark_changed())
+        self.undo_stack.cleanChanged.connect(self.unsaved_changed)
         for signal in (self.state.lam_changed, self.state.camera_changed, self.state.mode_changed):
             signal.connect(self.request_render)
         self.service.frame_ready.connect(self._on_frame)
         self.service.render_failed.connect(lambda msg: self.error.emit(f"render failed: {msg}"))
         self.service.session_failed.connect(lambda msg: self.error.emit(f"model failed: {msg}"))
         self.service.job_ready.connect(self.job_ready)
+
+    # -- unsaved work --------------------------------------------------------------------------------
+    def has_unsaved_changes(self) -> bool:
+        return self._changed or not self.undo_stack.isClean()
+
+    def mark_changed(self) -> None:
+        if not self._changed:
+            self._changed = True
+            self.unsaved_changed.emit()
+
+    def mark_saved(self) -> None:
+        """Saved, or deliberately started afresh (a new portrait, an opened project)."""
+        self._changed = False
+        self.undo_stack.setClean()
+        self.unsaved_changed.emit()
 
     # -- rendering ---------------------------------------------------------------------------------
     def request_render(self, *_args) -> None:
@@ -161,6 +180,7 @@ class EditorController(QObject):
         self.state.set_portrait_lam(self.estimate_lam(image))
         self.state.reset_to_portrait_expression()
         self.undo_stack.clear()
+        self.mark_saved()
         self._rebuild_session()  # first: a new session drops queued work of the old one
         self.portrait_loaded.emit(path)
 
@@ -260,6 +280,7 @@ class EditorController(QObject):
     def delete_preset(self, preset: Preset, from_project: bool = False) -> None:
         if from_project:
             self.project_presets = [p for p in self.project_presets if p != preset]
+            self.mark_changed()
             self.refresh_presets()
         else:
             self._library_change(lambda lib: lib.remove(preset))
@@ -334,6 +355,7 @@ class EditorController(QObject):
         self.project_presets = list(project.presets)
         self.refresh_presets()
         self.undo_stack.clear()
+        self.mark_saved()
 
     # -- exports -----------------------------------------------------------------------------------
     def export_spec(self, kind: str, path: Path, **settings) -> ExportSpec:

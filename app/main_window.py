@@ -55,7 +55,6 @@ class MainWindow(QMainWindow):
         menus.build_menus(self)
         self._wire()
         self._load_preset_library()
-        self._recovered = False  # the state came from a crash's autosave: unsaved until saved
         self.autosaver = Autosaver(self.settings_folder, self._unsaved_project, self._autosave_interval(), self)
         self.autosaver.failed.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         if self.autosaver.problem:
@@ -130,7 +129,7 @@ class MainWindow(QMainWindow):
         c.job_ready.connect(self._on_job)
         # A bound method, not a lambda: Qt drops it with the window, so the undo stack's last signal
         # while it is destroyed after the window cannot reach a deleted MainWindow.
-        c.undo_stack.cleanChanged.connect(self._update_title)
+        c.unsaved_changed.connect(self._update_title)
 
         state.lam_changed.connect(self.coefficients.set_values)
         state.lam_changed.connect(self.chart.set_values)
@@ -238,7 +237,6 @@ class MainWindow(QMainWindow):
 
     def _on_portrait(self, path) -> None:
         self.portrait_info.setText(str(path) if path else "built-in placeholder (no demo portrait shipped)")
-        self._recovered = False
         if path:
             menus.add_recent(self, Path(path))
         self.controller.refresh_presets()
@@ -255,15 +253,14 @@ class MainWindow(QMainWindow):
             return DEFAULT_INTERVAL_S
 
     def has_unsaved_changes(self) -> bool:
-        return self._recovered or not self.controller.undo_stack.isClean()
+        return self.controller.has_unsaved_changes()
 
     def _unsaved_project(self):
         return self.controller.project() if self.has_unsaved_changes() else None
 
     def mark_recovered(self) -> None:
-        self._recovered = True
+        self.controller.mark_changed()
         self.autosaver.save_now()  # this editor now keeps the recovered work safe
-        self._update_title()
 
     def confirm_discard(self, doing: str) -> bool:
         return unsaved.confirm_discard(self, doing)
@@ -324,7 +321,6 @@ class MainWindow(QMainWindow):
         ok = self.controller.open_project(path)
         if ok:
             self.project_path = Path(path)
-            self._recovered = False
             self._update_title()
         return ok
 
@@ -332,10 +328,8 @@ class MainWindow(QMainWindow):
         ok = self.controller.save_project(path)
         if ok:
             self.project_path = Path(path)
-            self._recovered = False
-            self.controller.undo_stack.setClean()
+            self.controller.mark_saved()
             self.autosaver.discard()
-            self._update_title()
         return ok
 
     def run_export(self, spec: ExportSpec) -> ExportJob | None:

@@ -1,6 +1,7 @@
 """Unsaved changes: the Save / Discard / Cancel question, autosave, recovery after a crash, a clean quit."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from app import menus
 from app.autosave import INTERVAL_KEY, Autosaver, orphaned_recoveries
 from app.main_window import MainWindow
+from app.presets import Preset
 from app.project import load_project
 
 N = 10
@@ -198,3 +200,16 @@ def test_quitting_after_an_edit_prints_nothing_on_stderr(tmp_path):
                             timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"})
     assert result.returncode == 0, result.stderr
     assert "already deleted" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_changes_outside_the_undo_stack_are_unsaved_too(qtbot, window, tmp_path):
+    project = tmp_path / "p.e3d.json"
+    assert window.save_project(project) and not window.has_unsaved_changes()
+    window.camera_panel.mode.setCurrentIndex(2)  # the render mode is saved in the project
+    assert window.has_unsaved_changes() and window.windowTitle().startswith("Export3D Studio *")
+    assert window.save_project(project) and not window.has_unsaved_changes()
+    assert json.loads(project.read_text())["mode"] == "depth"
+    window.controller.project_presets = [Preset("p", (1.0,) * N)]
+    window.controller.delete_preset(window.controller.project_presets[0], from_project=True)
+    assert window.has_unsaved_changes()
+    assert window.open_project(project) and not window.has_unsaved_changes()
