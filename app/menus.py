@@ -39,9 +39,7 @@ def _action(window: MainWindow, menu, text: str, slot, shortcut: str | None = No
     return action
 
 
-def build_menus(window: MainWindow) -> None:
-    bar = window.menuBar()
-    file_menu = bar.addMenu("&File")
+def _file_menu(window: MainWindow, file_menu) -> None:
     _action(window, file_menu, "Open portrait…", lambda: open_portrait(window), "Ctrl+O",
             "Open a photo; it is cropped and aligned to the model's framing")
     window.recent_menu = file_menu.addMenu("Recent portraits")
@@ -63,6 +61,11 @@ def build_menus(window: MainWindow) -> None:
             "GIF of one coefficient swept over a range")
     file_menu.addSeparator()
     _action(window, file_menu, "Quit", window.close, "Ctrl+Q")
+
+
+def build_menus(window: MainWindow) -> None:
+    bar = window.menuBar()
+    _file_menu(window, bar.addMenu("&File"))
 
     edit = bar.addMenu("&Edit")
     undo = window.controller.undo_stack.createUndoAction(window, "Undo")
