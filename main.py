@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
         window.controller.frame_shown.connect(on_frame)
         QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, give_up)
-    QTimer.singleShot(0, lambda: window.startup(args.portrait, args.checkpoint))
+    QTimer.singleShot(0, lambda: window.startup(args.portrait, args.checkpoint, recover=args.screenshot is None))
     code = app.exec()
     window.controller.shutdown()
     return result["code"] or code

@@ -16,10 +16,10 @@ from export3d_core.errors import Export3DError
 
 from app import backend
 from app.export_jobs import ExportJob, ExportSpec
-from app.presets import Preset
+from app.presets import Preset, PresetLibrary
 from app.project import Project, load_project, save_project
 from app.render_service import REST_MS, RenderResult, RenderService
-from app.state import EditorState, ViewCamera
+from app.state import EditorState, ViewCamera, check_lambda
 from app.undo import EditTracker
 
 PORTRAIT_MIN_SIDE = 256  # portraits are kept at least this large; the session resamples to the model
@@ -32,8 +32,9 @@ class EditorController(QObject):
     model_changed = Signal(object)  # backend.LoadedModel
     portrait_loaded = Signal(object)  # Path | None
     no_face = Signal(object)  # backend.NoPortraitFace: the window offers the manual crop
-    presets_changed = Signal(object)  # list[Preset]
+    presets_changed = Signal(object, object)  # library presets, the open project's own presets
     job_ready = Signal(str, object, object)  # tag, key, image
+    unsaved_changed = Signal()  # whether there is unsaved work may have changed
 
     def __init__(self, rest_ms: int = REST_MS, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -45,15 +46,34 @@ class EditorController(QObject):
         self.portrait_image: np.ndarray | None = None
         self.portrait_crop: tuple[tuple[float, float], float] | None = None
         self.expression_source: str | None = None  # what the last expression estimate read: "landmarks" | "image"
-        self.presets: list[Preset] = []
+        self.library: PresetLibrary | None = None  # the shared preset library file; None: none attached
+        self.project_presets: list[Preset] = []  # the open project's presets, apart from the library
         self.last_frame: RenderResult | None = None
         self.jobs: list[ExportJob] = []
+        self._changed = False  # unsaved changes the undo stack does not hold (mode, project presets, recovery)
+        self.state.mode_changed.connect(lambda _mode: self.mark_changed())
+        self.undo_stack.cleanChanged.connect(self.unsaved_changed)
         for signal in (self.state.lam_changed, self.state.camera_changed, self.state.mode_changed):
             signal.connect(self.request_render)
         self.service.frame_ready.connect(self._on_frame)
         self.service.render_failed.connect(lambda msg: self.error.emit(f"render failed: {msg}"))
         self.service.session_failed.connect(lambda msg: self.error.emit(f"model failed: {msg}"))
         self.service.job_ready.connect(self.job_ready)
+
+    # -- unsaved work --------------------------------------------------------------------------------
+    def has_unsaved_changes(self) -> bool:
+        return self._changed or not self.undo_stack.isClean()
+
+    def mark_changed(self) -> None:
+        if not self._changed:
+            self._changed = True
+            self.unsaved_changed.emit()
+
+    def mark_saved(self) -> None:
+        """Saved, or deliberately started afresh (a new portrait, an opened project)."""
+        self._changed = False
+        self.undo_stack.setClean()
+        self.unsaved_changed.emit()
 
     # -- rendering ---------------------------------------------------------------------------------
     def request_render(self, *_args) -> None:
@@ -75,22 +95,32 @@ class EditorController(QObject):
             self.service.submit_job(tag, key, lambda s, lam=lam: s.render_image(lam, camera, mode, "full"))
 
     # -- model -------------------------------------------------------------------------------------
+    @staticmethod
+    def read_model(path: str | Path | None) -> backend.LoadedModel:
+        """A checkpoint read but not applied; Export3DError with one line for any bad file."""
+        try:
+            return backend.load_model(path)
+        except Export3DError:
+            raise
+        except Exception as exc:  # anything else a strange file can raise; never crash the editor
+            raise Export3DError(f"could not load {path}: {type(exc).__name__}: {exc}") from None
+
     def load_model(self, path: str | Path | None) -> bool:
         """Load a checkpoint (None: the demo model or the visible random fallback); keep the old on failure."""
         try:
-            loaded = backend.load_model(path)
+            loaded = self.read_model(path)
         except Export3DError as exc:
             self.error.emit(str(exc))
             return False
-        except Exception as exc:  # anything else a strange file can raise; never crash the editor
-            self.error.emit(f"could not load {path}: {type(exc).__name__}: {exc}")
-            return False
+        self._apply_model(loaded)
+        return True
+
+    def _apply_model(self, loaded: backend.LoadedModel) -> None:
         self.loaded = loaded
         self.state.checkpoint_path = loaded.path
         self.state.resize_basis(loaded.model.config.n_basis)
         self.model_changed.emit(loaded)
         self._rebuild_session()
-        return True
 
     def _rebuild_session(self) -> None:
         if self.loaded is None or self.portrait_image is None:
@@ -108,31 +138,37 @@ class EditorController(QObject):
         self.request_render()
 
     # -- portrait ----------------------------------------------------------------------------------
-    def portrait_size(self) -> int:
-        size = self.loaded.model.config.input_size if self.loaded else PORTRAIT_MIN_SIDE
+    def portrait_size(self, loaded: backend.LoadedModel | None = None) -> int:
+        loaded = loaded or self.loaded
+        size = loaded.model.config.input_size if loaded else PORTRAIT_MIN_SIDE
         return max(size, PORTRAIT_MIN_SIDE)
 
-    def open_portrait(self, path: str | Path, crop: tuple | None = None) -> bool:
-        """Intake a photo (detect, align, crop). No face -> `no_face` (the window offers a manual crop)."""
-        path = Path(path)
+    @staticmethod
+    def read_portrait(path: Path, crop: tuple | None, size: int) -> tuple[np.ndarray, str]:
+        """(aligned image, method), not applied; Export3DError (or NoPortraitFace) with one line."""
         try:
             if crop is not None:
                 from export3d_core.data.image_io import load_image
 
                 (center, side) = crop
-                image = backend.crop_by_hand(load_image(path), tuple(center), float(side), self.portrait_size())
-                method = "manual"
-            else:
-                image, method = backend.load_portrait_image(path, self.portrait_size())
+                return backend.crop_by_hand(load_image(path), tuple(center), float(side), size), "manual"
+            return backend.load_portrait_image(path, size)
+        except Export3DError:
+            raise
+        except Exception as exc:
+            raise Export3DError(f"could not open {path.name}: {type(exc).__name__}: {exc}") from None
+
+    def open_portrait(self, path: str | Path, crop: tuple | None = None) -> bool:
+        """Intake a photo (detect, align, crop). No face -> `no_face` (the window offers a manual crop)."""
+        path = Path(path)
+        try:
+            image, method = self.read_portrait(path, crop, self.portrait_size())
         except backend.NoPortraitFace as exc:
             exc.path = path
             self.no_face.emit(exc)
             return False
         except Export3DError as exc:
             self.error.emit(str(exc))
-            return False
-        except Exception as exc:
-            self.error.emit(f"could not open {path.name}: {type(exc).__name__}: {exc}")
             return False
         self.portrait_crop = tuple(crop) if crop is not None else None
         self.set_portrait_image(image, path)
@@ -146,6 +182,7 @@ class EditorController(QObject):
         self.state.set_portrait_lam(self.estimate_lam(image, path))
         self.state.reset_to_portrait_expression()
         self.undo_stack.clear()
+        self.mark_saved()
         self._rebuild_session()  # first: a new session drops queued work of the old one
         self.portrait_loaded.emit(path)
 
@@ -189,13 +226,20 @@ class EditorController(QObject):
         return self.open_portrait(path, crop=(tuple(center), float(side)))
 
     # -- edits (each one undo step) ----------------------------------------------------------------
-    def apply_lam(self, lam, text: str = "Set λ") -> None:
+    def apply_lam(self, lam, text: str = "Set λ") -> bool:
+        """One undo step; a λ beyond the limit (an explorer range, an estimate) is refused in one line."""
+        try:
+            lam = check_lambda(float(v) for v in lam)
+        except (TypeError, ValueError) as exc:
+            self.error.emit(f"{text}: {exc}")
+            return False
         self.tracker.edit(text, lambda: self.state.set_lam(lam))
+        return True
 
     def apply_preset(self, preset: Preset) -> None:
-        if len(preset.lam) != self.state.n_basis:
-            self.error.emit(f"preset {preset.name!r} has {len(preset.lam)} coefficients; this model has "
-                            f"{self.state.n_basis}")
+        if len(preset.lam) != self.state.n_basis or len(preset.names) not in (0, self.state.n_basis):
+            self.error.emit(f"preset {preset.name!r} has {len(preset.lam)} coefficients and {len(preset.names)} "
+                            f"names; this model has {self.state.n_basis}")
             return
 
         def apply() -> None:
@@ -207,20 +251,69 @@ class EditorController(QObject):
 
         self.tracker.edit(f"Apply preset {preset.name}", apply)
 
-    def save_preset(self, name: str, with_camera: bool = True) -> Preset:
-        preset = Preset(name, self.state.lam, self.state.names, self.state.camera if with_camera else None)
-        self.set_presets(self.presets + [preset])
-        return preset
+    # -- presets: the shared library and the open project's own --------------------------------------
+    @property
+    def presets(self) -> list[Preset]:
+        return list(self.library.presets) if self.library else []
 
-    def set_presets(self, presets: list[Preset]) -> None:
-        self.presets = list(presets)
-        self.presets_changed.emit(self.presets)
+    def attach_library(self, library: PresetLibrary) -> None:
+        """Read the library file; a broken one is kept aside (the error says where) and it starts empty."""
+        self.library = library
+        try:
+            notice = library.load()
+        except Export3DError as exc:
+            notice = str(exc)
+        if notice:
+            self.error.emit(notice)
+        self.refresh_presets()
+
+    def _library_change(self, change) -> bool:
+        if self.library is None:
+            self.error.emit("no preset library is open")
+            return False
+        try:
+            notice = change(self.library)
+        except Export3DError as exc:
+            self.error.emit(str(exc))
+            return False
+        if isinstance(notice, str):
+            self.error.emit(notice)
+        self.refresh_presets()
+        return True
+
+    def save_preset(self, name: str, with_camera: bool = True) -> Preset | None:
+        """The current λ (and camera) as a preset in the library, merged with what is on disk."""
+        preset = Preset(name, self.state.lam, self.state.names, self.state.camera if with_camera else None)
+        return preset if self._library_change(lambda lib: lib.add(preset)) else None
+
+    def delete_preset(self, preset: Preset, from_project: bool = False) -> None:
+        if from_project:
+            self.project_presets = [p for p in self.project_presets if p != preset]
+            self.mark_changed()
+            self.refresh_presets()
+        else:
+            self._library_change(lambda lib: lib.remove(preset))
+
+    def import_project_presets(self) -> int:
+        """Add the open project's presets to the library (an explicit act; equal presets are not doubled)."""
+        count: list[int] = []
+        if self._library_change(lambda lib: count.append(lib.import_presets(self.project_presets))):
+            self.status.emit(f"imported {count[0]} project preset(s) into the library")
+            return count[0]
+        return 0
+
+    def refresh_presets(self) -> None:
+        """Tell the panel: the library, then the project's presets that the library lacks."""
+        library = self.presets
+        self.presets_changed.emit(library, [p for p in self.project_presets if p not in library])
 
     # -- project -----------------------------------------------------------------------------------
     def project(self) -> Project:
+        """The editor state as a project; it carries its own presets and the library's at hand."""
         state = self.state
+        presets = self.project_presets + [p for p in self.presets if p not in self.project_presets]
         return Project(state.portrait_path, state.checkpoint_path, state.lam, state.names, state.camera,
-                       state.mode, list(self.presets), self.portrait_crop)
+                       state.mode, presets, self.portrait_crop)
 
     def save_project(self, path: str | Path) -> bool:
         try:
@@ -232,28 +325,46 @@ class EditorController(QObject):
         return True
 
     def open_project(self, path: str | Path) -> bool:
+        """Read and check everything (file, checkpoint, portrait, λ count) first; change nothing on failure."""
         try:
             project = load_project(path)
-        except Export3DError as exc:
+            loaded = self._project_model(project)
+            model = loaded or self.loaded
+            n_basis = model.model.config.n_basis if model else self.state.n_basis
+            if len(project.lam) != n_basis:
+                raise Export3DError(f"{Path(path).name} has {len(project.lam)} λ coefficients; the model has "
+                                    f"{n_basis}")
+            portrait = None
+            if project.portrait is not None:
+                portrait = self.read_portrait(project.portrait, project.crop, self.portrait_size(model))
+        except Export3DError as exc:  # NoPortraitFace included: the project's portrait must open as saved
             self.error.emit(str(exc))
             return False
+        self._apply_project(project, loaded, portrait)
+        self.status.emit(f"opened {Path(path).name}")
+        return True
+
+    def _project_model(self, project: Project) -> backend.LoadedModel | None:
+        """The project's checkpoint read (not applied) when it is not the one in use, else None."""
         current = self.loaded.path if self.loaded else None
-        if project.checkpoint != current or self.loaded is None:
-            if project.checkpoint is not None and not self.load_model(project.checkpoint):
-                return False
-        if project.portrait is not None and not self.open_portrait(project.portrait, project.crop):
-            return False
-        if len(project.lam) != self.state.n_basis:
-            self.error.emit(f"the project has {len(project.lam)} coefficients; the model has {self.state.n_basis}")
-            return False
+        if project.checkpoint is not None and (self.loaded is None or project.checkpoint != current):
+            return self.read_model(project.checkpoint)
+        return None
+
+    def _apply_project(self, project: Project, loaded, portrait) -> None:
+        if loaded is not None:
+            self._apply_model(loaded)
+        if portrait is not None:
+            self.portrait_crop = project.crop
+            self.set_portrait_image(portrait[0], project.portrait)
         self.state.set_names(project.names)
         self.state.set_lam(project.lam)
         self.state.set_camera(project.camera)
         self.state.set_mode(project.mode)
-        self.set_presets(project.presets)
+        self.project_presets = list(project.presets)
+        self.refresh_presets()
         self.undo_stack.clear()
-        self.status.emit(f"opened {Path(path).name}")
-        return True
+        self.mark_saved()
 
     # -- exports -----------------------------------------------------------------------------------
     def export_spec(self, kind: str, path: Path, **settings) -> ExportSpec:

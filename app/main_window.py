@@ -13,12 +13,11 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressDialog,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
-from export3d_core.errors import Export3DError
-
-from app import menus
+from app import menus, unsaved
+from app.autosave import DEFAULT_INTERVAL_S, INTERVAL_KEY, Autosaver
 from app.editor import EditorController
 from app.export_jobs import ExportJob, ExportSpec
-from app.presets import load_library, save_library
+from app.presets import PresetLibrary
 from app.render_service import REST_MS, RenderResult
 from app.state import ViewCamera
 from app.widgets.camera_panel import CameraPanel
@@ -57,6 +56,10 @@ class MainWindow(QMainWindow):
         menus.build_menus(self)
         self._wire()
         self._load_preset_library()
+        self.autosaver = Autosaver(self.settings_folder, self._unsaved_project, self._autosave_interval(), self)
+        self.autosaver.failed.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
+        if self.autosaver.problem:
+            self.show_error(self.autosaver.problem)
         self._update_title()
 
     # -- composition -------------------------------------------------------------------------------
@@ -118,12 +121,16 @@ class MainWindow(QMainWindow):
         c.frame_shown.connect(self._show_frame)
         c.status.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         c.error.connect(self.show_error)
+        for panel in (self.coefficients, self.camera_panel):
+            panel.message.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         c.model_changed.connect(self._on_model)
         c.portrait_loaded.connect(self._on_portrait)
         c.no_face.connect(lambda exc: self.ask_manual_crop(exc))
         c.presets_changed.connect(self.presets_panel.set_presets)
         c.job_ready.connect(self._on_job)
-        c.undo_stack.cleanChanged.connect(lambda _: self._update_title())
+        # A bound method, not a lambda: Qt drops it with the window, so the undo stack's last signal
+        # while it is destroyed after the window cannot reach a deleted MainWindow.
+        c.unsaved_changed.connect(self._update_title)
 
         state.lam_changed.connect(self.coefficients.set_values)
         state.lam_changed.connect(self.chart.set_values)
@@ -160,28 +167,21 @@ class MainWindow(QMainWindow):
         self.explorer.lam_selected.connect(lambda lam: c.apply_lam(lam, "Apply explorer cell"))
         self.presets_panel.apply_requested.connect(c.apply_preset)
         self.presets_panel.save_requested.connect(c.save_preset)
-        self.presets_panel.presets_changed.connect(c.set_presets)
+        self.presets_panel.delete_requested.connect(c.delete_preset)
         self.presets_panel.thumbnails_requested.connect(
             lambda items: c.render_jobs("presets", [(i, p.lam) for i, p in items if len(p.lam) == state.n_basis]))
 
     # -- preset library ----------------------------------------------------------------------------
     @property
+    def settings_folder(self) -> Path:
+        return Path(self.settings.fileName()).parent
+
+    @property
     def presets_file(self) -> Path:
-        return Path(self.settings.fileName()).parent / PRESETS_FILENAME
+        return self.settings_folder / PRESETS_FILENAME
 
     def _load_preset_library(self) -> None:
-        try:
-            self.controller.set_presets(load_library(self.presets_file))
-        except Export3DError as exc:
-            self.show_error(str(exc))
-        # Connected after loading so that reading the library never rewrites it.
-        self.controller.presets_changed.connect(self._save_preset_library)
-
-    def _save_preset_library(self, presets) -> None:
-        try:
-            save_library(self.presets_file, presets)
-        except OSError as exc:
-            self.statusBar().showMessage(f"could not save presets: {exc}", STATUS_MS)
+        self.controller.attach_library(PresetLibrary(self.presets_file))
 
     # -- camera gestures ---------------------------------------------------------------------------
     def _orbit_start(self) -> None:
@@ -240,15 +240,38 @@ class MainWindow(QMainWindow):
         self.portrait_info.setText(str(path) if path else "built-in placeholder (no demo portrait shipped)")
         if path:
             menus.add_recent(self, Path(path))
-        self.presets_panel.set_presets(self.controller.presets)
+        self.controller.refresh_presets()
         if self.explore_on_load:
             self.explorer.set_context(self.state.lam, self.state.names)
             self.explorer.request()
         self._update_title()
 
-    def _update_title(self) -> None:
+    # -- unsaved changes and autosave ------------------------------------------------------------
+    def _autosave_interval(self) -> float:
+        try:
+            return float(self.settings.value(INTERVAL_KEY, DEFAULT_INTERVAL_S))
+        except (TypeError, ValueError):
+            return DEFAULT_INTERVAL_S
+
+    def has_unsaved_changes(self) -> bool:
+        return self.controller.has_unsaved_changes()
+
+    def _unsaved_project(self):
+        return self.controller.project() if self.has_unsaved_changes() else None
+
+    def mark_recovered(self) -> None:
+        self.controller.mark_changed()
+        self.autosaver.save_now()  # this editor now keeps the recovered work safe
+
+    def confirm_discard(self, doing: str) -> bool:
+        return unsaved.confirm_discard(self, doing)
+
+    def offer_recovery(self) -> bool:
+        return unsaved.offer_recovery(self)
+
+    def _update_title(self, *_args) -> None:
         loaded = self.controller.loaded
-        parts = [APP_NAME]
+        parts = [APP_NAME + (" *" if self.has_unsaved_changes() else "")]
         if self.state.portrait_path:
             parts.append(Path(self.state.portrait_path).name)
         if loaded is not None and loaded.fallback:
@@ -299,13 +322,15 @@ class MainWindow(QMainWindow):
         ok = self.controller.open_project(path)
         if ok:
             self.project_path = Path(path)
+            self._update_title()
         return ok
 
     def save_project(self, path: Path) -> bool:
         ok = self.controller.save_project(path)
         if ok:
             self.project_path = Path(path)
-            self.controller.undo_stack.setClean()
+            self.controller.mark_saved()
+            self.autosaver.discard()
         return ok
 
     def run_export(self, spec: ExportSpec) -> ExportJob | None:
@@ -332,7 +357,10 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         for url in event.mimeData().urls():
             if url.isLocalFile():
-                self.open_path(Path(url.toLocalFile()))
+                path = Path(url.toLocalFile())
+                if path.name.lower().endswith(".safetensors") or path.is_dir() or \
+                        self.confirm_discard(f"opening {path.name}"):
+                    self.open_path(path)
                 break
 
     def showEvent(self, event) -> None:  # noqa: N802
@@ -342,11 +370,20 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self._bottom_dock], [BOTTOM_DOCK_HEIGHT], Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.confirm_discard("quitting"):
+            event.ignore()
+            return
+        self.autosaver.close()
         self.controller.shutdown()
         super().closeEvent(event)
 
-    def startup(self, portrait: Path | None, checkpoint: Path | None) -> None:
-        """Load the model (or the visible fallback) and the first portrait."""
+    def startup(self, portrait: Path | None, checkpoint: Path | None, recover: bool = True) -> None:
+        """Load the model (or the visible fallback) and the first portrait; offer a crash's autosave."""
+        self._startup(portrait, checkpoint)
+        if recover:
+            self.offer_recovery()
+
+    def _startup(self, portrait: Path | None, checkpoint: Path | None) -> None:
         from app import backend
 
         if not self.controller.load_model(checkpoint) and checkpoint is not None:

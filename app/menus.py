@@ -39,9 +39,7 @@ def _action(window: MainWindow, menu, text: str, slot, shortcut: str | None = No
     return action
 
 
-def build_menus(window: MainWindow) -> None:
-    bar = window.menuBar()
-    file_menu = bar.addMenu("&File")
+def _file_menu(window: MainWindow, file_menu) -> None:
     _action(window, file_menu, "Open portrait…", lambda: open_portrait(window), "Ctrl+O",
             "Open a photo; it is cropped and aligned to the model's framing")
     window.recent_menu = file_menu.addMenu("Recent portraits")
@@ -51,6 +49,9 @@ def build_menus(window: MainWindow) -> None:
     _action(window, file_menu, "Open project…", lambda: open_project(window), "Ctrl+P")
     _action(window, file_menu, "Save project", lambda: save_project(window, False), "Ctrl+S")
     _action(window, file_menu, "Save project as…", lambda: save_project(window, True), "Ctrl+Shift+S")
+    window.import_presets_action = _action(
+        window, file_menu, "Import project presets into library", window.controller.import_project_presets,
+        tip="Add the open project's presets to the preset library shared by all projects")
     file_menu.addSeparator()
     _action(window, file_menu, "Export still PNG…", lambda: export_still(window), "Ctrl+E",
             "The current view at final resolution")
@@ -60,6 +61,11 @@ def build_menus(window: MainWindow) -> None:
             "GIF of one coefficient swept over a range")
     file_menu.addSeparator()
     _action(window, file_menu, "Quit", window.close, "Ctrl+Q")
+
+
+def build_menus(window: MainWindow) -> None:
+    bar = window.menuBar()
+    _file_menu(window, bar.addMenu("&File"))
 
     edit = bar.addMenu("&Edit")
     undo = window.controller.undo_stack.createUndoAction(window, "Undo")
@@ -129,7 +135,7 @@ def refresh_recent(window: MainWindow) -> None:
     for text in items:
         action = window.recent_menu.addAction(Path(text).name)
         action.setToolTip(text)
-        action.triggered.connect(lambda _=False, p=text: window.controller.open_portrait(Path(p)))
+        action.triggered.connect(lambda _=False, p=text: open_portrait_path(window, Path(p)))
     window.recent_menu.setEnabled(bool(items))
 
 
@@ -137,7 +143,12 @@ def refresh_recent(window: MainWindow) -> None:
 def open_portrait(window: MainWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(window, "Open portrait", "", IMAGE_FILTER)
     if path:
-        window.controller.open_portrait(Path(path))
+        open_portrait_path(window, Path(path))
+
+
+def open_portrait_path(window: MainWindow, path: Path) -> bool:
+    """A new portrait starts a new undo history: unsaved edits are saved or discarded first."""
+    return window.confirm_discard(f"opening {path.name}") and window.controller.open_portrait(path)
 
 
 def match_expression(window: MainWindow) -> None:
@@ -154,19 +165,20 @@ def open_checkpoint(window: MainWindow) -> None:
 
 def open_project(window: MainWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(window, "Open project", "", f"Projects (*{PROJECT_SUFFIX} *.json)")
-    if path:
+    if path and window.confirm_discard(f"opening {Path(path).name}"):
         window.open_project(Path(path))
 
 
-def save_project(window: MainWindow, ask: bool) -> None:
+def save_project(window: MainWindow, ask: bool) -> bool:
+    """Save (asking where when the project has no file yet, or `ask`); True when it was saved."""
     path = window.project_path
     if ask or path is None:
         chosen, _ = QFileDialog.getSaveFileName(window, "Save project", "portrait" + PROJECT_SUFFIX,
                                                 f"Projects (*{PROJECT_SUFFIX})")
         if not chosen:
-            return
+            return False
         path = Path(chosen if chosen.endswith(".json") else chosen + PROJECT_SUFFIX)
-    window.save_project(path)
+    return window.save_project(path)
 
 
 def ask_target(window: MainWindow, title: str, default: str, filters: str) -> tuple[Path, bool] | None:

@@ -7,7 +7,6 @@ expression presets. Reading validates everything and raises `Export3DError` with
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from export3d_core.atomic import write_text_atomic
 from export3d_core.errors import Export3DError
 
 from app.presets import Preset
-from app.state import RENDER_MODES, ViewCamera
+from app.state import RENDER_MODES, ViewCamera, check_lambda
 
 PROJECT_FORMAT = "export3d-studio-project"
 PROJECT_VERSION = 1
@@ -79,6 +78,31 @@ def save_project(path: str | Path, project: Project) -> Path:
         raise Export3DError(f"could not write {path}: {exc.strerror or exc}") from None
 
 
+def _check_version(name: str, version: Any) -> None:
+    if isinstance(version, int) and not isinstance(version, bool) and version == PROJECT_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool):
+        raise Export3DError(f"{name} has project version {version}; this build reads version {PROJECT_VERSION}")
+    raise Export3DError(f"{name} has \"version\": {json.dumps(version)} ({type(version).__name__}); this build "
+                        f"reads version {PROJECT_VERSION}, a whole number")
+
+
+def _path_field(data: dict, key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key} is {json.dumps(value)}, not a file path")
+    return value
+
+
+def _names(data: dict, count: int) -> tuple[str, ...]:
+    names = data.get("names") or [f"v{i + 1}" for i in range(count)]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("names must be a list of text")
+    if len(names) != count:
+        raise ValueError(f"{len(names)} names for {count} λ values")
+    return tuple(names)
+
+
 def load_project(path: str | Path) -> Project:
     path = Path(path)
     try:
@@ -89,20 +113,19 @@ def load_project(path: str | Path) -> Project:
         raise Export3DError(f"{path.name} is not a readable project file ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != PROJECT_FORMAT:
         raise Export3DError(f"{path.name} is not an Export3D Studio project")
-    if data.get("version") != PROJECT_VERSION:
-        raise Export3DError(f"{path.name} has project version {data.get('version')}; this build reads "
-                            f"{PROJECT_VERSION}")
+    _check_version(path.name, data.get("version"))
     try:
-        lam = tuple(float(v) for v in data["lambda"])
-        names = tuple(str(n) for n in data.get("names") or [f"v{i + 1}" for i in range(len(lam))])
+        portrait, checkpoint = _path_field(data, "portrait"), _path_field(data, "checkpoint")
+        if not isinstance(data.get("lambda"), list):
+            raise ValueError("lambda must be a list of numbers")
+        lam = check_lambda(data["lambda"])
+        names = _names(data, len(lam))
         camera = ViewCamera.from_dict(data.get("camera") or {})
         presets = [Preset.from_dict(p) for p in data.get("presets") or []]
         crop = data.get("crop")
         crop = None if not crop else ((float(crop["center"][0]), float(crop["center"][1])), float(crop["side"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise Export3DError(f"{path.name} has invalid values: {exc}") from None
-    if not all(math.isfinite(v) for v in lam) or len(names) != len(lam):
-        raise Export3DError(f"{path.name}: λ must be finite numbers with one name each")
     mode = data.get("mode", "final")
-    return Project(_abs(data.get("portrait"), path.parent), _abs(data.get("checkpoint"), path.parent),
+    return Project(_abs(portrait, path.parent), _abs(checkpoint, path.parent),
                    lam, names, camera, mode if mode in RENDER_MODES else "final", presets, crop)

@@ -12,8 +12,27 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from export3d_core.lambda_units import MAX_ABS_LAMBDA
+
 RENDER_MODES = ("final", "raw", "depth", "opacity")  # mirrors export3d_core.session.RENDER_MODES
 DEFAULT_N_BASIS = 10  # the paper's n; the loaded model's config decides the real count
+
+
+def check_lambda(values, what: str = "λ") -> tuple[float, ...]:
+    """λ as floats; ValueError with one line when a value is not a finite number within ±MAX_ABS_LAMBDA.
+
+    λ is unbounded for the artist, but the model's arithmetic is not: the core's limit applies to
+    everything the editor reads (projects, presets) and types (the spin boxes clamp to it).
+    """
+    lam = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{what}{i + 1} is {value!r}, not a number")
+        if not math.isfinite(value) or abs(value) > MAX_ABS_LAMBDA:
+            raise ValueError(f"{what}{i + 1} = {value:g} is outside ±{MAX_ABS_LAMBDA:g}, the largest λ "
+                             "this build renders")
+        lam.append(float(value))
+    return tuple(lam)
 
 
 @dataclass(frozen=True)
@@ -107,11 +126,9 @@ class EditorState(QObject):
         return self._lam
 
     def set_lam(self, lam) -> None:
-        lam = tuple(float(v) for v in lam)
+        lam = check_lambda(float(v) for v in lam)
         if len(lam) != self.n_basis:
             raise ValueError(f"λ needs {self.n_basis} values, got {len(lam)}")
-        if not all(math.isfinite(v) for v in lam):
-            raise ValueError("λ values must be finite numbers")
         if lam != self._lam:
             self._lam = lam
             self.lam_changed.emit(lam)

@@ -7,11 +7,15 @@ no temporary file behind. The result gets ordinary permissions (0666 minus the u
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from export3d_core.errors import Export3DError
 
 
 def _umask() -> int:
@@ -82,3 +86,23 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_json_atomic(target: str | os.PathLike, data: Any) -> Path:
+    """`data` as JSON (indent 1: readable, small), written atomically."""
+    return write_text_atomic(target, json.dumps(data, indent=1))
+
+
+def resolve_output(path: Path) -> Path:
+    """`path`, or the file a symlink there points to; refused when it is a folder or a symlink
+    that leads nowhere (a loop, a missing target), which a rename would silently replace."""
+    path = Path(path)
+    if path.is_symlink():
+        try:
+            path = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise Export3DError(f"{path} is a symbolic link that leads nowhere (a loop or a missing "
+                                "target); remove it or choose another name") from None
+    if path.is_dir():
+        raise Export3DError(f"{path} is a folder; choose a file name")
+    return path

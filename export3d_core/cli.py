@@ -12,17 +12,14 @@ import argparse
 import importlib
 import sys
 
-from export3d_core.errors import Export3DError
-
-EXIT_USER_ERROR = 2
-EXIT_SYSTEM_ERROR = 1  # the disk or the OS refused (full, read-only, not a folder); not a bad input
-EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+from export3d_core.errors import EXIT_INTERRUPTED, EXIT_SYSTEM_ERROR, EXIT_USER_ERROR, Export3DError
 
 # (module, registration function): each adds its sub-commands to the parser.
 COMMAND_MODULES = (
     ("export3d_core.view_commands", "add_view_commands"),
     ("export3d_core.data.intake", "add_crop_command"),
-    ("export3d_core.data.synthetic", "add_synth_command"),
+    ("export3d_core.data.synth_command", "add_synth_command"),
+    ("export3d_core.data.demo_portraits", "add_demo_portraits_command"),
     ("export3d_core.data.prepare", "add_prepare_command"),
     ("export3d_core.train.commands", "add_train_commands"),
     ("export3d_core.eval.commands", "add_eval_command"),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export3d_core.atomic import atomic_path, check_writable
-from export3d_core.camera import OrbitCamera, orbit_path
+from export3d_core.atomic import atomic_path, check_writable, resolve_output
+from export3d_core.camera import ORBIT_PITCH_AMPLITUDE, ORBIT_YAW_AMPLITUDE, OrbitCamera, orbit_path, yaw_sweep
 from export3d_core.errors import Export3DError
 from export3d_core.session import PortraitSession
 
@@ -37,8 +37,8 @@ class TurntableSettings:
     frames: int = 60
     fps: int = 30
     path: str = "orbit"  # "orbit" (EG3D's yaw/pitch ellipse) or "yaw" (a plain yaw sweep)
-    yaw_amplitude: float = 0.35  # radians
-    pitch_amplitude: float = 0.25  # radians, orbit path only
+    yaw_amplitude: float = ORBIT_YAW_AMPLITUDE  # radians
+    pitch_amplitude: float = ORBIT_PITCH_AMPLITUDE  # radians, orbit path only
     loop: bool = True  # GIF loops forever
 
     def __post_init__(self) -> None:
@@ -60,7 +60,7 @@ def turntable_cameras(base: OrbitCamera, settings: TurntableSettings) -> list[Or
         if settings.path == "orbit":
             yaw, pitch = orbit_path(t, settings.yaw_amplitude, settings.pitch_amplitude)
         else:
-            yaw, pitch = settings.yaw_amplitude * math.sin(2 * math.pi * t), 0.0
+            yaw, pitch = yaw_sweep(t, settings.yaw_amplitude)
         cameras.append(base.replace(yaw=base.yaw + yaw, pitch=base.pitch + pitch))
     return cameras
 
@@ -111,21 +111,6 @@ def check_target(path: Path, suffixes: tuple[str, ...], overwrite: bool) -> Path
     if not path.parent.is_dir():
         raise Export3DError(f"cannot write {path}: {path.parent} is a file, not a folder")
     check_writable(path)  # a read-only folder fails now, not after rendering every frame
-    return path
-
-
-def resolve_output(path: Path) -> Path:
-    """`path`, or the file a symlink there points to; refused when it is a folder or a symlink
-    that leads nowhere (a loop, a missing target), which a rename would silently replace."""
-    path = Path(path)
-    if path.is_symlink():
-        try:
-            path = path.resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise Export3DError(f"{path} is a symbolic link that leads nowhere (a loop or a missing "
-                                "target); remove it or choose another name") from None
-    if path.is_dir():
-        raise Export3DError(f"{path} is a folder; choose a file name")
     return path
 
 

@@ -7,7 +7,7 @@ from photo…" uses. Two readers of β can ship beside a checkpoint:
   the known face box of the FFHQ framing (no detector), read by a small MLP trained on the
   landmarks of synthetic heads. Geometry is what real and synthetic faces share, so this is the
   reader for anything that may be a real face, and the default;
-- the attribute regressor (`eval.regressor`), an image CNN trained on synthetic renders. It reads
+- the attribute regressor (`faces.regressor`), an image CNN trained on synthetic renders. It reads
   synthetic renders better than the landmarks do (it sees gaze and cheeks, which no landmark
   marks), but a real photo is outside its domain; callers that know their image is a synthetic
   render ask for it with `source="image"`.
@@ -62,7 +62,7 @@ class ExpressionEstimator:
     @staticmethod
     def for_checkpoint(model: Export3D, checkpoint: str | Path | None) -> "ExpressionEstimator":
         """The reader and/or regressor shipped beside `checkpoint` (in its folder)."""
-        from export3d_core.eval.regressor import load_regressor
+        from export3d_core.faces.regressor import load_regressor
         from export3d_core.expression_reader import READER_FILE, load_reader
 
         if checkpoint is None:

@@ -174,7 +174,7 @@ def regressor_r2(regressor_path: str | Path, data: str | Path, clips: np.ndarray
 
     from export3d_core.data.corpus import read_clip_meta, read_corpus_info
     from export3d_core.data.image_io import load_image
-    from export3d_core.eval.regressor import load_regressor
+    from export3d_core.faces.regressor import load_regressor
 
     regressor = load_regressor(regressor_path)
     info = read_corpus_info(Path(data))

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from export3d_core.arg_types import bounded, finite_float, positive_float
-from export3d_core.camera import OrbitCamera
+from export3d_core.camera import DEFAULT_FOV_DEG, DEFAULT_RADIUS, ORBIT_YAW_AMPLITUDE, OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
-from export3d_core.devices import parse_device
+from export3d_core.devices import pick_device
+from export3d_core.display import RENDER_MODES, opacity_to_alpha, view_image
 from export3d_core.errors import Export3DError
 from export3d_core.export import (ANIMATION_SUFFIXES, MAX_ANIMATION_FRAMES, MAX_FPS, STILL_SUFFIXES,
                                   TurntableSettings, check_target, sweep_frames, turntable_frames,
@@ -23,7 +24,7 @@ from export3d_core.export import (ANIMATION_SUFFIXES, MAX_ANIMATION_FRAMES, MAX_
 from export3d_core.lambda_units import MAX_ABS_LAMBDA, check_lambda
 from export3d_core.model import Export3D
 from export3d_core.portrait import default_portrait, load_portrait
-from export3d_core.session import RENDER_MODES, PortraitSession
+from export3d_core.session import PortraitSession
 
 
 def parse_lambda(text: str | None, n_basis: int) -> list[float]:
@@ -61,17 +62,12 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lam", help="coefficients, e.g. v1=2.5,v3=-4 (others 0)")
     parser.add_argument("--yaw", type=finite_float, default=0.0, help="degrees, + moves the camera to the right")
     parser.add_argument("--pitch", type=finite_float, default=0.0, help="degrees, + moves the camera up")
-    parser.add_argument("--radius", type=positive_float, default=2.7)
-    parser.add_argument("--fov", type=positive_float, default=18.837, help="vertical field of view in degrees")
+    parser.add_argument("--radius", type=positive_float, default=DEFAULT_RADIUS, help="camera distance from the pivot")
+    parser.add_argument("--fov", type=positive_float, default=DEFAULT_FOV_DEG,
+                        help="diagonal field of view in degrees (EG3D's convention: 18.837 = focal 4.2647)")
     parser.add_argument("--mode", choices=RENDER_MODES, default="final")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("-o", "--output", type=Path, required=True)
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return parse_device(name)
 
 
 def load_model(args: argparse.Namespace) -> Export3D:
@@ -109,12 +105,10 @@ def run_render(args: argparse.Namespace) -> int:
     session, camera, lam = open_session(args)
     output = session.render(lam, camera)
     cfg = session.config
-    from export3d_core.session import view_image
-
     image = view_image(output, args.mode, cfg.render.ray_start, cfg.render.ray_end)
     alpha = None
     if args.alpha:
-        alpha = (output.alpha[0, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+        alpha = opacity_to_alpha(output.alpha)
         if alpha.shape != image.shape[:2]:
             from PIL import Image
             alpha = np.asarray(Image.fromarray(alpha).resize(image.shape[1::-1], Image.Resampling.BILINEAR))
@@ -176,7 +170,7 @@ def add_view_commands(subparsers) -> None:
     turntable.add_argument("--fps", type=bounded(int, 1, MAX_FPS), default=30, help=f"1..{MAX_FPS} (default 30)")
     turntable.add_argument("--path", choices=("orbit", "yaw"), default="orbit",
                            help="EG3D's orbit (yaw and pitch) or a plain yaw sweep")
-    turntable.add_argument("--amplitude", type=bounded(float, 0, 180), default=math.degrees(0.35),
+    turntable.add_argument("--amplitude", type=bounded(float, 0, 180), default=math.degrees(ORBIT_YAW_AMPLITUDE),
                            help="yaw amplitude in degrees, 0..180")
     turntable.set_defaults(handler=run_turntable)
 

@@ -6,9 +6,10 @@ Degrees for angles (what artists read); the state converts to the core's radians
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QPushButton, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QPushButton, QWidget
 
 from app.state import RENDER_MODES, ViewCamera
+from app.widgets.number_box import NumberBox
 
 MODE_LABELS = {
     "final": "Final (super-resolved)",
@@ -18,14 +19,15 @@ MODE_LABELS = {
 }
 
 
-def _spin(lo: float, hi: float, step: float, suffix: str, tip: str) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
+def _spin(name: str, lo: float, hi: float, step: float, suffix: str, tip: str) -> NumberBox:
+    """A field over the orbit limits; a typed value past a limit is clamped to it (and said)."""
+    spin = NumberBox(name)
     spin.setRange(lo, hi)
     spin.setSingleStep(step)
     spin.setDecimals(2)
     spin.setSuffix(suffix)
     spin.setKeyboardTracking(False)
-    spin.setToolTip(tip)
+    spin.setToolTip(f"{tip} ({lo:g} … {hi:g}{suffix})")
     return spin
 
 
@@ -33,14 +35,15 @@ class CameraPanel(QWidget):
     camera_edited = Signal(object)  # ViewCamera
     mode_selected = Signal(str)
     frontal_requested = Signal()
+    message = Signal(str)  # one line for the status bar (a typed value was clamped)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         lim = ViewCamera
-        self.yaw = _spin(-lim.YAW_LIMIT, lim.YAW_LIMIT, 1.0, "°", "Yaw: + moves the camera to the face's left")
-        self.pitch = _spin(-lim.PITCH_LIMIT, lim.PITCH_LIMIT, 1.0, "°", "Pitch: + moves the camera up")
-        self.radius = _spin(*lim.RADIUS_RANGE, 0.05, "", "Distance from the head's pivot (wheel zooms)")
-        self.fov = _spin(*lim.FOV_RANGE, 0.5, "°", "Vertical field of view (EG3D: 18.84°)")
+        self.yaw = _spin("yaw", -lim.YAW_LIMIT, lim.YAW_LIMIT, 1.0, "°", "Yaw: + moves the camera to the face's left")
+        self.pitch = _spin("pitch", -lim.PITCH_LIMIT, lim.PITCH_LIMIT, 1.0, "°", "Pitch: + moves the camera up")
+        self.radius = _spin("radius", *lim.RADIUS_RANGE, 0.05, "", "Distance from the head's pivot (wheel zooms)")
+        self.fov = _spin("field of view", *lim.FOV_RANGE, 0.5, "°", "Vertical field of view (EG3D: 18.84°)")
         self.mode = QComboBox()
         for mode in RENDER_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
@@ -56,6 +59,7 @@ class CameraPanel(QWidget):
         form.addRow(self.frontal)
         for spin in (self.yaw, self.pitch, self.radius, self.fov):
             spin.valueChanged.connect(self._emit_camera)
+            spin.clamped.connect(self.message)
         self.mode.currentIndexChanged.connect(lambda _: self.mode_selected.emit(self.mode.currentData()))
         self.frontal.clicked.connect(self.frontal_requested)
         self.set_camera(ViewCamera())

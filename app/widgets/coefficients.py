@@ -11,13 +11,14 @@ import math
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent
-from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLineEdit, QPushButton,
-                               QSlider, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QPushButton, QSlider, QToolButton, QVBoxLayout, QWidget
+
+from app.state import MAX_ABS_LAMBDA
+from app.widgets.number_box import NumberBox
 
 SLIDER_STEPS = 1000  # integer resolution of the slider groove
 DEFAULT_SOFT_RANGE = (-10.0, 10.0)  # initial visible range; the paper's scales reach −10 and +20
 GROW_MARGIN = 1.25  # when a value leaves the soft range, the range is widened to 125 % of it
-SPIN_LIMIT = 1e6  # the spin box takes any finite number an artist could mean (the slider has no limit)
 SPIN_DECIMALS = 3
 SPIN_WIDTH = 110  # fits "-100000.000" with the dark theme's padding
 FINE_FACTOR = 0.1
@@ -48,7 +49,8 @@ class UnboundedSlider(QSlider):
         return self._value
 
     def set_float_value(self, value: float) -> None:
-        """Show `value`, widening the soft range when it falls outside."""
+        """Show `value`, widening the soft range when it falls outside (never past the model's limit)."""
+        value = max(-MAX_ABS_LAMBDA, min(MAX_ABS_LAMBDA, value))
         if value > self.hi:
             self.hi = max(value * GROW_MARGIN, value + 1.0) if value > 0 else value + 1.0
         if value < self.lo:
@@ -132,13 +134,14 @@ class CoefficientRow(QWidget):
         self.name_edit.setFixedWidth(80)
         self.name_edit.setToolTip(f"Name of basis vector {index + 1} (saved with the project)")
         self.slider = UnboundedSlider()
-        self.spin = QDoubleSpinBox()
-        self.spin.setRange(-SPIN_LIMIT, SPIN_LIMIT)
+        self.spin = NumberBox(f"λ{index + 1}")
+        self.spin.setRange(-MAX_ABS_LAMBDA, MAX_ABS_LAMBDA)
         self.spin.setDecimals(SPIN_DECIMALS)
         self.spin.setSingleStep(0.1)
         self.spin.setKeyboardTracking(False)  # commit on Enter / focus out, not per keystroke
         self.spin.setMinimumWidth(SPIN_WIDTH)
-        self.spin.setToolTip(f"λ{index + 1}: any finite number (the slider's range grows to fit)")
+        self.spin.setToolTip(f"λ{index + 1}: any number within ±{MAX_ABS_LAMBDA:g}, e.g. 25 or 2.5e3 (the "
+                             "slider's range grows to fit)")
         self.reset_button = QToolButton()
         self.reset_button.setText("↺")
         self.reset_button.setToolTip(f"Reset λ{index + 1} to the portrait's value")
@@ -170,6 +173,7 @@ class CoefficientsPanel(QWidget):
     name_edited = Signal(int, str)
     zero_all_requested = Signal()
     reset_portrait_requested = Signal()
+    message = Signal(str)  # one line for the status bar (a typed value was clamped)
 
     def __init__(self, names: tuple[str, ...], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -224,6 +228,7 @@ class CoefficientsPanel(QWidget):
         row.slider.drag_finished.connect(lambda: self.edit_finished.emit(i))
         row.slider.value_stepped.connect(lambda v: self._commit(row, v))
         row.spin.valueChanged.connect(lambda v: self._on_spin(row, v))
+        row.spin.clamped.connect(self.message)
         row.reset_button.clicked.connect(lambda: self.row_reset.emit(i))
         row.name_edit.editingFinished.connect(lambda: self.name_edited.emit(i, row.name_edit.text()))
 

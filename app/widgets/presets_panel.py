@@ -1,5 +1,7 @@
 """The presets panel: saved expressions as thumbnails; apply, save the current one, delete.
 
+It lists the preset library, then the open project's own presets (marked "· project"): the two
+are separate, and a project's presets enter the library only through an explicit import.
 Thumbnails show each preset on the current portrait; the window renders them in the background
 (`thumbnails_requested`) and hands them back with `set_thumbnail`.
 """
@@ -20,7 +22,7 @@ THUMB_SIZE = 64
 class PresetsPanel(QWidget):
     apply_requested = Signal(object)  # Preset
     save_requested = Signal(str)  # name for the current expression
-    presets_changed = Signal(object)  # list[Preset]
+    delete_requested = Signal(object, bool)  # Preset, whether it is the project's (else the library's)
     thumbnails_requested = Signal(object)  # list[(index, Preset)]
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -44,21 +46,21 @@ class PresetsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)
         layout.addLayout(buttons)
-        self.presets: list[Preset] = []
+        self.presets: list[Preset] = []  # what the list shows, library first
+        self.from_project: list[bool] = []
 
-    def set_presets(self, presets: list[Preset]) -> None:
-        self.presets = list(presets)
+    def set_presets(self, library: list[Preset], project: list[Preset] = ()) -> None:
+        self.presets = list(library) + list(project)
+        self.from_project = [False] * len(library) + [True] * len(project)
         self.list.clear()
-        for preset in self.presets:
-            item = QListWidgetItem(preset.name)
-            item.setToolTip(", ".join(f"{v:g}" for v in preset.lam))
+        for preset, own in zip(self.presets, self.from_project):
+            item = QListWidgetItem(f"{preset.name} · project" if own else preset.name)
+            where = "this project's preset (File ▸ Import project presets adds it to the library)" if own \
+                else "library preset"
+            item.setToolTip(f"{where}: " + ", ".join(f"{v:g}" for v in preset.lam))
             item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
             self.list.addItem(item)
         self.thumbnails_requested.emit(list(enumerate(self.presets)))
-
-    def add(self, preset: Preset) -> None:
-        self.set_presets(self.presets + [preset])
-        self.presets_changed.emit(self.presets)
 
     def set_thumbnail(self, index: int, image: np.ndarray) -> None:
         item = self.list.item(index)
@@ -77,5 +79,4 @@ class PresetsPanel(QWidget):
     def _delete(self) -> None:
         row = self.list.currentRow()
         if 0 <= row < len(self.presets):
-            self.set_presets(self.presets[:row] + self.presets[row + 1:])
-            self.presets_changed.emit(self.presets)
+            self.delete_requested.emit(self.presets[row], self.from_project[row])

@@ -18,15 +18,13 @@ as package data; regenerate it (needs OpenGL, about a minute) after changing the
 """
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
 import numpy as np
 
-from export3d_core.data.face_template import ASSET_DIR
-
-TEMPLATE_FILE = ASSET_DIR / "landmarks68_dlib_template.npy"
+# The loader lives beside the geometric template, so intake does not pull in the synthetic renderer.
+from export3d_core.data.face_template import ASSET_DIR, DLIB_TEMPLATE_FILE as TEMPLATE_FILE, load_dlib_template
 CALIBRATION_SEED = 40_000_000  # identity seeds of the calibration heads: apart from every corpus (< 40M)
 CALIBRATION_IDENTITIES = 8  # the mean head plus this many sampled identities
 CALIBRATION_YAWS_DEG = (-30.0, -15.0, 0.0, 15.0, 30.0)
@@ -97,15 +95,6 @@ def build_dlib_template() -> np.ndarray:
                 projections.append(projection_matrix(camera, size))
     observed, projections = np.asarray(observed), np.asarray(projections)  # (V, 68, 2), (V, 3, 4)
     return np.stack([triangulate(observed[:, j], projections) for j in range(observed.shape[1])])
-
-
-@functools.lru_cache(maxsize=1)
-def load_dlib_template() -> np.ndarray:
-    """The shipped dlib template (68, 3) float64."""
-    template = np.load(TEMPLATE_FILE, allow_pickle=False)
-    if template.shape != (68, 3):
-        raise ValueError(f"{TEMPLATE_FILE} holds an array of shape {template.shape}, expected (68, 3)")
-    return template.astype(np.float64)
 
 
 def write_template_asset() -> Path:

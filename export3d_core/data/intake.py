@@ -101,7 +101,7 @@ def pose_template(method: str) -> np.ndarray | None:
     (`dlib_template`): against the geometric template a frontal face reads as pitched up ~17°.
     """
     if method == METHOD_DLIB:
-        from export3d_core.data.dlib_template import load_dlib_template
+        from export3d_core.data.face_template import load_dlib_template
 
         return load_dlib_template()
     return None
@@ -253,8 +253,7 @@ def run_crop_command(args: argparse.Namespace) -> int:
 def _check_crop_output(image: Path, output: Path, overwrite: bool) -> Path:
     """The file to write; refused, before any work, when it is the photo itself (whatever the
     flags) or an existing file without --overwrite."""
-    from export3d_core.atomic import check_writable
-    from export3d_core.export import resolve_output
+    from export3d_core.atomic import check_writable, resolve_output
 
     target = resolve_output(output)
     try:

@@ -5,7 +5,7 @@ per identity, with the same identity and background in every frame, an expressio
 between random keyframes (like a talking-head video) and a random camera per frame. Clip i is
 drawn from a generator seeded with (seed, i) only, so clips can be rendered in any order or
 process and a run resumes by skipping clips whose meta.json (written last) exists.
-The renderer and the samplers are in `synthetic`, imported inside functions (it re-exports us).
+The renderer is `synthetic`'s, imported inside functions (it loads OpenGL); identities come from `head_identity`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ MAX_YAW, MAX_PITCH = np.radians(35.0), np.radians(20.0)  # camera range of the c
 FRAMES_PER_KEY = 4  # expression keyframe spacing: β moves smoothly between keys, like speech
 
 
-# Corpus seeds from here up are reserved for held-out identities (export3d_core/eval/synthetic_views.py).
+# Corpus seeds from here up are reserved for held-out identities (export3d_core/data/synthetic_views.py).
 TRAINING_SEED_LIMIT = 10_000_000
 
 
@@ -56,7 +56,7 @@ def render_clip(renderer: HeadRenderer, out_dir: Path, index: int, frames: int, 
     """Render clip `index` into out_dir/clip_XXXXX; meta.json is written last (it marks the clip done)."""
     from export3d_core.camera import OrbitCamera
     from export3d_core.data.image_io import save_image_atomic
-    from export3d_core.data.synthetic import sample_background, sample_identity
+    from export3d_core.data.head_identity import sample_background, sample_identity
 
     rng = clip_rng(seed, index)
     identity = sample_identity(rng)

@@ -57,9 +57,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from export3d_core.atomic import check_writable
     from export3d_core.checkpoint import DEMO_CHECKPOINT
     from export3d_core.eval.harness import EvalConfig
-    from export3d_core.eval.regressor import DEFAULT_REGRESSOR
+    from export3d_core.faces.regressor import DEFAULT_REGRESSOR
     from export3d_core.eval.report import evaluate, format_table
-    from export3d_core.data.corpus import write_json_atomic
+    from export3d_core.atomic import write_json_atomic
 
     if args.identities < 1:
         raise Export3DError("--identities must be at least 1")

@@ -160,8 +160,8 @@ def evaluate_photo(renderer, aligned: np.ndarray, camera: np.ndarray, lam: Seque
     """
     from export3d_core.data import face_identity
     from export3d_core.data.landmarks_dlib import aligned_face_box
-    from export3d_core.eval.metrics import psnr, ssim
-    from export3d_core.session import tensor_to_image
+    from export3d_core.metrics import psnr, ssim
+    from export3d_core.display import tensor_to_image
 
     session = _session(renderer, aligned)
     out_size = session.config.output_size

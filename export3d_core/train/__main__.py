@@ -10,7 +10,7 @@ import sys
 from export3d_core.cli import OneLineParser, run_handler
 from export3d_core.train.commands import add_train_commands
 
-COMMANDS = ("train", "pretrain-clebs")
+COMMANDS = ("train", "pretrain-clebs", "expression-gain", "train-face-features")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from export3d_core.config import ModelConfig
-from export3d_core.data.corpus import write_json_atomic
+from export3d_core.atomic import write_json_atomic
 from export3d_core.errors import Export3DError
 
 STATE_JSON = "train_state.json"

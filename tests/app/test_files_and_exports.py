@@ -75,14 +75,14 @@ def test_project_round_trip_restores_lambda_names_camera_and_image(qtbot, window
     c.apply_lam([0] * 10)
     state.set_name(4, "v5")
     state.set_camera(ViewCamera())
-    c.set_presets([])
+    c.delete_preset(c.presets[0])
     idle(window)
     assert window.open_project(project_file)
     idle(window)
     assert state.lam == (1.5, -2, 0, 0, 25, 0, 0, 0, 0, 3)
     assert state.names[4] == "smile" and window.coefficients.rows[4].name_edit.text() == "smile"
     assert state.camera == ViewCamera(yaw_deg=12, pitch_deg=-5, radius=2.9)
-    assert [p.name for p in c.presets] == ["wide grin"]
+    assert [p.name for p in c.project_presets] == ["wide grin"] and c.presets == []
     np.testing.assert_array_equal(window.viewport.image(), saved_image)
 
 

@@ -125,12 +125,12 @@ def test_model_error_is_shown_in_the_window_not_raised(qtbot, window, monkeypatc
     def broken(self, *args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(PortraitSession, "render_image", broken)
-    window.coefficients.value_committed.emit(0, 1.0)
-    idle(window)
-    assert "out of memory" in window.errors[-1]
-    assert "out of memory" in window.viewport._message
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # undoes only this patch, not the fixture's dialog patches
+        patch.setattr(PortraitSession, "render_image", broken)
+        window.coefficients.value_committed.emit(0, 1.0)
+        idle(window)
+        assert "out of memory" in window.errors[-1]
+        assert "out of memory" in window.viewport._message
     window.coefficients.value_committed.emit(0, 2.0)  # recovers with the next edit
     idle(window)
     assert window.controller.last_frame.request.lam[0] == 2.0

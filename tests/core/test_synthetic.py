@@ -11,9 +11,9 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.data.corpus import read_clip_meta, read_corpus_info
 from export3d_core.data.head_landmarks import BETA_RANGES, HEAD_CENTRE, project_points
 from export3d_core.data.head_mesh import identity_geometry, pose_mesh
-from export3d_core.data.synth_command import add_synth_command
+from export3d_core.data.synth_command import add_synth_command, generate_corpus
 from export3d_core.data.synthetic import (
-    BETA_DIM, BETA_NAMES, HeadRenderer, Identity, generate_corpus, sample_expression, sample_identity,
+    BETA_DIM, BETA_NAMES, HeadRenderer, Identity, sample_expression, sample_identity,
 )
 from export3d_core.errors import Export3DError
 

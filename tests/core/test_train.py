@@ -41,7 +41,7 @@ def make_trainer(corpus: Path, run: Path, tcfg: TrainConfig, hooks=None) -> Trai
 
 def test_tiny_model_overfits_one_clip(tmp_path: Path) -> None:
     """One clip of the real synthetic generator (rendered heads, a new camera per frame)."""
-    from export3d_core.data.synthetic import generate_corpus
+    from export3d_core.data.synth_command import generate_corpus
 
     root = generate_corpus(tmp_path / "one", identities=1, frames=4, resolution=64, seed=0, progress=False)
     # lr 3e-3 instead of the paper's 1e-4: the test checks that the graph can learn, quickly.
@@ -208,7 +208,7 @@ def test_distortion_weight_enters_the_loss_and_the_log(corpus: Path, tmp_path: P
 
 def test_feature_weight_flag_trains_on_landmarked_frames_only(corpus: Path, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture) -> None:
-    from export3d_core.data.synthetic import generate_corpus
+    from export3d_core.data.synth_command import generate_corpus
 
     heads = generate_corpus(tmp_path / "heads", identities=1, frames=3, resolution=64, seed=0, progress=False)
     common = ["--batch", "2", "--steps", "1", "--no-progress", "--feature-weight", "6"]
