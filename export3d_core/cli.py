@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     ("export3d_core.eval.commands", "add_eval_command"),
     ("export3d_core.eval.real_command", "add_eval_real_command"),
     ("export3d_core.bench", "add_bench_command"),
-    ("export3d_core.expression_reader_train", "add_expression_reader_command"),
+    ("export3d_core.train.expression_reader", "add_expression_reader_command"),
 )
 
 

@@ -3,7 +3,7 @@
 This is what starts the editor's sliders at the portrait's expression and what "Match expression
 from photo…" uses. Two readers of β can ship beside a checkpoint:
 
-- the expression reader (`expression_reader`): dlib's 68 landmarks on the aligned portrait, in
+- the expression reader (`data.expression_reader`): dlib's 68 landmarks on the aligned portrait, in
   the known face box of the FFHQ framing (no detector), read by a small MLP trained on the
   landmarks of synthetic heads. Geometry is what real and synthetic faces share, so this is the
   reader for anything that may be a real face, and the default;
@@ -63,7 +63,7 @@ class ExpressionEstimator:
     def for_checkpoint(model: Export3D, checkpoint: str | Path | None) -> "ExpressionEstimator":
         """The reader and/or regressor shipped beside `checkpoint` (in its folder)."""
         from export3d_core.faces.regressor import load_regressor
-        from export3d_core.expression_reader import READER_FILE, load_reader
+        from export3d_core.data.expression_reader import READER_FILE, load_reader
 
         if checkpoint is None:
             raise Export3DError("no checkpoint file, so no expression reader or attribute regressor beside it")
@@ -128,19 +128,7 @@ class ExpressionEstimator:
 
     def landmark_beta(self, image: np.ndarray) -> np.ndarray:
         """β (beta_dim,) float32 read from the aligned portrait's landmarks."""
+        from export3d_core.data.expression_reader_data import aligned_landmark_beta
+
         return aligned_landmark_beta(self.reader, self._dlib(), image)
 
-
-def aligned_landmarks(landmarker, image: np.ndarray) -> np.ndarray:
-    """dlib's (68, 2) landmarks of an aligned (FFHQ-framed) portrait, in the framing's known face box.
-
-    No detector: the HOG detector misses soft renders, and the box of an aligned face is known.
-    """
-    from export3d_core.data.landmarks_dlib import aligned_face_box
-
-    return landmarker.landmarks_in_box(np.ascontiguousarray(image), aligned_face_box(image.shape[0]))
-
-
-def aligned_landmark_beta(reader, landmarker, image: np.ndarray) -> np.ndarray:
-    """β (beta_dim,) float32 that the expression reader reads from an aligned portrait."""
-    return reader.read_beta(aligned_landmarks(landmarker, image)).astype(np.float32)

@@ -11,7 +11,7 @@ place when complete.
 
 β (`meta.beta_source`): "deep3d" = coeff[80:144] of the Deep3DFaceRecon file beside the video
 (format in `video_source`); "landmarks" = the twelve synthetic expression parameters that the
-expression reader (`expression_reader`, shipped beside the demo model) reads from dlib's
+expression reader (`data.expression_reader`, shipped beside the demo model) reads from dlib's
 landmarks of the aligned frame, as the editor reads a portrait, so a prepared corpus speaks the
 demo model's β; "none" = zeros of that size, when neither is available (no dlib or no reader),
 so the clip still carries frames and cameras. One corpus has one β source and one β size.
@@ -236,20 +236,20 @@ READER_SIDE = 256  # side of the aligned crop the expression reader's landmarks 
 
 
 def reader_path(options: PrepareOptions) -> Path:
-    from export3d_core.expression_reader import DEFAULT_READER
+    from export3d_core.data.expression_reader import DEFAULT_READER
 
     return Path(options.expression_reader) if options.expression_reader else DEFAULT_READER
 
 
 def load_expression_reader(options: PrepareOptions):
-    from export3d_core.expression_reader import load_reader
+    from export3d_core.data.expression_reader import load_reader
 
     return load_reader(reader_path(options))
 
 
 def read_frame_beta(reader, frame: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """β of one frame: the expression reader on dlib's landmarks of the frame aligned at READER_SIDE."""
-    from export3d_core.expression_estimate import aligned_landmark_beta
+    from export3d_core.data.expression_reader_data import aligned_landmark_beta
 
     transform = quad_transform(*_quad_axes(quad), READER_SIDE, target=canonical_quad(READER_SIDE))
     crop = warp_crop(frame, transform, READER_SIDE)

@@ -3,7 +3,7 @@
 No real photo comes with a true β, so this is a sanity check, not a measurement: the astronaut
 (scikit-image) smiles, and a few of scikit-image's LFW faces are neutral, smiling or open-mouthed
 by eye. Each photo is cropped as the editor crops a portrait (intake: dlib, FFHQ framing), and
-the expression reader reads dlib's landmarks in the aligned face box (`expression_estimate`).
+the expression reader reads dlib's landmarks in the aligned face box (as `expression_estimate` does).
 
 The LFW faces are 25x25 crops: they are enlarged (bicubic, 8x) and padded before detection, and
 their eyes are a few pixels, so their blinks are the least reliable column.
@@ -49,8 +49,8 @@ def sanity_rows(reader_path, size: int) -> list[tuple[str, str, np.ndarray]]:
     """(name, group, β) per photo, read through the editor's crop and the aligned face box."""
     from export3d_core.data.intake import crop_portrait
     from export3d_core.data.landmarks_dlib import get_dlib_landmarker
-    from export3d_core.expression_estimate import aligned_landmark_beta
-    from export3d_core.expression_reader import load_reader
+    from export3d_core.data.expression_reader_data import aligned_landmark_beta
+    from export3d_core.data.expression_reader import load_reader
 
     reader, landmarker = load_reader(reader_path), get_dlib_landmarker()
     rows = []
@@ -72,7 +72,7 @@ def format_table(rows: list[tuple[str, str, np.ndarray]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export3d_core.expression_reader import DEFAULT_READER
+    from export3d_core.data.expression_reader import DEFAULT_READER
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reader", nargs="?", default=str(DEFAULT_READER), help="expression reader file")

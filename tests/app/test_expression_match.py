@@ -61,7 +61,7 @@ def test_status_says_which_reader_read_the_expression(estimating_window, tmp_pat
 
     from export3d_core.data.head_landmarks import BETA_NAMES
     from export3d_core.data.landmarks_dlib import dlib_available
-    from export3d_core.expression_reader import DEFAULT_READER, READER_FILE
+    from export3d_core.data.expression_reader import DEFAULT_READER, READER_FILE
     from export3d_core.portrait import demo_portraits
 
     if not dlib_available():

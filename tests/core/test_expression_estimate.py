@@ -10,7 +10,7 @@ from export3d_core.faces.regressor import AttributeRegressor, RegressorConfig, s
 from export3d_core.data.head_landmarks import BETA_NAMES
 from export3d_core.data.landmarks_dlib import dlib_available
 from export3d_core.expression_estimate import ExpressionEstimator
-from export3d_core.expression_reader import DEFAULT_READER, READER_FILE, ExpressionReader, ReaderConfig
+from export3d_core.data.expression_reader import DEFAULT_READER, READER_FILE, ExpressionReader, ReaderConfig
 
 
 def _regressor(beta_dim: int) -> AttributeRegressor:

@@ -16,10 +16,10 @@ from export3d_core.data.face_template import canonical_quad
 from export3d_core.data.head_landmarks import BETA_NAMES
 from export3d_core.data.landmarks_dlib import aligned_face_box, dlib_available
 from export3d_core.errors import Export3DError
-from export3d_core.expression_reader import (DEFAULT_READER, ExpressionReader, ReaderConfig, load_reader,
+from export3d_core.data.expression_reader import (DEFAULT_READER, ExpressionReader, ReaderConfig, load_reader,
                                              mean_shape, normalise_landmarks, save_reader)
-from export3d_core.expression_reader_data import DlibView, box_from_quad, read_corpus_landmarks
-from export3d_core.expression_reader_train import (MIRROR_INDEX, features_of, mirror_beta, mirror_landmarks,
+from export3d_core.data.expression_reader_data import DlibView, box_from_quad, read_corpus_landmarks
+from export3d_core.train.expression_reader import (MIRROR_INDEX, features_of, mirror_beta, mirror_landmarks,
                                                    r2_per_parameter)
 
 needs_dlib = pytest.mark.skipif(not dlib_available(), reason="dlib or its 68-point model is not installed")

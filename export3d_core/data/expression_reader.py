@@ -15,7 +15,7 @@ MLP on pose-normalised landmarks:
 3. The MLP maps the standardised features to β; `read_beta` clips it to BETA_RANGES.
 
 The file is one safetensors file whose header carries the JSON config and meta (nothing is
-ever unpickled); `save_reader` writes it atomically. Training lives in `expression_reader_train`.
+ever unpickled); `save_reader` writes it atomically. Training lives in `train.expression_reader`.
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Landmarks and β of a corpus's frames, for training and measuring the expression reader.
+"""Landmarks and β of a corpus's frames, for training and measuring the expression reader; and
+dlib's landmarks of an aligned portrait in its known face box, which the reader reads β from
+(`aligned_landmark_beta`: the editor's estimate and `prepare` use it).
 
 Two kinds of landmarks per frame: the corpus's own geometric landmarks (meta.json, exact) and
 dlib's 68-point predictor run on the rendered frame, in the box where dlib's HOG detector sits
@@ -137,3 +139,18 @@ def read_corpus_landmarks(root: str | Path, *, with_dlib: bool = True, clips: li
                           geometric=np.asarray(rows["geometric"], dtype=np.float32),
                           dlib=np.asarray(rows["dlib"], dtype=np.float32) if landmarker is not None else None,
                           views=tuple(views))
+
+
+def aligned_landmarks(landmarker, image: np.ndarray) -> np.ndarray:
+    """dlib's (68, 2) landmarks of an aligned (FFHQ-framed) portrait, in the framing's known face box.
+
+    No detector: the HOG detector misses soft renders, and the box of an aligned face is known.
+    """
+    from export3d_core.data.landmarks_dlib import aligned_face_box
+
+    return landmarker.landmarks_in_box(np.ascontiguousarray(image), aligned_face_box(image.shape[0]))
+
+
+def aligned_landmark_beta(reader, landmarker, image: np.ndarray) -> np.ndarray:
+    """β (beta_dim,) float32 that the expression reader reads from an aligned portrait."""
+    return reader.read_beta(aligned_landmarks(landmarker, image)).astype(np.float32)

@@ -3,7 +3,7 @@
 The reader is trained on a synthetic corpus (`export3d synth`): every frame has its β and its
 68 landmarks. Identities are split, not frames, so the held-out R² says how the reader does on
 faces it never saw. By default it trains on dlib's landmarks of the rendered frames (what it
-sees on real photos; `expression_reader_data`). Measured on 59 held-out identities (400 x 16
+sees on real photos; `data.expression_reader_data`). Measured on 59 held-out identities (400 x 16
 frames at 256²): trained on the corpus's exact geometric landmarks it reads them almost
 perfectly (mean R² 0.75) but dlib's landmarks of the same renders worse than a constant (-0.65:
 dlib's points sit elsewhere on these heads); trained on dlib's it reads dlib's at 0.50. Without
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from export3d_core.errors import Export3DError
-from export3d_core.expression_reader import (ALL_POINTS, NO_JAW, ExpressionReader, ReaderConfig, landmark_features,
+from export3d_core.data.expression_reader import (ALL_POINTS, NO_JAW, ExpressionReader, ReaderConfig, landmark_features,
                                              save_reader)
 
 
@@ -207,7 +207,7 @@ def train_from_corpus(data: str | Path, out: str | Path, run: ReaderRun, progres
 
     from export3d_core.data.corpus import read_corpus_info
     from export3d_core.data.head_landmarks import BETA_NAMES
-    from export3d_core.expression_reader_data import read_corpus_landmarks
+    from export3d_core.data.expression_reader_data import read_corpus_landmarks
 
     info = read_corpus_info(Path(data))
     if tuple(info.beta_names) != BETA_NAMES:
