@@ -3,7 +3,7 @@
 `--json OUT` writes:
 ```
 {"checkpoint": str, "settings": {...RealEvalSettings},
- "photos": [{"photo": str, "method": str, "lam_source": "estimate" | "neutral",
+ "photos": [{"photo": str, "method": str, "lam_source": "landmarks" | "image" | "neutral",
              "camera": {"yaw_deg", "pitch_deg"}, "lam": [n],
              "reconstruction": {"psnr", "ssim", "landmark_error_iod"},
              "identity": {"photo": float, "views": {"yaw-20", "yaw+20", "pitch-10", "pitch+10"}},
@@ -93,12 +93,13 @@ def run_eval_real(args: argparse.Namespace) -> int:
     with tqdm(total=total, desc="eval-real", unit="render", disable=args.no_progress, file=sys.stderr,
               leave=False) as bar:
         for photo in photos:
-            lam = [0.0] * cfg.n_basis if estimator is None else estimator.estimate(photo.aligned).lam
+            estimate = None if estimator is None else estimator.estimate(photo.aligned)
+            lam = [0.0] * cfg.n_basis if estimate is None else estimate.lam
             renders: dict = {}
             metrics = evaluate_photo(model, photo.aligned, photo.camera, lam, reference=photo.reference,
                                      settings=settings, renders=renders, step=lambda: bar.update(1))
             results.append({"photo": str(photo.path), "method": photo.method,
-                            "lam_source": "neutral" if estimator is None else "estimate", **metrics})
+                            "lam_source": "neutral" if estimate is None else estimate.source, **metrics})
             sheets.append(contact_sheet(photo.reference, renders, cfg.n_basis))
     report = {"checkpoint": str(checkpoint), "settings": asdict(settings), "photos": results}
     print(format_table(report))

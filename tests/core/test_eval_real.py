@@ -34,7 +34,7 @@ def test_eval_real_writes_every_key(tmp_path: Path, capsys: pytest.CaptureFixtur
     report = json.loads(out.read_text(encoding="utf-8"))
     assert set(report) == {"checkpoint", "settings", "photos"} and len(report["photos"]) == 1
     item = report["photos"][0]
-    assert set(item) == PHOTO_KEYS and item["method"] == "dlib" and item["lam_source"] == "estimate"
+    assert set(item) == PHOTO_KEYS and item["method"] == "dlib" and item["lam_source"] == "landmarks"
     n = len(item["lam"])
     assert set(item["reconstruction"]) == {"psnr", "ssim", "landmark_error_iod"}
     assert 5 < item["reconstruction"]["psnr"] < 60 and 0 < item["reconstruction"]["ssim"] < 1
