@@ -1,0 +1,411 @@
+"""Meshes of the head: marching cubes on the field's density, coloured by the colour branch.
+
+The tri-plane is a real 3D head, so a mesh is its density's iso-surface. `build_head_mesh` runs
+the whole job (the CLI's `export3d mesh` and the editor's export job call it), reporting progress
+and honouring a cancel flag between bounded steps:
+
+1. the iso level: the density σ = softplus(raw + density_shift) at which the mesh sits where the
+   rendered depth does. Along every opaque ray of the frontal depth map the first crossing of a
+   candidate level is compared with the rendered (expected) depth; the level with the smallest
+   mean error wins (a ray the level never crosses counts as a miss to the far end of the ray).
+2. σ on a regular grid over the tri-plane's box, evaluated in slabs of at most `FIELD_CHUNK`
+   points, padded with one layer of empty space so the surface closes where it meets the box.
+3. scikit-image's marching cubes at that level.
+4. Pieces: by default (`keep="head"`) the connected piece with the most surface near the frontal
+   view's axis is kept, which is where every aligned portrait puts the face, so the head and what
+   it is joined to (neck, shoulders) stay. The demo model also paints the background with matter:
+   pillars at the sides of the box, a slab at its top and floating specks of the thin medium
+   behind the head; these are separate pieces and go. `keep="largest"` keeps the piece with the
+   most faces instead (on the demo model that can be a background pillar), `keep="all"` everything.
+5. Optional decimation to a face count (fast-simplification's quadric decimation).
+6. Vertex colours: the colour branch at each vertex; its first three channels are the raw RGB the
+   renderer composites (sigmoid·1.002 − 0.001, clipped to [0, 1]).
+7. The check: the mesh rasterised from the frontal camera against the rendered depth map.
+8. Morph targets: for each basis vector, the base vertices moved along their normals onto the
+   iso-surface of the field at λ_i = base_i + k; every target shares the base topology.
+
+World units and axes are EG3D's (y up, the face looks toward +z), which are glTF's too.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from export3d_core.camera import OrbitCamera
+from export3d_core.errors import Export3DError
+from export3d_core.export import ExportCancelled
+from export3d_core.render.renderer import FIELD_CHUNK
+from export3d_core.render.triplane import sample_triplane
+
+KEEP_MODES = ("head", "largest", "all")
+HEAD_RADIUS = 0.12  # world units around the frontal view axis in which the head piece is counted
+# Points (N, 3) float32 -> values (N,) or (N, 3) float32, numpy in and out.
+PointFn = Callable[[np.ndarray], np.ndarray]
+ProgressFn = Callable[[int, int, str], None]  # (done, total, stage)
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """How a head mesh is made. A comment per field says what it changes."""
+
+    resolution: int = 256  # grid points per side of the tri-plane box; a voxel is box / (resolution - 1)
+    level: float | None = None  # iso level of σ; None: chosen so the mesh sits at the rendered depth
+    faces: int | None = None  # decimate to about this many faces; None keeps marching cubes' faces
+    keep: str = "head"  # "head": the piece at the frontal view's axis; "largest": the most faces; "all": every piece
+    opaque_alpha: float = 0.99  # frontal rays at least this opaque are the head the level is fitted to
+    level_samples: int = 384  # σ samples per ray for the level's search (a step of ~1/4 voxel at 256)
+    morph_targets: bool = False  # add one target per basis vector (GLB only)
+    morph_scale: float = 10.0  # k: target i is the surface at λ_i = base_i + k (glTF weight 1 = +k)
+    morph_search: float = 0.06  # world units searched along each vertex normal, both ways (~15 voxels)
+    morph_steps: int = 25  # samples of that search; the crossing is then refined twice
+    check_depth: bool = True  # rasterise the mesh and compare it with the frontal depth map
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.resolution <= 512:
+            raise Export3DError(f"resolution must be between 16 and 512, got {self.resolution}")
+        if self.level is not None and not (math.isfinite(self.level) and self.level > 0):
+            raise Export3DError(f"the iso level must be a positive number, got {self.level}")
+        if self.faces is not None and self.faces < 4:
+            raise Export3DError(f"the face count must be at least 4, got {self.faces}")
+        if self.keep not in KEEP_MODES:
+            raise Export3DError(f"unknown piece filter {self.keep!r}; use one of {', '.join(KEEP_MODES)}")
+        if not (math.isfinite(self.morph_scale) and self.morph_scale != 0):
+            raise Export3DError(f"the morph scale must be a non-zero number, got {self.morph_scale}")
+        if not (self.morph_search > 0 and self.morph_steps >= 3):
+            raise Export3DError("the morph search needs a positive distance and at least 3 steps")
+
+
+@dataclass
+class HeadMesh:
+    """A coloured triangle mesh of the head, with optional morph targets on the same topology."""
+
+    vertices: np.ndarray  # (V, 3) float32, world units
+    faces: np.ndarray  # (F, 3) int64, counter-clockwise seen from outside
+    colours: np.ndarray  # (V, 3) uint8, the colour branch's raw RGB
+    level: float  # the iso level of σ the surface sits at
+    lam: tuple[float, ...]  # λ of the base mesh
+    targets: list[np.ndarray] = field(default_factory=list)  # (V, 3) float32 positions, one per basis vector
+    target_names: tuple[str, ...] = ()
+    morph_scale: float = 0.0  # k of the targets
+
+
+@dataclass
+class DepthCheck:
+    """The mesh seen from the frontal camera against the rendered depth map (same rays)."""
+
+    rays: int  # opaque rays (alpha >= opaque_alpha) of the depth map
+    coverage: float  # share of those rays that hit the mesh
+    mean_abs: float  # mean |mesh depth − rendered depth| on the covered rays, world units
+    median_abs: float
+    p90_abs: float
+    voxel: float  # the grid's voxel side, for scale
+    colour_psnr: float  # vertex colours against the raw render on the covered rays, dB
+    spill: float  # share of the mesh's pixels where the render is mostly empty (alpha < 0.5)
+
+
+@dataclass
+class MeshReport:
+    level: float
+    level_source: str  # "calibrated" or "given"
+    level_error: float | None  # mean |first crossing − rendered depth| of the chosen level, world units
+    check: DepthCheck | None = None
+    check_skipped: str | None = None  # why there is no check (e.g. no OpenGL context)
+    morph_found: list[float] = field(default_factory=list)  # per target: share of vertices whose search met the surface
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+# -- the field ------------------------------------------------------------------------------------
+class HeadField:
+    """One portrait's radiance field at any λ, as numpy callables on world points.
+
+    `planes_for(lam)` gives the (1, 3, C, R, R) tri-plane; a `PortraitSession`'s `planes` is one
+    (cached per λ). Tests pass planes they built by hand, so the same code meshes them.
+    """
+
+    def __init__(self, model, planes_for: Callable[[Sequence[float]], torch.Tensor]) -> None:
+        self.model = model
+        self.planes_for = planes_for
+        render = model.config.render
+        self.half = render.box_warp / 2
+        self.shift = render.density_shift
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def from_portrait(cls, model, portrait: np.ndarray) -> "HeadField":
+        """The field of a uint8 (H, W, 3) portrait, through its own session."""
+        from export3d_core.session import PortraitSession
+
+        session = PortraitSession(model, renderer="reference")
+        session.set_portrait(portrait)
+        return cls(model, session.planes)
+
+    def _evaluate(self, lam, points: np.ndarray, colour: bool) -> np.ndarray:
+        planes = self.planes_for(lam)
+        warp, decoder = 2 * self.half, self.model.decoder
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(points), FIELD_CHUNK):
+                chunk = torch.from_numpy(np.ascontiguousarray(points[start:start + FIELD_CHUNK], np.float32))
+                features = sample_triplane(planes, chunk.to(self.device)[None], warp)
+                if colour:
+                    values = decoder(features)[1][0, :, :3]
+                else:
+                    values = F.softplus(decoder.density(features)[0, :, 0] + self.shift)
+                out.append(values.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 3) if colour else (0,), np.float32)
+
+    def density(self, lam) -> PointFn:
+        """σ = softplus(raw + density_shift), the renderer's density."""
+        return lambda points: self._evaluate(lam, points, colour=False)
+
+    def colour(self, lam) -> PointFn:
+        """The colour branch's first three channels, raw RGB in [-0.001, 1.001]."""
+        return lambda points: self._evaluate(lam, points, colour=True)
+
+    def frontal_view(self, lam, camera: OrbitCamera) -> dict[str, np.ndarray]:
+        """The reference renderer's depth, opacity and raw RGB at `camera`, with its rays."""
+        from export3d_core.render.rays import generate_rays
+
+        model = self.model
+        size = model.config.neural_size
+        params = camera.params(device=self.device)[None]
+        with torch.no_grad():
+            out = model.render(self.planes_for(lam), params, super_resolve=False)
+            origins, directions = generate_rays(params, size)
+        return {
+            "depth": out.depth[0, 0].float().cpu().numpy(),
+            "alpha": out.alpha[0, 0].float().cpu().numpy(),
+            "rgb": ((out.image_raw[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy(),
+            "origins": origins[0].cpu().numpy(), "directions": directions[0].cpu().numpy(),
+        }
+
+
+# -- progress -------------------------------------------------------------------------------------
+class _Steps:
+    """Progress in units, a cancel check at every tick, and the seconds of each stage."""
+
+    def __init__(self, total: int, progress: ProgressFn | None, should_cancel: Callable[[], bool] | None) -> None:
+        self.total, self.done = total, 0
+        self.progress, self.should_cancel = progress, should_cancel
+        self.timings: dict[str, float] = {}
+        self._stage, self._start = "", time.perf_counter()
+
+    def stage(self, name: str) -> None:
+        now = time.perf_counter()
+        if self._stage:
+            self.timings[self._stage] = self.timings.get(self._stage, 0.0) + now - self._start
+        self._stage, self._start = name, now
+
+    def tick(self, units: int = 1) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise ExportCancelled()
+        self.done = min(self.total, self.done + units)
+        if self.progress is not None:
+            self.progress(self.done, self.total, self._stage)
+
+
+# -- the level ------------------------------------------------------------------------------------
+def first_crossings(sigma: np.ndarray, depths: np.ndarray, level: float) -> np.ndarray:
+    """Depth where each ray's σ (R, S) first reaches `level` (linear between samples); NaN if never."""
+    above = sigma >= level
+    hit = above.any(axis=1)
+    index = above.argmax(axis=1)
+    before = np.maximum(index - 1, 0)
+    rows = np.arange(len(sigma))
+    s0, s1 = sigma[rows, before], sigma[rows, index]
+    frac = np.clip((level - s0) / np.maximum(s1 - s0, 1e-12), 0.0, 1.0)
+    crossing = depths[before] + frac * (depths[index] - depths[before])
+    return np.where(hit, crossing, np.nan)
+
+
+def calibrate_level(density: PointFn, view: dict[str, np.ndarray], ray_start: float, ray_end: float,
+                    opaque_alpha: float, samples: int) -> tuple[float, float]:
+    """The σ level whose first crossing along the opaque frontal rays best matches the rendered depth.
+
+    Returns (level, mean absolute error in world units). A ray that never reaches a level counts
+    as a miss to the far end of the ray, so a level too high to cover the head loses.
+    """
+    opaque = view["alpha"].reshape(-1) >= opaque_alpha
+    if opaque.sum() < 16:
+        raise Export3DError("cannot choose the iso level: the frontal view has almost no opaque pixels; "
+                            "pass a level (--level)")
+    origins, directions = view["origins"][opaque], view["directions"][opaque]
+    rendered = view["depth"].reshape(-1)[opaque]
+    depths = np.linspace(ray_start, ray_end, samples, dtype=np.float32)
+    points = origins[:, None] + depths[None, :, None] * directions[:, None]
+    sigma = density(points.reshape(-1, 3)).reshape(len(rendered), samples)
+    top = float(sigma.max())
+    if not top > 0:
+        raise Export3DError("cannot choose the iso level: the field is empty along the frontal rays")
+    best = (math.inf, top)
+    for level in np.geomspace(top * 1e-4, top * 0.9, 96):
+        crossing = first_crossings(sigma, depths, float(level))
+        error = np.where(np.isnan(crossing), np.abs(ray_end - rendered), np.abs(crossing - rendered))
+        best = min(best, (float(error.mean()), float(level)))
+    return best[1], best[0]
+
+
+# -- the surface ----------------------------------------------------------------------------------
+def grid_axis(half: float, resolution: int) -> np.ndarray:
+    return np.linspace(-half, half, resolution, dtype=np.float32)
+
+
+def density_grid(density: PointFn, half: float, resolution: int, tick: Callable[[], None] | None = None) -> np.ndarray:
+    """σ at resolution³ grid points over [-half, half]³, one x-slab (resolution² points) at a time."""
+    axis = grid_axis(half, resolution)
+    ys, zs = np.meshgrid(axis, axis, indexing="ij")
+    grid = np.empty((resolution,) * 3, np.float32)
+    for i, x in enumerate(axis):
+        points = np.stack([np.full_like(ys, x), ys, zs], axis=-1).reshape(-1, 3)
+        grid[i] = density(points).reshape(resolution, resolution)
+        if tick is not None:
+            tick()
+    return grid
+
+
+def marching_surface(grid: np.ndarray, level: float, half: float) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's marching cubes at `level`; one empty layer around the grid closes the surface."""
+    from skimage import measure
+
+    spacing = 2 * half / (grid.shape[0] - 1)
+    top = float(grid.max())
+    if not top > level:
+        raise Export3DError(f"the density never exceeds the level {level:g} in the head's box "
+                            f"(its maximum is {top:.4g}); choose a lower --level")
+    padded = np.pad(grid, 1, mode="constant", constant_values=0.0)
+    vertices, faces, _, _ = measure.marching_cubes(padded, level, spacing=(spacing,) * 3,
+                                                   allow_degenerate=False)
+    vertices = vertices - (spacing + half)  # padded index p sits at -half + (p - 1) * spacing
+    # scikit-image winds its triangles clockwise seen from the high-density side's outside;
+    # reversing them gives the counter-clockwise outward winding glTF and PLY readers expect.
+    return vertices.astype(np.float32), faces[:, ::-1].astype(np.int64)
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop vertices no face uses and renumber the faces."""
+    used, inverse = np.unique(faces.reshape(-1), return_inverse=True)
+    return vertices[used], inverse.reshape(faces.shape).astype(np.int64)
+
+
+def piece_labels(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """The connected piece of each face (pieces are joined through shared vertices)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(len(vertices),) * 2)
+    _, labels = connected_components(graph, directed=False)
+    return labels[faces[:, 0]]
+
+
+def keep_pieces(vertices: np.ndarray, faces: np.ndarray, keep: str, camera: OrbitCamera) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces `keep` asks for (see the module's step 4)."""
+    if keep == "all" or len(faces) == 0:
+        return vertices, faces
+    labels = piece_labels(vertices, faces)
+    if keep == "largest":
+        chosen = np.bincount(labels).argmax()
+    else:
+        distance = axis_distance(vertices[faces[:, 0]], camera)
+        near = np.bincount(labels, weights=(distance < HEAD_RADIUS).astype(np.float64))
+        if near.max() > 0:
+            chosen = near.argmax()
+        else:  # no piece crosses the axis: the one that comes closest to it
+            chosen = labels[distance.argmin()]
+    return compact(vertices, faces[labels == chosen])
+
+
+def axis_distance(points: np.ndarray, camera: OrbitCamera) -> np.ndarray:
+    """Distance of each point from the line through the camera and its pivot."""
+    origin, pivot = np.asarray(camera.origin()), np.asarray(camera.pivot)
+    axis = (pivot - origin) / np.linalg.norm(pivot - origin)
+    offset = points - origin
+    return np.linalg.norm(offset - (offset @ axis)[:, None] * axis, axis=1)
+
+
+def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadric decimation to about `target` faces (fast-simplification, the library trimesh wraps)."""
+    if target >= len(faces):
+        return vertices, faces
+    try:
+        from fast_simplification import simplify
+    except ImportError:
+        raise Export3DError("decimation needs the fast-simplification package: "
+                            "pip install fast-simplification") from None
+    points, triangles = simplify(vertices.astype(np.float32), faces.astype(np.int32), target_count=int(target))
+    return compact(np.asarray(points, np.float32), np.asarray(triangles, np.int64))
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted outward unit normals per vertex (trimesh's)."""
+    import trimesh
+
+    return np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals, np.float32)
+
+
+def to_rgb8(colour: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(colour, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+# -- morph targets --------------------------------------------------------------------------------
+def project_onto_level(density: PointFn, points: np.ndarray, normals: np.ndarray, level: float, search: float,
+                       steps: int, tick: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Move each point along its outward normal onto the nearest outward crossing of σ = level.
+
+    σ is sampled at `steps` offsets in [-search, search]; the crossing from inside (σ ≥ level)
+    to outside nearest to the point is refined twice by regula falsi on log σ (σ changes by orders
+    of magnitude across a surface, its log far less). Points with no crossing in reach stay put.
+    Returns (moved points, found mask).
+    """
+    offsets = np.linspace(-search, search, steps, dtype=np.float32)
+    log_level = math.log(level)
+    moved, found = points.copy(), np.zeros(len(points), bool)
+    step = max(1, FIELD_CHUNK // steps)
+
+    def g(p: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(density(p), 1e-30)) - log_level
+
+    for start in range(0, len(points), step):
+        p, n = points[start:start + step], normals[start:start + step]
+        values = g((p[:, None] + offsets[None, :, None] * n[:, None]).reshape(-1, 3)).reshape(len(p), steps)
+        crossing = (values[:, :-1] >= 0) & (values[:, 1:] < 0)
+        mid = 0.5 * (offsets[:-1] + offsets[1:])
+        score = np.where(crossing, np.abs(mid)[None], np.inf)
+        j = score.argmin(axis=1)
+        ok = np.isfinite(score.min(axis=1))
+        rows = np.arange(len(p))
+        lo_t, hi_t = offsets[j].copy(), offsets[j + 1].copy()  # σ ≥ level at lo, below at hi
+        lo_g, hi_g = values[rows, j], values[rows, j + 1]
+        for _ in range(2):
+            t = lo_t + lo_g / (lo_g - hi_g) * (hi_t - lo_t)
+            gt = g(p + t[:, None] * n)
+            inside = gt >= 0
+            lo_t, lo_g = np.where(inside, t, lo_t), np.where(inside, gt, lo_g)
+            hi_t, hi_g = np.where(inside, hi_t, t), np.where(inside, hi_g, gt)
+        t = lo_t + lo_g / (lo_g - hi_g) * (hi_t - lo_t)
+        moved[start:start + step] = p + np.where(ok, t, 0.0)[:, None] * n
+        found[start:start + step] = ok
+        if tick is not None:
+            tick()
+    return moved, found
+
+
+def morph_lambdas(lam: Sequence[float], scale: float) -> list[list[float]]:
+    """λ of each target: the base λ with coefficient i moved by +scale."""
+    rows = []
+    for i in range(len(lam)):
+        row = [float(v) for v in lam]
+        row[i] += scale
+        rows.append(row)
+    return rows
+
+
+def default_names(n: int) -> tuple[str, ...]:
+    """The sliders' default names, which `--lam v1=...` uses too."""
+    return tuple(f"v{i + 1}" for i in range(n))
