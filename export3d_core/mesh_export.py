@@ -90,9 +90,14 @@ def _surface(field: HeadField, lam: tuple[float, ...], level: float, settings: M
     steps.stage("pieces")
     vertices, faces = keep_pieces(vertices, faces, settings.keep, camera)
     steps.tick()
-    if settings.faces is not None:
+    if settings.faces is not None and settings.faces < len(faces):
         steps.stage("decimation")
         vertices, faces = decimate(vertices, faces, settings.faces)
+        # Quadric decimation places vertices off the surface (by up to ~1/5 voxel on a ball); back
+        # on it, the base agrees with its morph targets, which are projected onto the surface too.
+        voxel = _voxel(field, settings)
+        vertices, _ = project_onto_level(field.density(lam), vertices, vertex_normals(vertices, faces), level,
+                                         3 * voxel, 13)
     steps.tick(3)
     if len(faces) == 0:
         raise Export3DError(f"the surface at level {level:g} is empty; choose another --level")
@@ -120,13 +125,15 @@ def _check(mesh: HeadMesh, view: dict[str, np.ndarray], camera: OrbitCamera, fie
     both = opaque & raster.covered
     spill = float((raster.covered & (view["alpha"] < 0.5)).sum() / max(1, raster.covered.sum()))
     if not both.any():
-        report.check = DepthCheck(int(opaque.sum()), 0.0, *(float("nan"),) * 3, _voxel(field, settings),
+        report.check = DepthCheck(int(opaque.sum()), 0.0, *(float("nan"),) * 4, _voxel(field, settings),
                                   float("nan"), spill)
         return
-    error = np.abs(mesh_depth - view["depth"])[both]
+    signed = (mesh_depth - view["depth"])[both]
+    error = np.abs(signed)
     mse = float(np.mean((raster.colour[both] - view["rgb"][both]) ** 2))
     report.check = DepthCheck(
         rays=int(opaque.sum()), coverage=float(both.sum() / opaque.sum()), mean_abs=float(error.mean()),
+        mean_signed=float(signed.mean()),
         median_abs=float(np.median(error)), p90_abs=float(np.percentile(error, 90)),
         voxel=_voxel(field, settings), colour_psnr=float(10 * np.log10(1.0 / max(mse, 1e-12))), spill=spill)
 
