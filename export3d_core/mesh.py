@@ -406,6 +406,41 @@ def project_onto_level(density: PointFn, points: np.ndarray, normals: np.ndarray
     return moved, found
 
 
+def settle_offsets(offsets: np.ndarray, found: np.ndarray, faces: np.ndarray, limit: float,
+                   rounds: int = 2) -> np.ndarray:
+    """Offsets along the normals (V,) with lone jumps and misses replaced by their neighbours' median.
+
+    A vertex whose search met no crossing, or a different sheet of the surface than its
+    neighbours did (its offset differs from their median by more than `limit`), would make a spike.
+    The median, not the mean: a spike must not drag its neighbours along.
+    """
+    neighbours = neighbour_table(faces, len(offsets))  # (V, max degree), -1 pads
+    t, valid = np.where(found, offsets, np.nan), found.copy()
+    for _ in range(rounds):
+        values = np.where(neighbours >= 0, t[neighbours], np.nan)
+        known = np.isfinite(values).any(axis=1)
+        median = np.full(len(t), np.nan)
+        median[known] = np.nanmedian(values[known], axis=1)
+        bad = (~valid | (np.abs(t - median) > limit)) & known
+        t, valid = np.where(bad, median, t), valid | bad
+    return np.nan_to_num(t, nan=0.0)
+
+
+def neighbour_table(faces: np.ndarray, n: int) -> np.ndarray:
+    """Each vertex's edge neighbours as rows of a (n, max degree) index table, padded with -1."""
+    from scipy.sparse import coo_matrix
+
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = np.concatenate([edges, edges[:, ::-1]])
+    adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+    adjacency.sum_duplicates()  # an edge shared by two faces counts once
+    degree = np.diff(adjacency.indptr)
+    table = np.full((n, max(1, int(degree.max(initial=0)))), -1, np.int64)
+    rows = np.repeat(np.arange(n), degree)
+    table[rows, np.arange(len(rows)) - np.repeat(adjacency.indptr[:-1], degree)] = adjacency.indices
+    return table
+
+
 def morph_lambdas(lam: Sequence[float], scale: float) -> list[list[float]]:
     """λ of each target: the base λ with coefficient i moved by +scale."""
     rows = []

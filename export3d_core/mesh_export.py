@@ -17,10 +17,12 @@ from export3d_core.errors import Export3DError
 from export3d_core.export import ExportCancelled
 from export3d_core.mesh import (DepthCheck, HeadField, HeadMesh, MeshReport, MeshSettings, ProgressFn, _Steps,
                                 calibrate_level, decimate, default_names, density_grid, keep_pieces,
-                                marching_surface, morph_lambdas, project_onto_level, to_rgb8, vertex_normals)
+                                marching_surface, morph_lambdas, project_onto_level, settle_offsets, to_rgb8,
+                                vertex_normals)
 from export3d_core.mesh_io import check_mesh_target, write_head_mesh
 
 MORPH_TICKS = 8  # progress units per morph target
+SPIKE_VOXELS = 3.0  # a target offset this far from its neighbours' mean is a jump to another sheet
 
 
 def export_head_mesh(model, portrait: np.ndarray, lam: Sequence[float], path: Path, settings: MeshSettings,
@@ -159,6 +161,8 @@ def _add_targets(mesh: HeadMesh, field: HeadField, settings: MeshSettings, steps
 
         moved, found = project_onto_level(field.density(target_lam), mesh.vertices, normals, mesh.level,
                                           settings.morph_search, settings.morph_steps, tick)
-        mesh.targets.append(moved.astype(np.float32))
+        offsets = settle_offsets(((moved - mesh.vertices) * normals).sum(axis=1), found, mesh.faces,
+                                 SPIKE_VOXELS * _voxel(field, settings))
+        mesh.targets.append((mesh.vertices + offsets[:, None] * normals).astype(np.float32))
         report.morph_found.append(float(found.mean()))
     mesh.morph_scale = settings.morph_scale

@@ -130,6 +130,17 @@ def test_glb_has_ten_morph_targets_on_the_base_topology(ball_field, tmp_path):
     np.testing.assert_allclose(read_target(path, 0), mesh.targets[0] - mesh.vertices, atol=1e-6)
 
 
+def test_settle_offsets_removes_lone_jumps_and_fills_misses():
+    from export3d_core.mesh import settle_offsets
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    offsets = np.full(len(sphere.vertices), 0.01)
+    found = np.ones(len(sphere.vertices), bool)
+    offsets[5], found[9] = 0.5, False  # a jump to another sheet, a search that met nothing
+    settled = settle_offsets(offsets, found, np.asarray(sphere.faces), limit=0.05)
+    np.testing.assert_allclose(settled, 0.01, atol=1e-9)
+
+
 def read_target(path, index: int) -> np.ndarray:
     """The POSITION displacements of morph target `index`, read with pygltflib."""
     from pygltflib import GLTF2
