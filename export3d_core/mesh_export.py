@@ -148,6 +148,10 @@ def _add_targets(mesh: HeadMesh, field: HeadField, settings: MeshSettings, steps
                  report: MeshReport) -> None:
     """One target per basis vector: the base vertices projected onto the surface at λ_i + k."""
     normals = vertex_normals(mesh.vertices, mesh.faces)
+    voxel = _voxel(field, settings)
+    # Where the head leaves the box the surface is a flat cap the grid's empty border adds, not
+    # the field's: it stays put.
+    on_box = (np.abs(mesh.vertices) > field.half - 1.5 * voxel).any(axis=1)
     chunks = max(1, -(-len(mesh.vertices) // max(1, 65536 // settings.morph_steps)))
     for index, target_lam in enumerate(morph_lambdas(mesh.lam, settings.morph_scale)):
         steps.stage("morph targets")
@@ -162,7 +166,8 @@ def _add_targets(mesh: HeadMesh, field: HeadField, settings: MeshSettings, steps
         moved, found = project_onto_level(field.density(target_lam), mesh.vertices, normals, mesh.level,
                                           settings.morph_search, settings.morph_steps, tick)
         offsets = settle_offsets(((moved - mesh.vertices) * normals).sum(axis=1), found, mesh.faces,
-                                 SPIKE_VOXELS * _voxel(field, settings))
+                                 SPIKE_VOXELS * voxel)
+        offsets[on_box] = 0.0
         mesh.targets.append((mesh.vertices + offsets[:, None] * normals).astype(np.float32))
         report.morph_found.append(float(found.mean()))
     mesh.morph_scale = settings.morph_scale
