@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from export3d_core.errors import Export3DError
+from export3d_core.export import STILL_SUFFIXES, check_target, write_png
 from export3d_core.mesh import KEEP_MODES, MeshSettings
 from export3d_core.mesh_export import export_head_mesh
 from export3d_core.mesh_io import check_mesh_target, validate_glb
@@ -33,7 +34,8 @@ def add_mesh_command(subparsers) -> None:
     mesh.add_argument("--morph-scale", type=float, default=10.0,
                       help="k: target i is the head at λ_i + k (glTF weight 1 = +k)")
     mesh.add_argument("--names", help="comma-separated target names (default v1..vn, as in --lam)")
-    mesh.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    mesh.add_argument("--preview", type=Path, help="also write a PNG of the written mesh from three sides")
+    mesh.add_argument("--overwrite", action="store_true", help="replace existing output files")
     mesh.add_argument("-o", "--output", type=Path, required=True, help="head.ply, head.obj or head.glb")
     mesh.set_defaults(handler=run_mesh)
 
@@ -43,6 +45,8 @@ def run_mesh(args: argparse.Namespace) -> int:
 
     settings = mesh_settings(args)
     check_mesh_target(args.output, args.overwrite, settings.morph_targets)  # before loading anything
+    if args.preview is not None:
+        check_target(args.preview, STILL_SUFFIXES, args.overwrite)
     model = load_model(args)
     # A `--fit FIT` option builds its fitted model here and passes it on instead.
     portrait = load_portrait(args.portrait or default_portrait().path, model.config.input_size,
@@ -75,6 +79,11 @@ def run_mesh_export(model, portrait: np.ndarray, args: argparse.Namespace, setti
     finally:
         bar.close()
     print_report(path, mesh, report)
+    if getattr(args, "preview", None) is not None:
+        from export3d_core.mesh_raster import preview_file
+
+        image = preview_file(path)
+        print(f"wrote {write_png(args.preview, image, overwrite=args.overwrite)} (the mesh file from three sides)")
     return 0
 
 

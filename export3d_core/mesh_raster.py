@@ -117,3 +117,37 @@ def picture(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, normal
         small = big.reshape(size, supersample, size, supersample, 3).mean(axis=(1, 3))
         views.append(np.clip(np.round(small * 255), 0, 255).astype(np.uint8))
     return np.concatenate(views, axis=1)
+
+
+PREVIEW_YAWS_DEG = (-40.0, 0.0, 40.0)
+PREVIEW_MARGIN = 1.15  # the mesh's longest side fills 1 / 1.15 of the picture's height
+
+
+def mesh_preview(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, size: int = 256) -> np.ndarray:
+    """Three lit views (from the left, the front, the right) of a coloured mesh, framed on its
+    bounding box; uint8 (size, 3 * size, 3)."""
+    import math
+
+    import trimesh
+
+    from export3d_core.camera import DEFAULT_FOV_DEG, OrbitCamera, focal_from_fov
+
+    vertices = np.asarray(vertices, np.float32)
+    normals = np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals, np.float32)
+    low, high = vertices.min(axis=0), vertices.max(axis=0)
+    centre, reach = (low + high) / 2, float((high - low).max()) / 2
+    radius = 2 * focal_from_fov(DEFAULT_FOV_DEG) * reach * PREVIEW_MARGIN + reach  # from the front
+    cameras = [OrbitCamera(yaw=math.radians(yaw), radius=radius, pivot=tuple(centre)).params().numpy()
+               for yaw in PREVIEW_YAWS_DEG]
+    return picture(vertices, faces, colours, normals, cameras, size)
+
+
+def preview_file(path) -> np.ndarray:
+    """`mesh_preview` of a PLY/OBJ/GLB file as trimesh reads it back (the file, not the memory)."""
+    import trimesh
+
+    loaded = trimesh.load(str(path), process=False)
+    if isinstance(loaded, trimesh.Scene):
+        loaded = loaded.to_geometry()
+    colours = np.asarray(loaded.visual.vertex_colors)[:, :3]
+    return mesh_preview(np.asarray(loaded.vertices), np.asarray(loaded.faces), colours)

@@ -197,12 +197,17 @@ def test_mesh_command_end_to_end_with_the_tiny_model(tmp_path, capsys):
     level = float(np.median(density_grid(field.density([0.0] * 10), field.half, 24)))
     output = tmp_path / "head.glb"
     args = ["mesh", "--random-init", "tiny", "--resolution", "24", "--level", repr(level), "--morph-targets",
-            "--morph-scale", "5", "-o", str(output)]
+            "--morph-scale", "5", "-o", str(output), "--preview", str(tmp_path / "head.png")]
     assert main(args) == 0
     summary = validate_glb(output)
     assert summary.targets == 10 and summary.target_names == tuple(f"v{i}" for i in range(1, 11))
     assert summary.vertices > 0 and summary.faces > 0
     assert "10 morph targets" in capsys.readouterr().out
+    from PIL import Image
+
+    preview = np.asarray(Image.open(tmp_path / "head.png"))
+    assert preview.shape == (256, 768, 3)
+    assert (np.abs(preview.astype(int) - preview[0, 0]).sum(axis=2) > 30).mean() > 0.01  # the mesh shows
     before = output.read_bytes()
     assert main(args) == 2  # refuses to overwrite
     assert "exists" in capsys.readouterr().err and output.read_bytes() == before
