@@ -16,7 +16,7 @@ import trimesh
 from export3d_core.errors import Export3DError
 from export3d_core.export import ExportCancelled
 from export3d_core.mesh import HeadField, MeshSettings, density_grid
-from export3d_core.mesh_export import build_head_mesh, export_head_mesh
+from export3d_core.mesh_export import build_head_mesh, export_head_mesh, progress_total
 from export3d_core.mesh_io import validate_glb, write_head_mesh
 
 RADIUS = 0.25
@@ -112,8 +112,14 @@ def test_glb_has_ten_morph_targets_on_the_base_topology(ball_field, tmp_path):
     settings = MeshSettings(resolution=40, level=SURFACE_LEVEL, morph_targets=True, morph_scale=10.0,
                             faces=1500, check_depth=False)
     names = tuple(f"slider {i}" for i in range(10))
-    mesh, report = build_head_mesh(ball_field, [0.0] * 10, settings, names=names)
+    calls = []
+    mesh, report = build_head_mesh(ball_field, [0.0] * 10, settings, names=names,
+                                   progress=lambda done, total, stage: calls.append((done, total, stage)))
     assert len(mesh.faces) <= 1500 and len(mesh.targets) == 10
+    total = progress_total(settings, 10)
+    assert {t for _, t, _ in calls} == {total} and calls[-1][0] == total
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+    assert {"density grid", "marching cubes", "decimation", "morph targets"} <= {stage for *_, stage in calls}
     assert min(report.morph_found) > 0.99
     # λ_1 = +10 grows the ball by 0.02; the other basis vectors leave it as it is.
     assert np.abs(radii(mesh.targets[0]) - (RADIUS + 10 * GROWTH)).max() < 0.004
