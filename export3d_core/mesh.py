@@ -47,6 +47,7 @@ KEEP_MODES = ("head", "largest", "all")
 HEAD_RADIUS = 0.12  # world units around the frontal view axis in which the head piece is counted
 # Points (N, 3) float32 -> values (N,) or (N, 3) float32, numpy in and out.
 PointFn = Callable[[np.ndarray], np.ndarray]
+MIN_FACE_AREA = 1e-12  # world units²; a face at 256 points per side is ~1e-5
 LOG_FLOOR = 1e-12  # σ below this counts as this much (log σ stays finite), and so does the box's outside
 ProgressFn = Callable[[int, int, str], None]  # (done, total, stage)
 
@@ -346,6 +347,18 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.n
                             "pip install fast-simplification") from None
     points, triangles = simplify(vertices.astype(np.float32), faces.astype(np.int32), target_count=int(target))
     return compact(np.asarray(points, np.float32), np.asarray(triangles, np.int64))
+
+
+def drop_fins(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove faces of (near) zero area and every copy of a face repeated on the same three
+    vertices. Decimation leaves a few such pairs wound both ways (fins of no volume); their
+    normals cancel, and a vertex with a zero normal is invalid glTF."""
+    keys = np.sort(faces, axis=1)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    edges = vertices[faces[:, 1:]] - vertices[faces[:, :1]]
+    area = 0.5 * np.linalg.norm(np.cross(edges[:, 0], edges[:, 1]), axis=1)
+    keep = (counts[inverse.reshape(-1)] == 1) & (area > MIN_FACE_AREA)
+    return compact(vertices, faces[keep])
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

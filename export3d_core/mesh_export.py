@@ -16,7 +16,7 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.errors import Export3DError
 from export3d_core.export import ExportCancelled
 from export3d_core.mesh import (DepthCheck, HeadField, HeadMesh, MeshReport, MeshSettings, ProgressFn, _Steps,
-                                calibrate_level, decimate, default_names, density_grid, keep_pieces,
+                                calibrate_level, decimate, default_names, density_grid, drop_fins, keep_pieces,
                                 marching_surface, morph_lambdas, project_onto_level, settle_offsets, to_rgb8,
                                 vertex_normals)
 from export3d_core.mesh_io import check_mesh_target, write_head_mesh
@@ -105,6 +105,7 @@ def _surface(field: HeadField, lam: tuple[float, ...], level: float, settings: M
         voxel = _voxel(field, settings)
         vertices, _ = project_onto_level(field.density(lam), vertices, vertex_normals(vertices, faces), level,
                                          3 * voxel, 13)
+        vertices, faces = drop_fins(vertices, faces)
     steps.tick(3)
     if len(faces) == 0:
         raise Export3DError(f"the surface at level {level:g} is empty; choose another --level")

@@ -147,6 +147,20 @@ def test_settle_offsets_removes_lone_jumps_and_fills_misses():
     np.testing.assert_allclose(settled, 0.01, atol=1e-9)
 
 
+def test_drop_fins_removes_faces_wound_both_ways_and_zero_area_faces():
+    from export3d_core.mesh import drop_fins, vertex_normals
+
+    box = trimesh.creation.box()
+    vertices = np.concatenate([box.vertices, [[2.0, 0, 0], [3.0, 0, 0]]])  # a fin's tip, a sliver's
+    fin = [[0, 1, 8], [0, 8, 1]]  # the same triangle both ways: its tip's normal would be zero
+    sliver = [[0, 0, 9]]  # no area
+    faces = np.concatenate([box.faces, fin, sliver])
+    assert np.linalg.norm(vertex_normals(vertices, faces), axis=1).min() < 0.5
+    kept_vertices, kept_faces = drop_fins(vertices, faces)
+    assert len(kept_faces) == len(box.faces) and len(kept_vertices) == 8
+    np.testing.assert_allclose(np.linalg.norm(vertex_normals(kept_vertices, kept_faces), axis=1), 1.0, atol=1e-6)
+
+
 def read_target(path, index: int) -> np.ndarray:
     """The POSITION displacements of morph target `index`, read with pygltflib."""
     from pygltflib import GLTF2
