@@ -1,8 +1,8 @@
 """Meshes of the head: marching cubes on the field's density, coloured by the colour branch.
 
-The tri-plane is a real 3D head, so a mesh is its density's iso-surface. `build_head_mesh` runs
-the whole job (the CLI's `export3d mesh` and the editor's export job call it), reporting progress
-and honouring a cancel flag between bounded steps:
+The tri-plane is a real 3D head, so a mesh is its density's iso-surface. This module holds the
+steps; `mesh_export.build_head_mesh` runs them as one job (the CLI's `export3d mesh` and the
+editor's export job call it), reporting progress and honouring a cancel flag between bounded steps:
 
 1. the iso level: the density σ = softplus(raw + density_shift) at which the mesh sits where the
    rendered depth does. Along every opaque ray of the frontal depth map the first crossing of a
@@ -10,19 +10,23 @@ and honouring a cancel flag between bounded steps:
    mean error wins (a ray the level never crosses counts as a miss to the far end of the ray).
 2. σ on a regular grid over the tri-plane's box, evaluated in slabs of at most `FIELD_CHUNK`
    points, padded with one layer of empty space so the surface closes where it meets the box.
-3. scikit-image's marching cubes at that level.
+3. scikit-image's marching cubes at that level (on log σ, see `marching_surface`).
 4. Pieces: by default (`keep="head"`) the connected piece with the most surface near the frontal
    view's axis is kept, which is where every aligned portrait puts the face, so the head and what
    it is joined to (neck, shoulders) stay. The demo model also paints the background with matter:
    pillars at the sides of the box, a slab at its top and floating specks of the thin medium
    behind the head; these are separate pieces and go. `keep="largest"` keeps the piece with the
    most faces instead (on the demo model that can be a background pillar), `keep="all"` everything.
-5. Optional decimation to a face count (fast-simplification's quadric decimation).
+5. Optional decimation to a face count (fast-simplification's quadric decimation); the decimated
+   vertices are put back on the surface and the few degenerate faces it leaves are dropped.
 6. Vertex colours: the colour branch at each vertex; its first three channels are the raw RGB the
    renderer composites (sigmoid·1.002 − 0.001, clipped to [0, 1]).
 7. The check: the mesh rasterised from the frontal camera against the rendered depth map.
 8. Morph targets: for each basis vector, the base vertices moved along their normals onto the
-   iso-surface of the field at λ_i = base_i + k; every target shares the base topology.
+   iso-surface of the field at λ_i = base_i + k; every target shares the base topology. A vertex
+   whose search found nothing or jumped to another sheet takes its neighbours' offset; the flat
+   cap where the head leaves the box stays put. Motion along the surface (lips sliding over each
+   other) is not captured: only the surface's position along each normal.
 
 World units and axes are EG3D's (y up, the face looks toward +z), which are glTF's too.
 """
@@ -45,10 +49,9 @@ from export3d_core.render.triplane import sample_triplane
 
 KEEP_MODES = ("head", "largest", "all")
 HEAD_RADIUS = 0.12  # world units around the frontal view axis in which the head piece is counted
-# Points (N, 3) float32 -> values (N,) or (N, 3) float32, numpy in and out.
-PointFn = Callable[[np.ndarray], np.ndarray]
 MIN_FACE_AREA = 1e-12  # world units²; a face at 256 points per side is ~1e-5
 LOG_FLOOR = 1e-12  # σ below this counts as this much (log σ stays finite), and so does the box's outside
+PointFn = Callable[[np.ndarray], np.ndarray]  # points (N, 3) float32 -> values (N,) or (N, 3), numpy
 ProgressFn = Callable[[int, int, str], None]  # (done, total, stage)
 
 
@@ -311,7 +314,8 @@ def piece_labels(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return labels[faces[:, 0]]
 
 
-def keep_pieces(vertices: np.ndarray, faces: np.ndarray, keep: str, camera: OrbitCamera) -> tuple[np.ndarray, np.ndarray]:
+def keep_pieces(vertices: np.ndarray, faces: np.ndarray, keep: str,
+                camera: OrbitCamera) -> tuple[np.ndarray, np.ndarray]:
     """The pieces `keep` asks for (see the module's step 4)."""
     if keep == "all" or len(faces) == 0:
         return vertices, faces

@@ -105,7 +105,8 @@ def print_report(path: Path, mesh, report) -> None:
     check = report.check
     if check is not None:
         print(f"frontal depth check: mesh vs rendered depth on {check.coverage:.1%} of {check.rays} opaque rays: "
-              f"mean {check.mean_abs:.4f} (signed {check.mean_signed:+.4f}), median {check.median_abs:.4f}, p90 {check.p90_abs:.4f} "
+              f"mean {check.mean_abs:.4f} (signed {check.mean_signed:+.4f}), median {check.median_abs:.4f}, "
+              f"p90 {check.p90_abs:.4f} "
               f"(voxel {check.voxel:.4f}); vertex colours {check.colour_psnr:.1f} dB; spill {check.spill:.1%}")
     elif report.check_skipped:
         print(f"frontal depth check skipped: {report.check_skipped}")

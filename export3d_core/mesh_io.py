@@ -91,7 +91,7 @@ def add_morph_targets(glb: bytes, mesh: HeadMesh) -> bytes:
     # What weight 1 means, for tools and people who read the file.
     gltf.asset.extras = {"export3d": {"base_lambda": list(mesh.lam), "morph_scale": mesh.morph_scale,
                                       "iso_level": mesh.level,
-                                      "weight_meaning": "weight w of target i sets lambda_i = base_i + w * morph_scale"}}
+                                      "weight_meaning": "target i at weight w is lambda_i = base_i + w * morph_scale"}}
     return b"".join(_as_bytes(gltf.save_to_bytes()))
 
 
