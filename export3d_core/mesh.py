@@ -50,6 +50,7 @@ from export3d_core.render.triplane import sample_triplane
 KEEP_MODES = ("head", "largest", "all")
 HEAD_RADIUS = 0.12  # world units around the frontal view axis in which the head piece is counted
 MIN_FACE_AREA = 1e-12  # world units²; a face at 256 points per side is ~1e-5
+NEAR_LEVEL = math.log(10.0)  # a coarse σ within 10x of the level marks its cell for exact evaluation
 LOG_FLOOR = 1e-12  # σ below this counts as this much (log σ stays finite), and so does the box's outside
 PointFn = Callable[[np.ndarray], np.ndarray]  # points (N, 3) float32 -> values (N,) or (N, 3), numpy
 ProgressFn = Callable[[int, int, str], None]  # (done, total, stage)
@@ -70,6 +71,10 @@ class MeshSettings:
     morph_search: float = 0.06  # world units searched along each vertex normal, both ways (~15 voxels)
     morph_steps: int = 25  # samples of that search; the crossing is then refined twice
     check_depth: bool = True  # rasterise the mesh and compare it with the frontal depth map
+    # The grid is first sampled every `coarse_step` points per side, then evaluated exactly only
+    # near the surface (`level_grid`); 1 evaluates every point (slower; catches matter thinner
+    # than a coarse cell that never comes near the level at a coarse point).
+    coarse_step: int = 4
 
     def __post_init__(self) -> None:
         if not 16 <= self.resolution <= 512:
@@ -82,6 +87,8 @@ class MeshSettings:
             raise Export3DError(f"unknown piece filter {self.keep!r}; use one of {', '.join(KEEP_MODES)}")
         if not (math.isfinite(self.morph_scale) and self.morph_scale != 0):
             raise Export3DError(f"the morph scale must be a non-zero number, got {self.morph_scale}")
+        if self.coarse_step < 1:
+            raise Export3DError(f"the coarse step must be at least 1, got {self.coarse_step}")
         if not (self.morph_search > 0 and self.morph_steps >= 3):
             raise Export3DError("the morph search needs a positive distance and at least 3 steps")
 
@@ -270,6 +277,43 @@ def density_grid(density: PointFn, half: float, resolution: int, tick: Callable[
     for i, x in enumerate(axis):
         points = np.stack([np.full_like(ys, x), ys, zs], axis=-1).reshape(-1, 3)
         grid[i] = density(points).reshape(resolution, resolution)
+        if tick is not None:
+            tick()
+    return grid
+
+
+def level_grid(density: PointFn, half: float, resolution: int, level: float, step: int,
+               tick: Callable[[], None] | None = None) -> np.ndarray:
+    """σ on the same grid as `density_grid`, exact wherever the surface σ = level can be.
+
+    A coarse grid with about 1/step of the points per side comes first. Its cells whose corners
+    straddle the level or come within a factor NEAR_LEVEL of it, and their neighbours, are then
+    evaluated at every grid point; elsewhere σ is interpolated from the coarse grid (log-linearly),
+    which stays on the same side of the level, so marching cubes finds the same surface. Matter
+    thinner than a coarse cell that never comes near the level at a coarse point is missed:
+    step 1 evaluates everything. Calls `tick` `resolution` times.
+    """
+    from scipy.ndimage import binary_dilation, zoom
+
+    coarse_n = -(-(resolution - 1) // step) + 1
+    if step <= 1 or coarse_n < 4:
+        return density_grid(density, half, resolution, tick)
+    log_level = math.log(level)
+    coarse = np.log(np.maximum(density_grid(density, half, coarse_n), LOG_FLOOR)) - log_level
+    corners = np.stack([coarse[a:coarse_n - 1 + a, b:coarse_n - 1 + b, c:coarse_n - 1 + c]
+                        for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    near = ((corners.min(axis=0) < 0) & (corners.max(axis=0) >= 0)) | (np.abs(corners) < NEAR_LEVEL).any(axis=0)
+    cells = binary_dilation(near, np.ones((3, 3, 3), bool))
+    # A grid point is in the cell its coordinates floor to; one more grid point around every
+    # such point adds the far faces of those cells.
+    cell_of = np.minimum(np.arange(resolution) * (coarse_n - 1) // (resolution - 1), coarse_n - 2)
+    exact = binary_dilation(cells[np.ix_(cell_of, cell_of, cell_of)], np.ones((3, 3, 3), bool))
+    grid = np.exp(zoom(coarse, resolution / coarse_n, order=1, grid_mode=False) + log_level).astype(np.float32)
+    axis = grid_axis(half, resolution)
+    for i, x in enumerate(axis):
+        j, k = np.nonzero(exact[i])
+        if len(j):
+            grid[i, j, k] = density(np.stack([np.full(len(j), x, np.float32), axis[j], axis[k]], axis=-1))
         if tick is not None:
             tick()
     return grid

@@ -16,7 +16,7 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.errors import Export3DError
 from export3d_core.export import ExportCancelled
 from export3d_core.mesh import (DepthCheck, HeadField, HeadMesh, MeshReport, MeshSettings, ProgressFn, _Steps,
-                                calibrate_level, decimate, default_names, density_grid, drop_fins, keep_pieces,
+                                calibrate_level, decimate, default_names, drop_fins, keep_pieces, level_grid,
                                 marching_surface, morph_lambdas, project_onto_level, settle_offsets, to_rgb8,
                                 vertex_normals)
 from export3d_core.mesh_io import check_mesh_target, write_head_mesh
@@ -89,7 +89,7 @@ def _surface(field: HeadField, lam: tuple[float, ...], level: float, settings: M
              steps: _Steps, camera: OrbitCamera) -> HeadMesh:
     """Grid, marching cubes, pieces, decimation and colours (10 progress units + one per slab)."""
     steps.stage("density grid")
-    grid = density_grid(field.density(lam), field.half, settings.resolution, steps.tick)
+    grid = level_grid(field.density(lam), field.half, settings.resolution, level, settings.coarse_step, steps.tick)
     steps.stage("marching cubes")
     vertices, faces = marching_surface(grid, level, field.half)
     del grid

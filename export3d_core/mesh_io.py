@@ -1,9 +1,9 @@
 """Writing head meshes: PLY and OBJ through trimesh, GLB through trimesh plus pygltflib for morph targets.
 
 trimesh writes the base mesh of every format (positions, normals, vertex colours, indices) but
-not glTF morph targets, so for those the GLB trimesh wrote is opened with pygltflib, which adds
-one POSITION and NORMAL displacement accessor per target, the default weights (0) and the
-target names under `mesh.extras.targetNames` (where Blender, three.js and Babylon read them).
+not glTF morph targets, so the GLB trimesh wrote is opened with pygltflib, which adds one
+POSITION and NORMAL displacement accessor per target, the default weights (0) and the target
+names under `mesh.extras.targetNames` (where Blender, three.js and Babylon read them).
 Every write is atomic and refuses an existing file unless asked to overwrite.
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from export3d_core.export import check_target
 from export3d_core.mesh import HeadMesh, vertex_normals
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb")
-_FLOAT, _VEC3, _ARRAY_BUFFER = 5126, "VEC3", 34962  # glTF enums: component type, type, buffer target
+_FLOAT, _VEC3 = 5126, "VEC3"  # glTF's float component type and 3-vector type
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963  # glTF buffer view targets: vertex, index data
 
 
 def check_mesh_target(path: Path, overwrite: bool, morph_targets: bool) -> Path:
@@ -45,10 +46,7 @@ def write_head_mesh(path: Path, mesh: HeadMesh, overwrite: bool = False) -> Path
     base = _trimesh(mesh)
     suffix = path.suffix.lower()
     if suffix == ".glb":
-        data = base.export(file_type="glb", include_normals=True)
-        if mesh.targets:
-            data = add_morph_targets(data, mesh)
-        return write_bytes_atomic(path, data)
+        return write_bytes_atomic(path, finish_glb(base.export(file_type="glb", include_normals=True), mesh))
     with atomic_path(path) as tmp:
         if suffix == ".ply":
             base.export(tmp, file_type="ply", encoding="binary")
@@ -57,11 +55,28 @@ def write_head_mesh(path: Path, mesh: HeadMesh, overwrite: bool = False) -> Path
     return path
 
 
-def add_morph_targets(glb: bytes, mesh: HeadMesh) -> bytes:
-    """The GLB `glb` (one mesh, one primitive) with `mesh.targets` added as morph targets."""
-    from pygltflib import GLTF2, Accessor, Attributes, BufferView
+def finish_glb(glb: bytes, mesh: HeadMesh) -> bytes:
+    """The GLB trimesh wrote (one mesh, one primitive) with `mesh.targets` added as morph targets,
+    its buffer views marked as vertex or index data (the Khronos validator asks for it) and the
+    mesh named."""
+    from pygltflib import GLTF2
 
     gltf = GLTF2.load_from_bytes(glb)
+    primitive = gltf.meshes[0].primitives[0]
+    for name in ("POSITION", "NORMAL", "COLOR_0"):
+        if getattr(primitive.attributes, name) is not None:
+            gltf.bufferViews[gltf.accessors[getattr(primitive.attributes, name)].bufferView].target = _ARRAY_BUFFER
+    gltf.bufferViews[gltf.accessors[primitive.indices].bufferView].target = _ELEMENT_ARRAY_BUFFER
+    gltf.meshes[0].name = "head"
+    if mesh.targets:
+        _add_morph_targets(gltf, mesh)
+    return b"".join(_as_bytes(gltf.save_to_bytes()))
+
+
+def _add_morph_targets(gltf, mesh: HeadMesh) -> None:
+    """`mesh.targets` as POSITION and NORMAL displacements, with zero weights and the names."""
+    from pygltflib import Accessor, Attributes, BufferView
+
     primitive = gltf.meshes[0].primitives[0]
     if gltf.accessors[primitive.attributes.POSITION].count != len(mesh.vertices):
         raise RuntimeError("trimesh reordered the vertices; the morph targets would not match")
@@ -87,12 +102,10 @@ def add_morph_targets(glb: bytes, mesh: HeadMesh) -> bytes:
     gltf.set_binary_blob(bytes(blob))
     gltf.meshes[0].weights = [0.0] * len(mesh.targets)
     gltf.meshes[0].extras = {"targetNames": list(mesh.target_names)}
-    gltf.meshes[0].name = "head"
     # What weight 1 means, for tools and people who read the file.
     gltf.asset.extras = {"export3d": {"base_lambda": list(mesh.lam), "morph_scale": mesh.morph_scale,
                                       "iso_level": mesh.level,
                                       "weight_meaning": "target i at weight w is lambda_i = base_i + w * morph_scale"}}
-    return b"".join(_as_bytes(gltf.save_to_bytes()))
 
 
 def _as_bytes(parts) -> list[bytes]:

@@ -86,6 +86,24 @@ def test_ball_mesh_lies_at_its_radius_within_a_voxel(ball_field):
     assert tm.volume == pytest.approx(4 / 3 * math.pi * RADIUS ** 3, rel=0.04)
 
 
+def test_coarse_to_fine_grid_gives_the_same_surface_from_fewer_points(ball_field):
+    from export3d_core.mesh import level_grid, marching_surface
+
+    counted = []
+    density = ball_field.density([0.0] * 10)
+
+    def counting(points):
+        counted.append(len(points))
+        return density(points)
+
+    dense = density_grid(counting, ball_field.half, 64)
+    dense_points, counted[:] = sum(counted), []
+    sparse = level_grid(counting, ball_field.half, 64, SURFACE_LEVEL, step=4)
+    assert sum(counted) < 0.6 * dense_points
+    for got, want in zip(marching_surface(sparse, SURFACE_LEVEL, 0.5), marching_surface(dense, SURFACE_LEVEL, 0.5)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_fitted_level_puts_the_ball_at_the_rendered_depth(ball_field):
     settings = MeshSettings(resolution=64)
     mesh, report = build_head_mesh(ball_field, [0.0] * 10, settings)
