@@ -15,8 +15,9 @@ editor's export job call it), reporting progress and honouring a cancel flag bet
    view's axis is kept, which is where every aligned portrait puts the face, so the head and what
    it is joined to (neck, shoulders) stay. The demo model also paints the background with matter:
    pillars at the sides of the box, a slab at its top and floating specks of the thin medium
-   behind the head; these are separate pieces and go. `keep="largest"` keeps the piece with the
-   most faces instead (on the demo model that can be a background pillar), `keep="all"` everything.
+   behind the head; these are separate pieces and go. Where a pillar touches the shoulders, the
+   joint is cut first (`head_region`, before marching cubes). `keep="largest"` keeps the piece with
+   the most faces instead (on the demo model that can be a pillar), `keep="all"` everything.
 5. Optional decimation to a face count (fast-simplification's quadric decimation); the decimated
    vertices are put back on the surface and the few degenerate faces it leaves are dropped.
 6. Vertex colours: the colour branch at each vertex; its first three channels are the raw RGB the
@@ -64,6 +65,7 @@ class MeshSettings:
     level: float | None = None  # iso level of σ; None: chosen so the mesh sits at the rendered depth
     faces: int | None = None  # decimate to about this many faces; None keeps marching cubes' faces
     keep: str = "head"  # "head": the piece at the frontal view's axis; "largest": the most faces; "all": every piece
+    joint: float = 0.02  # keep="head": matter joined to the head by less than 2x this (world units) is cut off; 0: not
     opaque_alpha: float = 0.99  # frontal rays at least this opaque are the head the level is fitted to
     level_samples: int = 384  # σ samples per ray for the level's search (a step of ~1/4 voxel at 256)
     morph_targets: bool = False  # add one target per basis vector (GLB only)
@@ -87,6 +89,8 @@ class MeshSettings:
             raise Export3DError(f"unknown piece filter {self.keep!r}; use one of {', '.join(KEEP_MODES)}")
         if not (math.isfinite(self.morph_scale) and self.morph_scale != 0):
             raise Export3DError(f"the morph scale must be a non-zero number, got {self.morph_scale}")
+        if not (math.isfinite(self.joint) and self.joint >= 0):
+            raise Export3DError(f"the joint width must be a number >= 0, got {self.joint}")
         if self.coarse_step < 1:
             raise Export3DError(f"the coarse step must be at least 1, got {self.coarse_step}")
         if not (self.morph_search > 0 and self.morph_steps >= 3):
@@ -356,6 +360,36 @@ def piece_labels(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(len(vertices),) * 2)
     _, labels = connected_components(graph, directed=False)
     return labels[faces[:, 0]]
+
+
+def head_region(grid: np.ndarray, level: float, half: float, camera: OrbitCamera, joint: float) -> np.ndarray:
+    """Grid points (bool, grid's shape) that belong to the head rather than to matter joined to it.
+
+    The demo model's background pillars can touch the shoulders at the bottom of the box, so the
+    head and the background are one piece. Shrinking the occupied space (σ > level) by `joint`
+    world units cuts such joints; of the cores left, the head's is the one with most voxels near
+    the frontal view's axis. Every grid point then goes with its nearest core, so thin parts of
+    the head (ears, strands) stay with it and a joint splits half-way. Runs on at most 128³ points.
+    """
+    from scipy.ndimage import binary_erosion, distance_transform_edt, label
+
+    n = grid.shape[0]
+    stride = max(1, -(-n // 128))
+    occupied = grid[::stride, ::stride, ::stride] > level
+    step = 2 * half / (n - 1) * stride
+    cores = binary_erosion(occupied, iterations=max(1, round(joint / step)))
+    labels, count = label(cores)
+    if count <= 1:
+        return np.ones(grid.shape, bool)
+    where = np.nonzero(cores)
+    points = np.stack(where, axis=1) * step - half
+    distance = axis_distance(points, camera)
+    near = np.bincount(labels[where], weights=(distance < HEAD_RADIUS).astype(np.float64), minlength=count + 1)
+    head = near.argmax() if near.max() > 0 else labels[where][distance.argmin()]
+    nearest = distance_transform_edt(~cores, return_distances=False, return_indices=True)
+    mine = labels[tuple(nearest)] == head
+    coarse = np.minimum(np.arange(n) // stride, mine.shape[0] - 1)
+    return mine[np.ix_(coarse, coarse, coarse)]
 
 
 def keep_pieces(vertices: np.ndarray, faces: np.ndarray, keep: str,

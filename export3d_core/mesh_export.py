@@ -16,9 +16,9 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.errors import Export3DError
 from export3d_core.export import ExportCancelled
 from export3d_core.mesh import (DepthCheck, HeadField, HeadMesh, MeshReport, MeshSettings, ProgressFn, _Steps,
-                                calibrate_level, decimate, default_names, drop_fins, keep_pieces, level_grid,
-                                marching_surface, morph_lambdas, project_onto_level, settle_offsets, to_rgb8,
-                                vertex_normals)
+                                calibrate_level, decimate, default_names, drop_fins, head_region, keep_pieces,
+                                level_grid, marching_surface, morph_lambdas, project_onto_level, settle_offsets,
+                                to_rgb8, vertex_normals)
 from export3d_core.mesh_io import check_mesh_target, write_head_mesh
 
 MORPH_TICKS = 8  # progress units per morph target
@@ -90,6 +90,9 @@ def _surface(field: HeadField, lam: tuple[float, ...], level: float, settings: M
     """Grid, marching cubes, pieces, decimation and colours (10 progress units + one per slab)."""
     steps.stage("density grid")
     grid = level_grid(field.density(lam), field.half, settings.resolution, level, settings.coarse_step, steps.tick)
+    if settings.keep == "head" and settings.joint > 0:
+        steps.stage("pieces")
+        grid[(grid > level) & ~head_region(grid, level, field.half, camera, settings.joint)] = 0.0
     steps.stage("marching cubes")
     vertices, faces = marching_surface(grid, level, field.half)
     del grid

@@ -104,6 +104,23 @@ def test_coarse_to_fine_grid_gives_the_same_surface_from_fewer_points(ball_field
         np.testing.assert_array_equal(got, want)
 
 
+def test_head_region_cuts_a_thin_joint_to_the_background_and_keeps_thin_parts_of_the_head():
+    from export3d_core.camera import OrbitCamera
+    from export3d_core.mesh import head_region
+
+    axis = np.linspace(-0.5, 0.5, 101)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    ball = x ** 2 + y ** 2 + z ** 2 < 0.2 ** 2
+    pillar = (x > 0.3) & (x < 0.45)  # the whole height, like the demo model's background
+    bridge = (x > 0) & (x < 0.35) & (np.abs(y + 0.1) < 0.012) & (np.abs(z) < 0.012)  # 0.024 thick
+    ear = (x < 0) & (x > -0.28) & (np.abs(y) < 0.05) & (np.abs(z) < 0.008)  # thin, joined to the ball
+    grid = np.where(ball | pillar | bridge | ear, 10.0, 0.0)
+    region = head_region(grid, 1.0, 0.5, OrbitCamera(pivot=(0.0, 0.0, 0.0)), joint=0.02)
+    assert region[ball].all() and region[ear].all()
+    assert not region[pillar].any()
+    assert region[bridge].mean() < 0.9  # cut on its way to the pillar
+
+
 def test_fitted_level_puts_the_ball_at_the_rendered_depth(ball_field):
     settings = MeshSettings(resolution=64)
     mesh, report = build_head_mesh(ball_field, [0.0] * 10, settings)
