@@ -16,7 +16,7 @@ editor's export job call it), reporting progress and honouring a cancel flag bet
    it is joined to (neck, shoulders) stay. The demo model also paints the background with matter:
    pillars at the sides of the box, a slab at its top and floating specks of the thin medium
    behind the head; these are separate pieces and go. Where a pillar touches the shoulders, the
-   joint is cut first (`head_region`, before marching cubes). `keep="largest"` keeps the piece with
+   joint is cut first (before marching cubes). The pieces are `mesh_pieces`' job. `keep="largest"` keeps the piece with
    the most faces instead (on the demo model that can be a pillar), `keep="all"` everything.
 5. Optional decimation to a face count (fast-simplification's quadric decimation); the decimated
    vertices are put back on the surface and the few degenerate faces it leaves are dropped.
@@ -27,7 +27,7 @@ editor's export job call it), reporting progress and honouring a cancel flag bet
    iso-surface of the field at λ_i = base_i + k; every target shares the base topology. A vertex
    whose search found nothing or jumped to another sheet takes its neighbours' offset; the flat
    cap where the head leaves the box stays put. Motion along the surface (lips sliding over each
-   other) is not captured: only the surface's position along each normal.
+   other) is not captured: only the surface's position along each normal (`mesh_morph`).
 
 World units and axes are EG3D's (y up, the face looks toward +z), which are glTF's too.
 """
@@ -49,7 +49,6 @@ from export3d_core.render.renderer import FIELD_CHUNK
 from export3d_core.render.triplane import sample_triplane
 
 KEEP_MODES = ("head", "largest", "all")
-HEAD_RADIUS = 0.12  # world units around the frontal view axis in which the head piece is counted
 MIN_FACE_AREA = 1e-12  # world units²; a face at 256 points per side is ~1e-5
 NEAR_LEVEL = math.log(10.0)  # a coarse σ within 10x of the level marks its cell for exact evaluation
 LOG_FLOOR = 1e-12  # σ below this counts as this much (log σ stays finite), and so does the box's outside
@@ -351,73 +350,6 @@ def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nda
     return vertices[used], inverse.reshape(faces.shape).astype(np.int64)
 
 
-def piece_labels(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """The connected piece of each face (pieces are joined through shared vertices)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
-    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(len(vertices),) * 2)
-    _, labels = connected_components(graph, directed=False)
-    return labels[faces[:, 0]]
-
-
-def head_region(grid: np.ndarray, level: float, half: float, camera: OrbitCamera, joint: float) -> np.ndarray:
-    """Grid points (bool, grid's shape) that belong to the head rather than to matter joined to it.
-
-    The demo model's background pillars can touch the shoulders at the bottom of the box, so the
-    head and the background are one piece. Shrinking the occupied space (σ > level) by `joint`
-    world units cuts such joints; of the cores left, the head's is the one with most voxels near
-    the frontal view's axis. Every grid point then goes with its nearest core, so thin parts of
-    the head (ears, strands) stay with it and a joint splits half-way. Runs on at most 128³ points.
-    """
-    from scipy.ndimage import binary_erosion, distance_transform_edt, label
-
-    n = grid.shape[0]
-    stride = max(1, -(-n // 128))
-    occupied = grid[::stride, ::stride, ::stride] > level
-    step = 2 * half / (n - 1) * stride
-    cores = binary_erosion(occupied, iterations=max(1, round(joint / step)))
-    labels, count = label(cores)
-    if count <= 1:
-        return np.ones(grid.shape, bool)
-    where = np.nonzero(cores)
-    points = np.stack(where, axis=1) * step - half
-    distance = axis_distance(points, camera)
-    near = np.bincount(labels[where], weights=(distance < HEAD_RADIUS).astype(np.float64), minlength=count + 1)
-    head = near.argmax() if near.max() > 0 else labels[where][distance.argmin()]
-    nearest = distance_transform_edt(~cores, return_distances=False, return_indices=True)
-    mine = labels[tuple(nearest)] == head
-    coarse = np.minimum(np.arange(n) // stride, mine.shape[0] - 1)
-    return mine[np.ix_(coarse, coarse, coarse)]
-
-
-def keep_pieces(vertices: np.ndarray, faces: np.ndarray, keep: str,
-                camera: OrbitCamera) -> tuple[np.ndarray, np.ndarray]:
-    """The pieces `keep` asks for (see the module's step 4)."""
-    if keep == "all" or len(faces) == 0:
-        return vertices, faces
-    labels = piece_labels(vertices, faces)
-    if keep == "largest":
-        chosen = np.bincount(labels).argmax()
-    else:
-        distance = axis_distance(vertices[faces[:, 0]], camera)
-        near = np.bincount(labels, weights=(distance < HEAD_RADIUS).astype(np.float64))
-        if near.max() > 0:
-            chosen = near.argmax()
-        else:  # no piece crosses the axis: the one that comes closest to it
-            chosen = labels[distance.argmin()]
-    return compact(vertices, faces[labels == chosen])
-
-
-def axis_distance(points: np.ndarray, camera: OrbitCamera) -> np.ndarray:
-    """Distance of each point from the line through the camera and its pivot."""
-    origin, pivot = np.asarray(camera.origin()), np.asarray(camera.pivot)
-    axis = (pivot - origin) / np.linalg.norm(pivot - origin)
-    offset = points - origin
-    return np.linalg.norm(offset - (offset @ axis)[:, None] * axis, axis=1)
-
-
 def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
     """Quadric decimation to about `target` faces (fast-simplification, the library trimesh wraps)."""
     if target >= len(faces):
@@ -452,98 +384,6 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def to_rgb8(colour: np.ndarray) -> np.ndarray:
     return np.round(np.clip(colour, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-# -- morph targets --------------------------------------------------------------------------------
-def project_onto_level(density: PointFn, points: np.ndarray, normals: np.ndarray, level: float, search: float,
-                       steps: int, tick: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Move each point along its outward normal onto the nearest outward crossing of σ = level.
-
-    σ is sampled at `steps` offsets in [-search, search]; the crossing from inside (σ ≥ level)
-    to outside nearest to the point is refined twice by regula falsi on log σ (σ changes by orders
-    of magnitude across a surface, its log far less). Points with no crossing in reach stay put.
-    Returns (moved points, found mask).
-    """
-    offsets = np.linspace(-search, search, steps, dtype=np.float32)
-    log_level = math.log(level)
-    moved, found = points.copy(), np.zeros(len(points), bool)
-    step = max(1, FIELD_CHUNK // steps)
-
-    def g(p: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(density(p), 1e-30)) - log_level
-
-    for start in range(0, len(points), step):
-        p, n = points[start:start + step], normals[start:start + step]
-        values = g((p[:, None] + offsets[None, :, None] * n[:, None]).reshape(-1, 3)).reshape(len(p), steps)
-        crossing = (values[:, :-1] >= 0) & (values[:, 1:] < 0)
-        mid = 0.5 * (offsets[:-1] + offsets[1:])
-        score = np.where(crossing, np.abs(mid)[None], np.inf)
-        j = score.argmin(axis=1)
-        ok = np.isfinite(score.min(axis=1))
-        rows = np.arange(len(p))
-        lo_t, hi_t = offsets[j].copy(), offsets[j + 1].copy()  # σ ≥ level at lo, below at hi
-        lo_g, hi_g = values[rows, j], values[rows, j + 1]
-        def falsi() -> np.ndarray:  # where the line through the bracket's ends crosses 0
-            gap = lo_g - hi_g  # > 0 on every bracket found; rows without one stay put anyway
-            return lo_t + lo_g / np.where(gap > 0, gap, 1.0) * (hi_t - lo_t)
-
-        for _ in range(2):
-            t = falsi()
-            gt = g(p + t[:, None] * n)
-            inside = gt >= 0
-            lo_t, lo_g = np.where(inside, t, lo_t), np.where(inside, gt, lo_g)
-            hi_t, hi_g = np.where(inside, hi_t, t), np.where(inside, hi_g, gt)
-        t = falsi()
-        moved[start:start + step] = p + np.where(ok, t, 0.0)[:, None] * n
-        found[start:start + step] = ok
-        if tick is not None:
-            tick()
-    return moved, found
-
-
-def settle_offsets(offsets: np.ndarray, found: np.ndarray, faces: np.ndarray, limit: float,
-                   rounds: int = 2) -> np.ndarray:
-    """Offsets along the normals (V,) with lone jumps and misses replaced by their neighbours' median.
-
-    A vertex whose search met no crossing, or a different sheet of the surface than its
-    neighbours did (its offset differs from their median by more than `limit`), would make a spike.
-    The median, not the mean: a spike must not drag its neighbours along.
-    """
-    neighbours = neighbour_table(faces, len(offsets))  # (V, max degree), -1 pads
-    t, valid = np.where(found, offsets, np.nan), found.copy()
-    for _ in range(rounds):
-        values = np.where(neighbours >= 0, t[neighbours], np.nan)
-        known = np.isfinite(values).any(axis=1)
-        median = np.full(len(t), np.nan)
-        median[known] = np.nanmedian(values[known], axis=1)
-        bad = (~valid | (np.abs(t - median) > limit)) & known
-        t, valid = np.where(bad, median, t), valid | bad
-    return np.nan_to_num(t, nan=0.0)
-
-
-def neighbour_table(faces: np.ndarray, n: int) -> np.ndarray:
-    """Each vertex's edge neighbours as rows of a (n, max degree) index table, padded with -1."""
-    from scipy.sparse import coo_matrix
-
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    edges = np.concatenate([edges, edges[:, ::-1]])
-    adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
-    adjacency.sum_duplicates()  # an edge shared by two faces counts once
-    degree = np.diff(adjacency.indptr)
-    table = np.full((n, max(1, int(degree.max(initial=0)))), -1, np.int64)
-    rows = np.repeat(np.arange(n), degree)
-    table[rows, np.arange(len(rows)) - np.repeat(adjacency.indptr[:-1], degree)] = adjacency.indices
-    return table
-
-
-def morph_lambdas(lam: Sequence[float], scale: float) -> list[list[float]]:
-    """λ of each target: the base λ with coefficient i moved by +scale."""
-    rows = []
-    for i in range(len(lam)):
-        row = [float(v) for v in lam]
-        row[i] += scale
-        rows.append(row)
-    return rows
 
 
 def default_names(n: int) -> tuple[str, ...]:

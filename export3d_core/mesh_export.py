@@ -16,9 +16,10 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.errors import Export3DError
 from export3d_core.export import ExportCancelled
 from export3d_core.mesh import (DepthCheck, HeadField, HeadMesh, MeshReport, MeshSettings, ProgressFn, _Steps,
-                                calibrate_level, decimate, default_names, drop_fins, head_region, keep_pieces,
-                                level_grid, marching_surface, morph_lambdas, project_onto_level, settle_offsets,
+                                calibrate_level, decimate, default_names, drop_fins, level_grid, marching_surface,
                                 to_rgb8, vertex_normals)
+from export3d_core.mesh_morph import morph_lambdas, project_onto_level, settle_offsets
+from export3d_core.mesh_pieces import head_region, keep_pieces
 from export3d_core.mesh_io import check_mesh_target, write_head_mesh
 
 MORPH_TICKS = 8  # progress units per morph target

@@ -106,7 +106,7 @@ def test_coarse_to_fine_grid_gives_the_same_surface_from_fewer_points(ball_field
 
 def test_head_region_cuts_a_thin_joint_to_the_background_and_keeps_thin_parts_of_the_head():
     from export3d_core.camera import OrbitCamera
-    from export3d_core.mesh import head_region
+    from export3d_core.mesh_pieces import head_region
 
     axis = np.linspace(-0.5, 0.5, 101)
     x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
@@ -172,7 +172,7 @@ def test_glb_has_ten_morph_targets_on_the_base_topology(ball_field, tmp_path):
 
 
 def test_settle_offsets_removes_lone_jumps_and_fills_misses():
-    from export3d_core.mesh import settle_offsets
+    from export3d_core.mesh_morph import settle_offsets
 
     sphere = trimesh.creation.icosphere(subdivisions=3)
     offsets = np.full(len(sphere.vertices), 0.01)
