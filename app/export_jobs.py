@@ -40,6 +40,8 @@ class ExportSpec:
     alpha: bool = False  # still only: opacity as the PNG's alpha channel
     turntable: TurntableSettings | None = None
     sweep: SweepSettings | None = None
+    mesh: object | None = None  # mesh only: export3d_core.mesh.MeshSettings (None: its defaults)
+    names: tuple[str, ...] = ()  # mesh only: the sliders' names, given to the morph targets
 
     @property
     def total(self) -> int:
@@ -47,6 +49,10 @@ class ExportSpec:
             return self.turntable.frames
         if self.kind == "sweep" and self.sweep is not None:
             return self.sweep.steps
+        if self.kind == "mesh":
+            from export3d_core.mesh import MeshSettings
+            from export3d_core.mesh_export import progress_total
+            return progress_total(self.mesh or MeshSettings(), len(self.lam))
         return 1
 
 
@@ -93,6 +99,8 @@ class ExportJob(QThread):
         from export3d_core.session import PortraitSession, view_image
 
         spec = self.spec
+        if spec.kind == "mesh":
+            return self._export_mesh()
         session = PortraitSession(self.model)
         session.set_portrait(self.portrait)
         camera = spec.camera.to_orbit()
@@ -119,3 +127,15 @@ class ExportJob(QThread):
             raise Export3DError(f"unknown export kind {spec.kind!r}")
         return write_animation(spec.path, frames, fps, loop=loop, overwrite=spec.overwrite, total=spec.total,
                                progress=self._report, should_cancel=self._cancel.is_set)
+
+    def _export_mesh(self) -> Path:
+        """The head as a mesh (export3d_core.mesh_export: the same job as `export3d mesh`)."""
+        from export3d_core.mesh import MeshSettings
+        from export3d_core.mesh_export import export_head_mesh
+
+        spec = self.spec
+        path, _, _ = export_head_mesh(self.model, self.portrait, spec.lam, spec.path, spec.mesh or MeshSettings(),
+                                      names=spec.names or None, overwrite=spec.overwrite,
+                                      progress=lambda done, total, _stage: self._report(done, total),
+                                      should_cancel=self._cancel.is_set)
+        return path

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     ("export3d_core.eval.real_command", "add_eval_real_command"),
     ("export3d_core.bench", "add_bench_command"),
     ("export3d_core.train.expression_reader", "add_expression_reader_command"),
+    ("export3d_core.mesh_command", "add_mesh_command"),
 )
 
 

@@ -20,9 +20,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("checkpoint", "lambda_units"),  # weights on disk; λ in the units of the model's basis
     ("data",),  # corpora, synthetic heads, photo intake (no model)
     ("faces", "portrait", "expression_estimate"),  # reading faces and portraits for the model
-    ("session", "export"),  # the staged, cached render path and what it writes
+    ("session", "export", "mesh", "mesh_pieces", "mesh_morph", "mesh_io", "mesh_raster", "mesh_export"),  # the staged, cached render path and what it writes
     ("eval", "train"),  # the two consumers of everything below: neither imports the other
-    ("bench", "view_commands", "cli", "train.__main__"),  # commands and entry points
+    ("bench", "view_commands", "mesh_command", "cli", "train.__main__"),  # commands and entry points
 ]
 # Packages whose sub-modules must not import each other's package (siblings in one layer).
 INDEPENDENT = (("eval", "train"),)

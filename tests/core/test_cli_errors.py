@@ -76,6 +76,7 @@ COMMANDS: dict[str, list[str]] = {
               "--json", "{OUT}/bench.json"],
     "eval-real": ["eval-real", "{photo}", "--json", "{OUT}/real.json", "--no-progress"],
     "train-face-features": ["train-face-features", "{OUT}/face_features.safetensors"],
+    "mesh": ["mesh", "--random-init", "tiny", "--resolution", "16", "-o", "{OUT}/head.ply"],
     "demo-portraits": ["demo-portraits", "--count", "1", "--res", "32", "-o", "{OUT}/portraits"],
     "train-expression-reader": ["train-expression-reader", "--data", "{corpus}", "-o", "{OUT}/reader.safetensors",
                                 "--steps", "1", "--no-progress"],
