@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from export3d_core.errors import Export3DError
-from export3d_core.export import (ExportCancelled, TurntableSettings, sweep_frames, turntable_frames,
-                                  write_animation, write_png)
+from export3d_core import (Export3DError, ExportCancelled, TurntableSettings, opacity_to_alpha, sweep_frames,
+                           turntable_frames, write_animation, write_png)
 
 from app.state import ViewCamera
 
@@ -54,7 +53,7 @@ def opacity_alpha(output, size: tuple[int, int]) -> np.ndarray:
     """The rendered opacity as uint8 (H, W), resized to the image."""
     from PIL import Image
 
-    alpha = (output.alpha[0, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+    alpha = opacity_to_alpha(output.alpha)
     if alpha.shape != size:
         alpha = np.asarray(Image.fromarray(alpha).resize(size[::-1], Image.Resampling.BILINEAR))
     return alpha
@@ -90,7 +89,7 @@ class ExportJob(QThread):
         self.progress.emit(done, total or self.spec.total)
 
     def _export(self) -> Path:
-        from export3d_core.session import PortraitSession, view_image
+        from export3d_core import PortraitSession, view_image
 
         spec = self.spec
         session = PortraitSession(self.model)

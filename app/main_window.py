@@ -18,7 +18,7 @@ from app.autosave import DEFAULT_INTERVAL_S, INTERVAL_KEY, Autosaver
 from app.editor import EditorController
 from app.export_jobs import ExportJob, ExportSpec
 from app.presets import PresetLibrary
-from app.render_service import REST_MS, RenderResult
+from app.render_service import REST_MS, FrameResult
 from app.state import ViewCamera
 from app.widgets.camera_panel import CameraPanel
 from app.widgets.coefficients import CoefficientsPanel
@@ -206,7 +206,7 @@ class MainWindow(QMainWindow):
                                      lambda: self.state.set_coefficient(index, target))
 
     # -- results -----------------------------------------------------------------------------------
-    def _show_frame(self, result: RenderResult) -> None:
+    def _show_frame(self, result: FrameResult) -> None:
         quality = result.request.quality
         notes = ["preview"] if quality == "preview" else []
         if self.controller.loaded is not None and self.controller.loaded.fallback:
