@@ -8,7 +8,7 @@ imported without pulling in the whole model. Modules inside the package import e
 directly, never this one (tests/test_layers.py).
 
 The editor (`app/`) imports the core only through this module: `from export3d_core import NAME`
-with NAME in `__all__` below, never `export3d_core.<sub-module>` (tests/app/test_app_layers.py).
+with NAME in `__all__` below, never `export3d_core.<sub-module>` (tests/test_layers.py).
 A name the editor needs is added here. Because each name loads its own sub-module on first use,
 an import inside one of the editor's functions stays as lazy as it was (the editor starts before
 torch's model code, the face detectors or the image decoders are loaded).
