@@ -1,0 +1,3 @@
+"""Export3D Studio, the desktop editor (PySide6) over the Qt-free core `export3d_core`."""
+
+APP_NAME = "Export3D Studio"  # window titles and message boxes

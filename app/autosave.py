@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from export3d_core.errors import Export3DError
+from export3d_core import Export3DError
 
 from app import file_lock
 from app.project import PROJECT_SUFFIX, Project, save_project

@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint, read_header
-from export3d_core.config import ModelConfig
-from export3d_core.errors import Export3DError
+from export3d_core import DEMO_CHECKPOINT, Export3DError, ModelConfig, load_checkpoint, pick_device, read_header
 
 FALLBACK_PRESET = "tiny"  # what the editor runs when no trained checkpoint exists
 FALLBACK_SEED = 0
@@ -38,10 +36,6 @@ class NoPortraitFace(Export3DError):
         self.image = image
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def describe(config: ModelConfig, meta: dict | None = None) -> str:
     meta = meta or {}
     # A run grown from another (--init-from) counts its steps from 0; a released checkpoint may
@@ -57,7 +51,7 @@ def load_model(path: str | Path | None, device: torch.device | None = None) -> L
     """A checkpoint, the demo model when `path` is None, or a random `tiny` model if none is shipped."""
     device = device or pick_device()
     if path is None and not DEMO_CHECKPOINT.is_file():
-        from export3d_core.model import Export3D
+        from export3d_core import Export3D
 
         torch.manual_seed(FALLBACK_SEED)
         model = Export3D(ModelConfig.preset(FALLBACK_PRESET)).to(device).eval()
@@ -66,7 +60,7 @@ def load_model(path: str | Path | None, device: torch.device | None = None) -> L
     config, meta = read_header(path)  # cheap first: a bad file is refused before any weights load
     model, meta = load_checkpoint(path, device=device)
     loaded = LoadedModel(model, path, describe(config, meta), False)
-    from export3d_core.expression_estimate import ExpressionEstimator
+    from export3d_core import ExpressionEstimator
 
     try:
         loaded.estimator = ExpressionEstimator.for_checkpoint(model, path)
@@ -76,7 +70,7 @@ def load_model(path: str | Path | None, device: torch.device | None = None) -> L
 
 
 def default_portrait_path() -> Path | None:
-    from export3d_core.portrait import default_portrait
+    from export3d_core import default_portrait
 
     try:
         return default_portrait().path
@@ -95,13 +89,12 @@ def placeholder_portrait(size: int) -> np.ndarray:
 
 def load_portrait_image(path: str | Path, size: int) -> tuple[np.ndarray, str]:
     """(aligned uint8 (size, size, 3) image, method). No face -> `NoPortraitFace`."""
-    from export3d_core.data.intake import NoFaceFoundError
-    from export3d_core.portrait import load_portrait
+    from export3d_core import NoFaceFoundError, load_portrait
 
     try:
         loaded = load_portrait(path, size)
     except NoFaceFoundError:
-        from export3d_core.data.image_io import load_image
+        from export3d_core import load_image
 
         raise NoPortraitFace(f"no face found in {Path(path).name}: place the crop by hand",
                              load_image(path)) from None
@@ -114,6 +107,6 @@ def load_portrait_image(path: str | Path, size: int) -> tuple[np.ndarray, str]:
 
 def crop_by_hand(image: np.ndarray, center_xy: tuple[float, float], side: float, size: int) -> np.ndarray:
     """The artist's square crop (centre + side in image pixels), resized to `size` by the intake code."""
-    from export3d_core.data.intake import manual_crop
+    from export3d_core import manual_crop
 
     return manual_crop(image, center_xy, side, size).image

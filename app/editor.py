@@ -12,13 +12,13 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
-from export3d_core.errors import Export3DError
+from export3d_core import Export3DError
 
 from app import backend
 from app.export_jobs import ExportJob, ExportSpec
 from app.presets import Preset, PresetLibrary
 from app.project import Project, load_project, save_project
-from app.render_service import REST_MS, RenderResult, RenderService
+from app.render_service import REST_MS, FrameResult, RenderService
 from app.state import EditorState, ViewCamera, check_lambda
 from app.undo import EditTracker
 
@@ -26,7 +26,7 @@ PORTRAIT_MIN_SIDE = 256  # portraits are kept at least this large; the session r
 
 
 class EditorController(QObject):
-    frame_shown = Signal(object)  # RenderResult
+    frame_shown = Signal(object)  # FrameResult
     status = Signal(str)
     error = Signal(str)
     model_changed = Signal(object)  # backend.LoadedModel
@@ -48,7 +48,7 @@ class EditorController(QObject):
         self.expression_source: str | None = None  # what the last expression estimate read: "landmarks" | "image"
         self.library: PresetLibrary | None = None  # the shared preset library file; None: none attached
         self.project_presets: list[Preset] = []  # the open project's presets, apart from the library
-        self.last_frame: RenderResult | None = None
+        self.last_frame: FrameResult | None = None
         self.jobs: list[ExportJob] = []
         self._changed = False  # unsaved changes the undo stack does not hold (mode, project presets, recovery)
         self.state.mode_changed.connect(lambda _mode: self.mark_changed())
@@ -81,7 +81,7 @@ class EditorController(QObject):
             return
         self.service.request(self.state.lam, self.state.camera, self.state.mode, rest=True)
 
-    def _on_frame(self, result: RenderResult) -> None:
+    def _on_frame(self, result: FrameResult) -> None:
         self.last_frame = result
         self.frame_shown.emit(result)
 
@@ -128,9 +128,9 @@ class EditorController(QObject):
         model, image = self.loaded.model, self.portrait_image
 
         def build(_old):
-            from export3d_core.session import PortraitSession
+            from export3d_core import PortraitSession, pick_device
 
-            session = PortraitSession(model, device=backend.pick_device())
+            session = PortraitSession(model, device=pick_device())
             session.set_portrait(image)
             return session
 
@@ -148,7 +148,7 @@ class EditorController(QObject):
         """(aligned image, method), not applied; Export3DError (or NoPortraitFace) with one line."""
         try:
             if crop is not None:
-                from export3d_core.data.image_io import load_image
+                from export3d_core import load_image
 
                 (center, side) = crop
                 return backend.crop_by_hand(load_image(path), tuple(center), float(side), size), "manual"

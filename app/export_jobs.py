@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from export3d_core.errors import Export3DError
-from export3d_core.export import (ExportCancelled, TurntableSettings, sweep_frames, turntable_frames,
-                                  write_animation, write_png)
+from export3d_core import (Export3DError, ExportCancelled, TurntableSettings, opacity_to_alpha, sweep_frames,
+                           turntable_frames, write_animation, write_png)
 
 from app.state import ViewCamera
 
@@ -50,9 +49,8 @@ class ExportSpec:
         if self.kind == "sweep" and self.sweep is not None:
             return self.sweep.steps
         if self.kind == "mesh":
-            from export3d_core.mesh import MeshSettings
-            from export3d_core.mesh_export import progress_total
-            return progress_total(self.mesh or MeshSettings(), len(self.lam))
+            from export3d_core import MeshSettings, mesh_progress_total
+            return mesh_progress_total(self.mesh or MeshSettings(), len(self.lam))
         return 1
 
 
@@ -60,7 +58,7 @@ def opacity_alpha(output, size: tuple[int, int]) -> np.ndarray:
     """The rendered opacity as uint8 (H, W), resized to the image."""
     from PIL import Image
 
-    alpha = (output.alpha[0, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+    alpha = opacity_to_alpha(output.alpha)
     if alpha.shape != size:
         alpha = np.asarray(Image.fromarray(alpha).resize(size[::-1], Image.Resampling.BILINEAR))
     return alpha
@@ -96,7 +94,7 @@ class ExportJob(QThread):
         self.progress.emit(done, total or self.spec.total)
 
     def _export(self) -> Path:
-        from export3d_core.session import PortraitSession, view_image
+        from export3d_core import PortraitSession, view_image
 
         spec = self.spec
         if spec.kind == "mesh":
@@ -130,8 +128,7 @@ class ExportJob(QThread):
 
     def _export_mesh(self) -> Path:
         """The head as a mesh (export3d_core.mesh_export: the same job as `export3d mesh`)."""
-        from export3d_core.mesh import MeshSettings
-        from export3d_core.mesh_export import export_head_mesh
+        from export3d_core import MeshSettings, export_head_mesh
 
         spec = self.spec
         path, _, _ = export_head_mesh(self.model, self.portrait, spec.lam, spec.path, spec.mesh or MeshSettings(),

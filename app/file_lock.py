@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from export3d_core.errors import Export3DError
+from export3d_core import Export3DError
 
 LOCK_TIMEOUT_S = 5.0  # another editor holds the lock only for one read-merge-write
 POLL_S = 0.05

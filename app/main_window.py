@@ -9,25 +9,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressDialog,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
-from app import menus, unsaved
+from export3d_core import RENDER_MODES
+
+from app import APP_NAME, file_dialogs, unsaved
 from app.autosave import DEFAULT_INTERVAL_S, INTERVAL_KEY, Autosaver
 from app.editor import EditorController
 from app.export_jobs import ExportJob, ExportSpec
+from app.menus import SEPARATOR, Entry, Item, Submenu, build_menu_bar
 from app.presets import PresetLibrary
-from app.render_service import REST_MS, RenderResult
+from app.recent import RecentFiles
+from app.render_service import REST_MS, FrameResult
 from app.state import ViewCamera
-from app.widgets.camera_panel import CameraPanel
+from app.theme import apply_theme
+from app.widgets.camera_panel import MODE_LABELS, CameraPanel
 from app.widgets.coefficients import CoefficientsPanel
 from app.widgets.explorer import ExplorerPanel
 from app.widgets.lambda_chart import LambdaChart
 from app.widgets.presets_panel import PresetsPanel
 from app.widgets.viewport import Viewport
 
-APP_NAME = "Export3D Studio"
 ZOOM_PER_NOTCH = 0.95  # wheel notch -> radius factor
 STATUS_MS = 6000
 BOTTOM_DOCK_HEIGHT = 300  # basis explorer / presets: about three rows of thumbnails
@@ -35,6 +39,13 @@ ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "ex
 PRESETS_FILENAME = "presets.json"  # the preset library, beside the settings file
 MATCH_TOOLTIP = ("Set λ to the expression read from a reference photo (β from its face landmarks, or from the "
                  "image for a synthetic demo portrait → LeBS λ)")
+SHORTCUTS_HELP = """<table>
+<tr><td>Ctrl+O</td><td>Open portrait</td></tr><tr><td>Ctrl+Shift+O</td><td>Open checkpoint</td></tr>
+<tr><td>Ctrl+S / Ctrl+Shift+S</td><td>Save project / as</td></tr><tr><td>Ctrl+P</td><td>Open project</td></tr>
+<tr><td>Ctrl+E / Ctrl+T / Ctrl+B / Ctrl+M</td><td>Export still / turntable / basis sweep / mesh</td></tr>
+<tr><td>Ctrl+Z / Ctrl+Shift+Z</td><td>Undo / redo</td></tr><tr><td>Ctrl+0 / Ctrl+R</td><td>Zero all / reset to portrait</td></tr>
+<tr><td>1–4</td><td>Final / raw / depth / opacity</td></tr><tr><td>F</td><td>Frontal view</td></tr>
+<tr><td>Drag / wheel / double-click</td><td>Orbit / zoom / frontal (Shift: fine)</td></tr></table>"""
 
 
 class MainWindow(QMainWindow):
@@ -53,7 +64,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.resize(1500, 940)
         self._build_widgets()
-        menus.build_menus(self)
+        self._build_menus()
         self._wire()
         self._load_preset_library()
         self.autosaver = Autosaver(self.settings_folder, self._unsaved_project, self._autosave_interval(), self)
@@ -117,7 +128,7 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         c, state = self.controller, self.state
-        self.match_button.clicked.connect(lambda: menus.match_expression(self))
+        self.match_button.clicked.connect(self.match_expression_dialog)
         c.frame_shown.connect(self._show_frame)
         c.status.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         c.error.connect(self.show_error)
@@ -171,6 +182,116 @@ class MainWindow(QMainWindow):
         self.presets_panel.thumbnails_requested.connect(
             lambda items: c.render_jobs("presets", [(i, p.lam) for i, p in items if len(p.lam) == state.n_basis]))
 
+    # -- menus -------------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        """The menu bar from `_menu_table`; keeps the actions it updates later."""
+        stack = self.controller.undo_stack
+        self.undo_action = stack.createUndoAction(self, "Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = stack.createRedoAction(self, "Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        built = build_menu_bar(self.menuBar(), self, self._menu_table())
+        self.match_action = built["match"]
+        self.import_presets_action = built["import_presets"]
+        for mode in RENDER_MODES:  # the View menu follows a mode chosen elsewhere (panel, project, undo)
+            self.state.mode_changed.connect(lambda m, a=built[f"mode:{mode}"], mm=mode: a.setChecked(m == mm))
+        self.recent = RecentFiles(self.settings, built["recent"], self.open_portrait_path)
+
+    def _menu_table(self) -> dict[str, list[Item]]:
+        """Every menu entry, top to bottom. To add one: an `Entry(key, text, callback, shortcut, tip)`
+        where it belongs (app/menus.py); a dock made in `_build_widgets` is listed in View by itself."""
+        return {"&File": self._file_entries(), "&Edit": self._edit_entries(), "&View": self._view_entries(),
+                "&Help": [Entry("shortcuts", "Keyboard shortcuts", self.show_shortcuts, "F1")]}
+
+    def _file_entries(self) -> list[Item]:
+        return [
+            Entry("open_portrait", "Open portrait…", self.open_portrait_dialog, "Ctrl+O",
+                  "Open a photo; it is cropped and aligned to the model's framing"),
+            Submenu("recent", "Recent portraits"),
+            Entry("open_checkpoint", "Open checkpoint…", self.open_checkpoint_dialog, "Ctrl+Shift+O",
+                  "Load another model checkpoint (.safetensors)"),
+            SEPARATOR,
+            Entry("open_project", "Open project…", self.open_project_dialog, "Ctrl+P"),
+            Entry("save_project", "Save project", lambda: self.save_project_dialog(False), "Ctrl+S"),
+            Entry("save_project_as", "Save project as…", lambda: self.save_project_dialog(True), "Ctrl+Shift+S"),
+            Entry("import_presets", "Import project presets into library", self.controller.import_project_presets,
+                  tip="Add the open project's presets to the preset library shared by all projects"),
+            SEPARATOR,
+            Entry("export_still", "Export still PNG…", lambda: self.export_dialog("still"), "Ctrl+E",
+                  "The current view at final resolution"),
+            Entry("export_turntable", "Export turntable…", lambda: self.export_dialog("turntable"), "Ctrl+T",
+                  "GIF or MP4 orbit around the head"),
+            Entry("export_sweep", "Export basis sweep…", lambda: self.export_dialog("sweep"), "Ctrl+B",
+                  "GIF of one coefficient swept over a range"),
+            Entry("export_mesh", "Export mesh…", lambda: self.export_dialog("mesh"), "Ctrl+M",
+                  "The head as a coloured mesh; a .glb also gets one morph target per slider"),
+            SEPARATOR,
+            Entry("quit", "Quit", self.close, "Ctrl+Q"),
+        ]
+
+    def _edit_entries(self) -> list[Item]:
+        return [
+            self.undo_action, self.redo_action, SEPARATOR,
+            Entry("zero_all", "Zero all λ", self.coefficients.zero_all_requested.emit, "Ctrl+0"),
+            Entry("reset_lambda", "Reset λ to portrait", self.coefficients.reset_portrait_requested.emit, "Ctrl+R"),
+            Entry("match", "Match expression from photo…", self.match_expression_dialog,
+                  tip="Set λ to the expression of a reference photo", enabled=False),  # until a model has an estimator
+        ]
+
+    def _view_entries(self) -> list[Item]:
+        modes = [Entry(f"mode:{mode}", MODE_LABELS[mode], lambda m=mode: self.state.set_mode(m), str(index + 1),
+                       group="mode", checked=mode == self.state.mode) for index, mode in enumerate(RENDER_MODES)]
+        themes = [Entry(f"theme:{name}", f"{name.title()} theme", lambda n=name: self.set_theme(n),
+                        group="theme", checked=name == self.theme) for name in ("dark", "light")]
+        docks = [dock.toggleViewAction() for dock in self.findChildren(QDockWidget)]
+        return [*modes, SEPARATOR, Entry("frontal", "Frontal view", self.reset_camera, "F"), SEPARATOR,
+                *themes, SEPARATOR, *docks]
+
+    # -- menu commands: each asks what it needs (app/file_dialogs.py), then acts -------------------
+    def open_portrait_dialog(self) -> None:
+        path = file_dialogs.ask_open(self, "Open portrait", file_dialogs.IMAGE_FILTER)
+        if path:
+            self.open_portrait_path(path)
+
+    def open_portrait_path(self, path: Path) -> bool:
+        """A new portrait starts a new undo history: unsaved edits are saved or discarded first."""
+        return self.confirm_discard(f"opening {path.name}") and self.controller.open_portrait(path)
+
+    def match_expression_dialog(self) -> None:
+        path = file_dialogs.ask_open(self, "Match expression from photo", file_dialogs.IMAGE_FILTER)
+        if path:
+            self.controller.match_expression(path)
+
+    def open_checkpoint_dialog(self) -> None:
+        path = file_dialogs.ask_open(self, "Open checkpoint", file_dialogs.CHECKPOINT_FILTER)
+        if path:
+            self.controller.load_model(path)
+
+    def open_project_dialog(self) -> None:
+        path = file_dialogs.ask_open(self, "Open project", file_dialogs.PROJECT_FILTER)
+        if path and self.confirm_discard(f"opening {path.name}"):
+            self.open_project(path)
+
+    def save_project_dialog(self, ask: bool) -> bool:
+        """Save (asking where when the project has no file yet, or `ask`); True when it was saved."""
+        path = None if ask else self.project_path
+        path = path or file_dialogs.ask_project_target(self)
+        return path is not None and self.save_project(path)
+
+    def export_dialog(self, kind: str) -> None:
+        answer = file_dialogs.ask_export(self, kind, self.state.names)
+        if answer:
+            path, overwrite, options = answer
+            self.run_export(self.controller.export_spec(kind, path, overwrite=overwrite, **options))
+
+    def set_theme(self, name: str) -> None:
+        self.theme = apply_theme(QApplication.instance(), name)
+        self.chart.refresh_colours()
+        self.settings.setValue("theme", self.theme)
+
+    def show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Shortcuts", SHORTCUTS_HELP)
+
     # -- preset library ----------------------------------------------------------------------------
     @property
     def settings_folder(self) -> Path:
@@ -207,7 +328,7 @@ class MainWindow(QMainWindow):
                                      lambda: self.state.set_coefficient(index, target))
 
     # -- results -----------------------------------------------------------------------------------
-    def _show_frame(self, result: RenderResult) -> None:
+    def _show_frame(self, result: FrameResult) -> None:
         quality = result.request.quality
         notes = ["preview"] if quality == "preview" else []
         if self.controller.loaded is not None and self.controller.loaded.fallback:
@@ -239,7 +360,7 @@ class MainWindow(QMainWindow):
     def _on_portrait(self, path) -> None:
         self.portrait_info.setText(str(path) if path else "built-in placeholder (no demo portrait shipped)")
         if path:
-            menus.add_recent(self, Path(path))
+            self.recent.add(Path(path))
         self.controller.refresh_presets()
         if self.explore_on_load:
             self.explorer.set_context(self.state.lam, self.state.names)
@@ -264,10 +385,21 @@ class MainWindow(QMainWindow):
         self.autosaver.save_now()  # this editor now keeps the recovered work safe
 
     def confirm_discard(self, doing: str) -> bool:
-        return unsaved.confirm_discard(self, doing)
+        """True when it is fine to go on `doing`: nothing unsaved, saved now, or discarded by the artist."""
+        name = self.project_path.name if self.project_path else "this portrait"
+        return unsaved.confirm_discard(self, self.has_unsaved_changes(), name, doing,
+                                       lambda: self.save_project_dialog(False))
 
     def offer_recovery(self) -> bool:
-        return unsaved.offer_recovery(self)
+        return unsaved.offer_recovery(self, self.settings_folder, self._recover)
+
+    def _recover(self, path: Path) -> bool:
+        """Open an autosave as unsaved work."""
+        if not self.controller.open_project(path):
+            return False
+        self.project_path = None  # "Save" asks where: the recovery file is not the artist's project
+        self.mark_recovered()
+        return True
 
     def _update_title(self, *_args) -> None:
         loaded = self.controller.loaded

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from export3d_core.atomic import write_text_atomic
-from export3d_core.errors import Export3DError
+from export3d_core import Export3DError, write_json_atomic
 
 from app.file_lock import LOCK_TIMEOUT_S, LockUnavailable, locked
 from app.state import ViewCamera, check_lambda
@@ -65,7 +64,7 @@ class Preset:
 
 def save_library(path: str | Path, presets: list[Preset]) -> Path:
     data = {"format": LIBRARY_FORMAT, "presets": [p.to_dict() for p in presets]}
-    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return write_json_atomic(path, data, for_people=True)
 
 
 def load_library(path: str | Path) -> list[Preset]:

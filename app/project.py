@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export3d_core.atomic import write_text_atomic
-from export3d_core.errors import Export3DError
+from export3d_core import RENDER_MODES, Export3DError, write_json_atomic
 
 from app.presets import Preset
-from app.state import RENDER_MODES, ViewCamera, check_lambda
+from app.state import ViewCamera, check_lambda
 
 PROJECT_FORMAT = "export3d-studio-project"
 PROJECT_VERSION = 1
@@ -51,10 +50,6 @@ def _abs(text: str | None, base: Path) -> Path | None:
     return path if path.is_absolute() else (base / path)
 
 
-def write_json_atomic(path: Path, data: Any) -> Path:
-    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
 def save_project(path: str | Path, project: Project) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
@@ -73,7 +68,7 @@ def save_project(path: str | Path, project: Project) -> Path:
         "crop": None if project.crop is None else {"center": list(project.crop[0]), "side": project.crop[1]},
     }
     try:
-        return write_json_atomic(path, data)
+        return write_json_atomic(path, data, for_people=True)
     except OSError as exc:
         raise Export3DError(f"could not write {path}: {exc.strerror or exc}") from None
 

@@ -34,7 +34,9 @@ class RenderRequest:
 
 
 @dataclass(frozen=True)
-class RenderResult:
+class FrameResult:
+    """One frame for the viewport: the request it answers, the picture, and how long it took where."""
+
     request: RenderRequest
     image: np.ndarray | None  # uint8 (H, W, 3), None on error
     seconds: float
@@ -63,7 +65,7 @@ class _Queues:
 class _Worker(QThread):
     """Runs setup, then the newest interactive request, then background jobs, one at a time."""
 
-    frame_done = Signal(object)  # RenderResult
+    frame_done = Signal(object)  # FrameResult
     job_done = Signal(str, object, object, int, object)  # tag, key, result, generation, error
     setup_done = Signal(int, object)  # generation, error message or None
 
@@ -117,9 +119,9 @@ class _Worker(QThread):
                 raise RuntimeError("no portrait loaded yet")
             image = self.session.render_image(request.lam, request.camera.to_orbit(), request.mode,
                                               request.quality)
-            self.frame_done.emit(RenderResult(request, image, time.perf_counter() - start, device))
+            self.frame_done.emit(FrameResult(request, image, time.perf_counter() - start, device))
         except Exception as exc:
-            self.frame_done.emit(RenderResult(request, None, time.perf_counter() - start, device, _message(exc)))
+            self.frame_done.emit(FrameResult(request, None, time.perf_counter() - start, device, _message(exc)))
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -138,7 +140,7 @@ def _message(exc: BaseException) -> str:
 class RenderService(QObject):
     """Main-thread face of the worker: submit requests, receive fresh results as signals."""
 
-    frame_ready = Signal(object)  # RenderResult, fresh only
+    frame_ready = Signal(object)  # FrameResult, fresh only
     render_failed = Signal(str)
     job_ready = Signal(str, object, object)  # tag, key, result
     session_ready = Signal()
@@ -204,7 +206,7 @@ class RenderService(QObject):
             self._q.interactive = request  # newest wins: an unstarted request is simply replaced
             self._cond.notify()
 
-    def _on_frame(self, result: RenderResult) -> None:
+    def _on_frame(self, result: FrameResult) -> None:
         self._handled += 1
         request = result.request
         if request.generation != self._generation:

@@ -12,9 +12,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from export3d_core.lambda_units import MAX_ABS_LAMBDA
+from export3d_core import DEFAULT_FOV_DEG, DEFAULT_RADIUS, MAX_ABS_LAMBDA, RENDER_MODES
 
-RENDER_MODES = ("final", "raw", "depth", "opacity")  # mirrors export3d_core.session.RENDER_MODES
 DEFAULT_N_BASIS = 10  # the paper's n; the loaded model's config decides the real count
 
 
@@ -41,8 +40,8 @@ class ViewCamera:
 
     yaw_deg: float = 0.0  # + moves the camera to the right of the face
     pitch_deg: float = 0.0  # + moves the camera up
-    radius: float = 2.7  # EG3D FFHQ radius
-    fov_deg: float = 18.837  # EG3D FFHQ vertical field of view
+    radius: float = DEFAULT_RADIUS  # EG3D FFHQ camera distance
+    fov_deg: float = DEFAULT_FOV_DEG  # EG3D FFHQ field of view, measured along the image's DIAGONAL
 
     # Orbit limits keep the camera in front of the head, where the model has ever looked.
     YAW_LIMIT = 89.0
@@ -65,7 +64,7 @@ class ViewCamera:
 
     def to_orbit(self):
         """The core's OrbitCamera (radians)."""
-        from export3d_core.camera import OrbitCamera
+        from export3d_core import OrbitCamera
 
         return OrbitCamera(yaw=math.radians(self.yaw_deg), pitch=math.radians(self.pitch_deg),
                            radius=self.radius, fov_deg=self.fov_deg)

@@ -6,6 +6,12 @@
 Names are imported on first use, so a light sub-module (the corpus layout, the config) can be
 imported without pulling in the whole model. Modules inside the package import each other
 directly, never this one (tests/test_layers.py).
+
+The editor (`app/`) imports the core only through this module: `from export3d_core import NAME`
+with NAME in `__all__` below, never `export3d_core.<sub-module>` (tests/test_layers.py).
+A name the editor needs is added here. Because each name loads its own sub-module on first use,
+an import inside one of the editor's functions stays as lazy as it was (the editor starts before
+torch's model code, the face detectors or the image decoders are loaded).
 """
 from importlib import import_module
 
@@ -21,8 +27,11 @@ _EXPORTS = {
     "load_checkpoint": "export3d_core.checkpoint",
     "read_header": "export3d_core.checkpoint",
     "save_checkpoint": "export3d_core.checkpoint",
-    # cameras
+    # cameras and expression units
+    "DEFAULT_FOV_DEG": "export3d_core.camera",
+    "DEFAULT_RADIUS": "export3d_core.camera",
     "OrbitCamera": "export3d_core.camera",
+    "MAX_ABS_LAMBDA": "export3d_core.lambda_units",
     # rendering a portrait: the cached session, its speed settings, devices, display conversion
     "PortraitSession": "export3d_core.session",
     "Acceleration": "export3d_core.acceleration",
@@ -34,7 +43,10 @@ _EXPORTS = {
     "opacity_to_alpha": "export3d_core.display",
     "tensor_to_image": "export3d_core.display",
     "view_image": "export3d_core.display",
-    # portraits and expressions read from them
+    # portraits and expressions read from them; a photo without a face is cropped by hand
+    "load_image": "export3d_core.data.image_io",
+    "NoFaceFoundError": "export3d_core.data.intake",
+    "manual_crop": "export3d_core.data.intake",
     "default_portrait": "export3d_core.portrait",
     "load_portrait": "export3d_core.portrait",
     "ExpressionEstimator": "export3d_core.expression_estimate",
@@ -45,6 +57,9 @@ _EXPORTS = {
     "turntable_frames": "export3d_core.export",
     "write_animation": "export3d_core.export",
     "write_png": "export3d_core.export",
+    "MeshSettings": "export3d_core.mesh",
+    "export_head_mesh": "export3d_core.mesh_export",
+    "mesh_progress_total": "export3d_core.mesh_export",
     # files and errors
     "write_json_atomic": "export3d_core.atomic",
     "write_text_atomic": "export3d_core.atomic",

@@ -88,8 +88,12 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(target, text.encode("utf-8"))
 
 
-def write_json_atomic(target: str | os.PathLike, data: Any) -> Path:
-    """`data` as JSON (indent 1: readable, small), written atomically."""
+def write_json_atomic(target: str | os.PathLike, data: Any, *, for_people: bool = False) -> Path:
+    """`data` as JSON, written atomically: indent 1 (readable, small) for files tools read, or with
+    `for_people` the layout of files people open in a text editor (the editor's projects and
+    presets): indent 2, non-ASCII text as itself (names like "λ1", "sourire"), a final newline."""
+    if for_people:
+        return write_text_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return write_text_atomic(target, json.dumps(data, indent=1))
 
 

@@ -40,7 +40,7 @@ def export_head_mesh(model, portrait: np.ndarray, lam: Sequence[float], path: Pa
     return write_head_mesh(path, mesh, overwrite=overwrite), mesh, report
 
 
-def progress_total(settings: MeshSettings, n_basis: int) -> int:
+def mesh_progress_total(settings: MeshSettings, n_basis: int) -> int:
     """The `total` every progress call of a mesh job with these settings reports (for a progress
     bar sized before the job starts): one unit per grid slab, 16 for the other steps, and
     MORPH_TICKS per morph target."""
@@ -59,7 +59,7 @@ def build_head_mesh(field: HeadField, lam: Sequence[float], settings: MeshSettin
     names = tuple(names) if names is not None else default_names(n_basis)
     if len(names) != n_basis:
         raise Export3DError(f"{len(names)} target names for {n_basis} basis vectors")
-    steps = _Steps(progress_total(settings, n_basis), progress, should_cancel)
+    steps = _Steps(mesh_progress_total(settings, n_basis), progress, should_cancel)
     render = field.model.config.render
 
     steps.stage("frontal view")

@@ -1,8 +1,10 @@
-"""The core's import structure: no cycles, no arrow pointing up a layer, no Qt.
+"""The import structure: the core's layers (no cycles, no arrow pointing up a layer, no Qt), and the
+editor's (no cycles among `app/` modules, the core reached only through its public names).
 
-Every module of `export3d_core` is parsed (not imported); every import counts, at module level or
-inside a function (a deferred import is still a dependency). Layers, lowest first: a module may
-import from its own layer and the layers below it, never from a layer above.
+Every module is parsed (not imported); every import counts, at module level, inside a function (a
+deferred import is still a dependency) or under `if TYPE_CHECKING:` (a type named across modules
+ties them as much as a call). Layers, lowest first: a core module may import from its own layer
+and the layers below it, never from a layer above.
 """
 from __future__ import annotations
 
@@ -165,3 +167,74 @@ def test_every_public_name_resolves() -> None:
 
     for name in export3d_core.__all__:
         assert getattr(export3d_core, name) is not None, name
+
+
+# -- the editor (app/) ---------------------------------------------------------------------------------
+APP = CORE.parent / "app"
+
+
+def app_module_name(path: Path) -> str:
+    parts = path.relative_to(APP.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+APP_MODULES = {app_module_name(p): p for p in APP.rglob("*.py")}
+
+
+def app_imports(name: str) -> tuple[set[str], list[str]]:
+    """(app modules `name` imports, its imports of the core that are not `from export3d_core import NAME`
+    with NAME public)."""
+    import export3d_core
+
+    path = APP_MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    app, outside_api = set(), []
+
+    def add(target: str, names: tuple[str, ...] = ()) -> None:
+        if target == "app" or target.startswith("app."):  # `from app import menus` depends on app.menus
+            app.update({f"{target}.{n}" if f"{target}.{n}" in APP_MODULES else target for n in names} or {target})
+        elif target == "export3d_core" and names:
+            outside_api.extend(f"{name}: from export3d_core import {n} (not in __all__)"
+                               for n in names if n not in export3d_core.__all__)
+        elif target.split(".")[0] == "export3d_core":
+            outside_api.append(f"{name}: imports {target}")
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            add(base, tuple(alias.name for alias in node.names))
+    return {m for m in app if m != name}, outside_api
+
+
+APP_GRAPH = {name: app_imports(name)[0] for name in APP_MODULES}
+
+
+def test_the_editor_has_no_import_cycles() -> None:
+    cycle = find_cycle(APP_GRAPH)
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_editor_imports_the_core_only_through_its_public_names() -> None:
+    # The allowed surface is `export3d_core.__all__` (export3d_core/__init__.py says why).
+    outside = [line for name in APP_MODULES for line in app_imports(name)[1]]
+    assert not outside, "\n".join(outside)
+
+
+def test_the_app_import_parser_sees_what_the_rules_are_about(tmp_path, monkeypatch) -> None:
+    # A checker that parses nothing passes everything: feed it a module with each kind of import.
+    (tmp_path / "app").mkdir()
+    probe = tmp_path / "app" / "probe.py"
+    probe.write_text("from typing import TYPE_CHECKING\nfrom app import menus, APP_NAME\n"
+                     "from export3d_core import Export3DError, not_public\n"
+                     "if TYPE_CHECKING:\n    from app.main_window import MainWindow\n"
+                     "def f():\n    from export3d_core.session import PortraitSession\n", encoding="utf-8")
+    monkeypatch.setitem(APP_MODULES, "app.probe", probe)
+    app, outside = app_imports("app.probe")
+    assert app == {"app", "app.menus", "app.main_window"}
+    assert outside == ["app.probe: from export3d_core import not_public (not in __all__)",
+                       "app.probe: imports export3d_core.session"]

@@ -1,14 +1,18 @@
-"""The camera panel: numeric yaw / pitch / radius / fov fields and the render-mode choice.
+"""The camera panel: numeric yaw / pitch / radius / field-of-view fields and the render-mode choice.
 
 Degrees for angles (what artists read); the state converts to the core's radians. Emits whole
-`ViewCamera` values, so the main window can treat a typed number as one undoable edit.
+`ViewCamera` values, so the main window can treat a typed number as one undoable edit. The field
+of view is EG3D's: measured along the image's diagonal (export3d_core/camera.py), so it is shown
+as "diagonal FOV" (EG3D's 18.84° across the corners is 13.4° from top to bottom).
 """
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFormLayout, QPushButton, QWidget
 
-from app.state import RENDER_MODES, ViewCamera
+from export3d_core import DEFAULT_FOV_DEG, RENDER_MODES
+
+from app.state import ViewCamera
 from app.widgets.number_box import NumberBox
 
 MODE_LABELS = {
@@ -43,7 +47,9 @@ class CameraPanel(QWidget):
         self.yaw = _spin("yaw", -lim.YAW_LIMIT, lim.YAW_LIMIT, 1.0, "°", "Yaw: + moves the camera to the face's left")
         self.pitch = _spin("pitch", -lim.PITCH_LIMIT, lim.PITCH_LIMIT, 1.0, "°", "Pitch: + moves the camera up")
         self.radius = _spin("radius", *lim.RADIUS_RANGE, 0.05, "", "Distance from the head's pivot (wheel zooms)")
-        self.fov = _spin("field of view", *lim.FOV_RANGE, 0.5, "°", "Vertical field of view (EG3D: 18.84°)")
+        self.fov = _spin("diagonal field of view", *lim.FOV_RANGE, 0.5, "°",
+                         f"Diagonal field of view: the angle across the image's corners, as in EG3D "
+                         f"(default {DEFAULT_FOV_DEG:.2f}°)")
         self.mode = QComboBox()
         for mode in RENDER_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
@@ -54,7 +60,7 @@ class CameraPanel(QWidget):
         form.addRow("Yaw", self.yaw)
         form.addRow("Pitch", self.pitch)
         form.addRow("Radius", self.radius)
-        form.addRow("FOV", self.fov)
+        form.addRow("Diagonal FOV", self.fov)
         form.addRow("Mode", self.mode)
         form.addRow(self.frontal)
         for spin in (self.yaw, self.pitch, self.radius, self.fov):

@@ -13,7 +13,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QPushButton, QSlider, QToolButton, QVBoxLayout, QWidget
 
-from app.state import MAX_ABS_LAMBDA
+from export3d_core import MAX_ABS_LAMBDA
+
 from app.widgets.number_box import NumberBox
 
 SLIDER_STEPS = 1000  # integer resolution of the slider groove

@@ -6,7 +6,7 @@ import math
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
                                QSpinBox, QWidget)
 
-from export3d_core.export import TurntableSettings
+from export3d_core import TurntableSettings
 
 from app.export_jobs import SweepSettings
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
+from export3d_core.camera import DEFAULT_FOV_DEG
+
 from app.state import MAX_ABS_LAMBDA, ViewCamera
 
 
@@ -52,3 +54,12 @@ def test_a_lambda_past_the_limit_from_any_other_source_is_refused_in_one_line(qt
     assert window.state.lam == before
     assert window.errors[-1].startswith(f"Apply explorer cell: λ1 = {2 * MAX_ABS_LAMBDA:g} is outside "
                                         f"±{MAX_ABS_LAMBDA:g}")
+
+
+def test_the_field_of_view_is_shown_as_the_diagonal_angle_it_is(window):
+    # EG3D's 18.837° is measured across the image's corners (export3d_core.camera.focal_from_fov).
+    panel = window.camera_panel
+    assert panel.layout().labelForField(panel.fov).text() == "Diagonal FOV"
+    assert panel.fov.toolTip().startswith("Diagonal field of view")
+    assert "vertical" not in panel.fov.toolTip().lower()
+    assert panel.fov.value() == pytest.approx(DEFAULT_FOV_DEG, abs=0.01)

@@ -14,7 +14,6 @@ from PIL import Image
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from app import menus
 from app.autosave import INTERVAL_KEY, Autosaver, orphaned_recoveries
 from app.main_window import MainWindow
 from app.presets import Preset
@@ -85,22 +84,22 @@ def test_opening_another_project_or_portrait_asks_first(qtbot, window, answer, t
     lam = _edited(window)
     photo = _photo(tmp_path, make_portrait)
     image, steps = window.controller.portrait_image, window.controller.undo_stack.count()
-    for chosen, opener in ((project, menus.open_project), (photo, menus.open_portrait)):
+    for chosen, opener in ((project, window.open_project_dialog), (photo, window.open_portrait_dialog)):
         monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, p=chosen, **k: (str(p), ""))
         asked = answer(Button.Cancel)
-        opener(window)
+        opener()
         assert asked == [f"Save the changes to saved.e3d.json before opening {chosen.name}?"]
         assert window.state.lam == lam and window.controller.portrait_image is image
         assert window.controller.undo_stack.count() == steps  # the undo history is still there
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(project), ""))
     answer(Button.Discard)
-    menus.open_project(window)
+    window.open_project_dialog()
     assert window.state.lam == (0.0,) * N and not window.has_unsaved_changes()
 
 
 def test_nothing_unsaved_opens_without_a_question(qtbot, window, answer, tmp_path, make_portrait):
     asked = answer(Button.Cancel)
-    menus.open_portrait_path(window, _photo(tmp_path, make_portrait))
+    window.open_portrait_path(_photo(tmp_path, make_portrait))
     assert asked == [] and "no face" in window.errors[-1]  # it went straight to opening the photo
 
 

@@ -41,3 +41,11 @@ def test_write_json_atomic_round_trips_and_leaves_no_temporary(tmp_path) -> None
     write_json_atomic(path, {"a": [1, 2.5], "b": "λ"})
     assert json.loads(path.read_text(encoding="utf-8")) == {"a": [1, 2.5], "b": "λ"}
     assert [p.name for p in path.parent.iterdir()] == ["numbers.json"]
+
+
+def test_write_json_atomic_for_people_keeps_text_and_ends_with_a_newline(tmp_path) -> None:
+    path = tmp_path / "project.json"
+    write_json_atomic(path, {"names": ["λ1"]}, for_people=True)
+    assert path.read_text(encoding="utf-8") == '{\n  "names": [\n    "λ1"\n  ]\n}\n'
+    write_json_atomic(path, {"names": ["λ1"]})  # the default: ASCII, indent 1, no final newline
+    assert path.read_text(encoding="utf-8") == '{\n "names": [\n  "\\u03bb1"\n ]\n}'

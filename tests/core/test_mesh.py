@@ -16,7 +16,7 @@ import trimesh
 from export3d_core.errors import Export3DError
 from export3d_core.export import ExportCancelled
 from export3d_core.mesh import HeadField, MeshSettings, density_grid
-from export3d_core.mesh_export import build_head_mesh, export_head_mesh, progress_total
+from export3d_core.mesh_export import build_head_mesh, export_head_mesh, mesh_progress_total
 from export3d_core.mesh_io import validate_glb, write_head_mesh
 
 RADIUS = 0.25
@@ -151,7 +151,7 @@ def test_glb_has_ten_morph_targets_on_the_base_topology(ball_field, tmp_path):
     mesh, report = build_head_mesh(ball_field, [0.0] * 10, settings, names=names,
                                    progress=lambda done, total, stage: calls.append((done, total, stage)))
     assert len(mesh.faces) <= 1500 and len(mesh.targets) == 10
-    total = progress_total(settings, 10)
+    total = mesh_progress_total(settings, 10)
     assert {t for _, t, _ in calls} == {total} and calls[-1][0] == total
     assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
     assert {"density grid", "marching cubes", "decimation", "morph targets"} <= {stage for *_, stage in calls}
