@@ -1,0 +1,98 @@
+"""Per-portrait fit: it lowers the reconstruction error, its file reloads bit-identically, a fit for
+another photo or checkpoint is refused, a cancelled fit writes nothing."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from export3d_core import save_checkpoint
+from export3d_core.camera import OrbitCamera
+from export3d_core.checkpoint import load_checkpoint
+from export3d_core.errors import Export3DError
+from export3d_core.fit import FitCancelled, FitSettings, fit_portrait
+from export3d_core.fit_file import load_fit, read_fit, save_fit
+from export3d_core.portrait import PORTRAITS_DIR
+from export3d_core.session import PortraitSession, image_to_tensor
+
+FAST = FitSettings(steps=6, lr_planes=0.5, side_views=2, side_size=8, samples=6)
+
+
+def small_photo(name: str = "synthetic_01.png", size: int = 64) -> np.ndarray:
+    image = Image.open(PORTRAITS_DIR / name).convert("RGB")
+    return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS))
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, tiny_model):
+    return save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
+
+
+def frontal_camera() -> np.ndarray:
+    return OrbitCamera().params().numpy()
+
+
+def reconstruction_error(model, photo, lam) -> float:
+    session = PortraitSession(model, renderer="reference")
+    session.set_portrait(photo)
+    out = session.render(lam, OrbitCamera())
+    return float(((out.image - image_to_tensor(photo, model.config.output_size)) ** 2).mean())
+
+
+def test_fit_lowers_the_error_and_reloads_bit_identically(tmp_path, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    photo, lam = small_photo(), [0.0] * model.config.n_basis
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reports = []
+    result = fit_portrait(model, photo, frontal_camera(), lam, FAST, progress=reports.append)
+    assert [r.step for r in reports] == list(range(1, FAST.steps + 1)) and reports[-1].eta_s == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the input model is untouched
+    assert reconstruction_error(result.model, photo, lam) < 0.8 * reconstruction_error(model, photo, lam)
+
+    path = save_fit(tmp_path / "portrait.fit.safetensors", result, tiny_checkpoint, photo)
+    tensors, meta = read_fit(path)
+    assert set(tensors) == set(result.changed) and meta["steps"] == FAST.steps
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+    reloaded, _ = load_checkpoint(tiny_checkpoint)
+    load_fit(path, reloaded, tiny_checkpoint, photo)
+    camera = OrbitCamera(yaw=math.radians(15))
+    images = []
+    for fitted in (result.model, reloaded):
+        session = PortraitSession(fitted)
+        session.set_portrait(photo)
+        images.append(session.render(lam, camera).image)
+    assert torch.equal(images[0], images[1])
+
+
+def test_a_fit_for_another_photo_or_checkpoint_is_refused(tmp_path, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    photo = small_photo()
+    result = fit_portrait(model, photo, frontal_camera(), [0.0] * model.config.n_basis,
+                          FitSettings(steps=1, side_weight=0, samples=4))
+    path = save_fit(tmp_path / "a.safetensors", result, tiny_checkpoint, photo)
+    with pytest.raises(Export3DError, match="another photo"):
+        load_fit(path, model, tiny_checkpoint, small_photo("synthetic_02.png"))
+    torch.manual_seed(1)
+    other = save_checkpoint(type(model)(model.config), tmp_path / "other.safetensors")
+    with pytest.raises(Export3DError, match="another checkpoint"):
+        load_fit(path, model, other, photo)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a fit")
+    with pytest.raises(Export3DError, match="not a valid fit"):
+        load_fit(tmp_path / "junk.safetensors", model, tiny_checkpoint, photo)
+
+
+def test_a_cancelled_fit_leaves_no_file(tmp_path, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    steps = []
+
+    def cancel() -> bool:
+        return len(steps) >= 2
+
+    with pytest.raises(FitCancelled):
+        fit_portrait(model, small_photo(), frontal_camera(), [0.0] * model.config.n_basis, FAST,
+                     progress=steps.append, cancel=cancel)
+    assert len(steps) == 2
+    assert list(tmp_path.iterdir()) == [tiny_checkpoint]
