@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     ("export3d_core.train.commands", "add_train_commands"),
     ("export3d_core.eval.commands", "add_eval_command"),
     ("export3d_core.bench", "add_bench_command"),
+    ("export3d_core.fit_command", "add_fit_command"),
 )
 
 

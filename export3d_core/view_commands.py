@@ -62,6 +62,7 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fov", type=float, default=18.837, help="vertical field of view in degrees")
     parser.add_argument("--mode", choices=RENDER_MODES, default="final")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--fit", type=Path, help="a fit file of this portrait (from `export3d fit`)")
     parser.add_argument("-o", "--output", type=Path, required=True)
 
 
@@ -97,6 +98,10 @@ def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera
     cfg = model.config
     portrait_path = args.portrait or default_portrait().path
     portrait = load_portrait(portrait_path, cfg.input_size, face_index=args.face_index)
+    if args.fit is not None:
+        from export3d_core.fit_file import load_fit
+
+        load_fit(args.fit, model, None if args.random_init else (args.checkpoint or DEMO_CHECKPOINT), portrait.image)
     session = PortraitSession(model)
     session.set_portrait(portrait.image)
     try:
