@@ -15,8 +15,8 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
 from export3d_core.errors import Export3DError
-from export3d_core.export import (TurntableSettings, sweep_frames, turntable_frames, write_animation,
-                                  write_png)
+from export3d_core.export import (TurntableSettings, sweep_frames, sweep_lambdas, turntable_cameras,
+                                  turntable_frames, write_animation, write_png)
 from export3d_core.model import Export3D
 from export3d_core.portrait import default_portrait, load_portrait
 from export3d_core.session import RENDER_MODES, PortraitSession
@@ -63,6 +63,8 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=RENDER_MODES, default="final")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--fit", type=Path, help="a fit file of this portrait (from `export3d fit`)")
+    parser.add_argument("--paste-back", action="store_true",
+                        help="composite the rendered face into the original photo, at the photo's size")
     parser.add_argument("-o", "--output", type=Path, required=True)
 
 
@@ -112,8 +114,34 @@ def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera
     return session, camera, parse_lambda(args.lam, cfg.n_basis)
 
 
+def paste_back_compositor(args: argparse.Namespace, session: PortraitSession, cameras: list[OrbitCamera]):
+    """The --paste-back compositor for this portrait, after a warning if a view is beyond its pose limit."""
+    import sys
+
+    from export3d_core.data.face_pose import frontal_camera
+    from export3d_core.paste_back import Compositor, photo_and_transform, pose_supported
+
+    if args.mode != "final":
+        raise Export3DError("--paste-back composites the final image; drop --mode or use --mode final")
+    size = session.config.input_size
+    original, transform, photo_camera = photo_and_transform(args.portrait or default_portrait().path, size,
+                                                            args.face_index)
+    photo = OrbitCamera.from_params(frontal_camera() if photo_camera is None else photo_camera)
+    problems = [why for ok, why in (pose_supported(c, photo) for c in cameras) if not ok]
+    if problems:
+        print(f"warning: {problems[-1]}", file=sys.stderr)
+    return Compositor(original, transform, size, photo)
+
+
 def run_render(args: argparse.Namespace) -> int:
     session, camera, lam = open_session(args)
+    if args.paste_back:
+        if args.alpha:
+            raise Export3DError("--alpha and --paste-back do not go together (the composite is opaque)")
+        image = paste_back_compositor(args, session, [camera]).frame(session, lam, camera)
+        path = write_png(args.output, image, overwrite=args.overwrite)
+        print(f"wrote {path} ({image.shape[1]}x{image.shape[0]}, pasted into the photo)")
+        return 0
     output = session.render(lam, camera)
     cfg = session.config
     from export3d_core.session import view_image
@@ -136,8 +164,12 @@ def run_turntable(args: argparse.Namespace) -> int:
     settings = TurntableSettings(frames=args.frames, fps=args.fps, path=args.path,
                                  yaw_amplitude=math.radians(args.amplitude))
     session, camera, lam = open_session(args)
-    frames = tqdm(turntable_frames(session, lam, camera, settings, args.mode), total=settings.frames,
-                  desc="turntable", unit="frame")
+    frames = turntable_frames(session, lam, camera, settings, args.mode)
+    if args.paste_back:
+        cameras = turntable_cameras(camera, settings)
+        compositor = paste_back_compositor(args, session, cameras)
+        frames = (compositor.frame(session, lam, c) for c in cameras)
+    frames = tqdm(frames, total=settings.frames, desc="turntable", unit="frame")
     path = write_animation(args.output, frames, settings.fps, loop=settings.loop, overwrite=args.overwrite)
     print(f"wrote {path} ({settings.frames} frames)")
     return 0
@@ -147,8 +179,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     session, camera, lam = open_session(args)
-    frames = list(tqdm(sweep_frames(session, lam, camera, args.basis - 1, args.start, args.stop, args.steps,
-                                    args.mode), total=args.steps, desc=f"sweep v{args.basis}", unit="frame"))
+    frames = sweep_frames(session, lam, camera, args.basis - 1, args.start, args.stop, args.steps, args.mode)
+    if args.paste_back:
+        compositor = paste_back_compositor(args, session, [camera])
+        rows = sweep_lambdas(lam, args.basis - 1, args.start, args.stop, args.steps)
+        frames = (compositor.frame(session, row, camera) for row in rows)
+    frames = list(tqdm(frames, total=args.steps, desc=f"sweep v{args.basis}", unit="frame"))
     if args.output.suffix.lower() == ".png":
         path = write_png(args.output, np.concatenate(frames, axis=1), overwrite=args.overwrite)
     else:
