@@ -25,9 +25,9 @@ from export3d_core.data.face_template import JAW, LEFT_EYE, RIGHT_EYE, load_temp
 from export3d_core.errors import Export3DError
 
 # Measured with tools/paste_back_limit.py on the fitted astronaut: the mean mismatch (0-255) between
-# the colour-matched render and the photo in the feather band is 7.7 at the photo's own pose, 30 at
-# 10° yaw, 39 at 15°, 45 at 20° (where the photo's own eyes show beside the turned ones), and 27 at
-# 10° pitch, 32 at 15°. The limit is the largest offset that stays at about 30.
+# the colour-matched render and the photo in the feather band is 7.5 at the photo's own pose, 30.5
+# at 10° yaw, 37 at 15° (where the photo's own eye shows beside the turned one), 42 at 20°, and
+# 27.5 at 10° pitch, 33 at 15° (a doubled brow). The limit is the largest offset that stays near 30.
 MAX_YAW_DEG = 10.0
 MAX_PITCH_DEG = 10.0
 
@@ -36,9 +36,12 @@ MAX_PITCH_DEG = 10.0
 class PasteBackSettings:
     """How the rendered face is blended into the photo."""
 
-    feather: float = 0.25  # Gaussian sigma of the mask's edge, in inter-ocular distances
+    feather: float = 0.15  # Gaussian sigma of the mask's edge, in inter-ocular distances
     forehead: float = 0.9  # how far the region reaches above the brows, in inter-ocular distances
-    shrink: float = 0.15  # the hard region is eroded by this (IODs) before feathering, so the edge stays inside the face
+    # The hard region is eroded by this many sigmas before feathering, so the blurred mask reaches 1
+    # inside the face (with less, the photo's own eyes showed through the render) and its soft
+    # edge stays on the face, where the photo and the render agree best.
+    shrink_sigmas: float = 2.0
     colour_match: bool = True  # shift the render's mean colour in the feather band to the photo's
 
 
@@ -66,10 +69,10 @@ def face_region(camera: np.ndarray, size: int, settings: PasteBackSettings = Pas
     hull = cv2.convexHull(np.concatenate([points[JAW], forehead]).astype(np.float32))
     hard = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(hard, np.round(hull[:, 0] * 16).astype(np.int32), 1, lineType=cv2.LINE_8, shift=4)
-    erode = int(round(settings.shrink * iod))
-    if erode > 0:
-        hard = cv2.erode(hard, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8))
     sigma = max(settings.feather * iod, 0.5)
+    erode = int(round(settings.shrink_sigmas * sigma))
+    if erode > 0:
+        hard = cv2.erode(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1)))
     return cv2.GaussianBlur(hard.astype(np.float32), (0, 0), sigma)
 
 
@@ -85,23 +88,37 @@ def paste_back(original: np.ndarray, transform: np.ndarray, crop_size: int, rend
     if original.ndim != 3 or original.shape[2] != 3 or original.dtype != np.uint8:
         raise Export3DError(f"paste-back needs the original photo as (H, W, 3) uint8, got {original.dtype} {original.shape}")
     size = rendered.shape[0]
-    alpha = cv2.resize(np.asarray(alpha, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    mask = np.clip(alpha, 0, 1) * face_region(camera, size, settings)
-    to_render = np.asarray(transform, np.float64) * (size / crop_size)  # original pixel -> render pixel
-    matrix = to_render.copy()
-    matrix[:, 2] += matrix[:, :2] @ np.array([0.5, 0.5]) - 0.5  # OpenCV's pixel centres are at integers
+    matrix = _render_matrix(transform, crop_size, size)
     height, width = original.shape[:2]
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    face = cv2.warpAffine(rendered.astype(np.float32), matrix, (width, height), flags=flags,
-                          borderMode=cv2.BORDER_REPLICATE)
-    weight = cv2.warpAffine(mask, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    weight[weight < 1.0 / 255] = 0.0  # the Gaussian's far tail: outside, the photo stays exactly itself
+    face = cv2.warpAffine(rendered.astype(np.float32), matrix, (width, height),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    weight = paste_weight(original.shape[:2], transform, crop_size, size, alpha, camera, settings)
     photo = original.astype(np.float32)
     if settings.colour_match:
         face = face + _seam_offset(face, photo, weight)
     blended = face * weight[..., None] + photo * (1 - weight[..., None])
     out = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     return np.where(weight[..., None] > 0, out, original)
+
+
+def paste_weight(shape: tuple[int, int], transform: np.ndarray, crop_size: int, size: int, alpha: np.ndarray,
+                 camera: np.ndarray, settings: PasteBackSettings = PasteBackSettings()) -> np.ndarray:
+    """(H, W) float32 blend weight of the render in the original photo: opacity x face region,
+    feathered, brought back through the inverse alignment; exactly 0 where the photo stays itself."""
+    alpha = cv2.resize(np.asarray(alpha, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    mask = np.clip(alpha, 0, 1) * face_region(camera, size, settings)
+    weight = cv2.warpAffine(mask, _render_matrix(transform, crop_size, size), (shape[1], shape[0]),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    weight[weight < 1.0 / 255] = 0.0  # the Gaussian's far tail: outside, the photo stays exactly itself
+    return weight
+
+
+def _render_matrix(transform: np.ndarray, crop_size: int, size: int) -> np.ndarray:
+    """OpenCV matrix from original pixels to the pixels of a `size` render of the `crop_size` crop."""
+    matrix = np.asarray(transform, np.float64) * (size / crop_size)
+    matrix[:, 2] += matrix[:, :2] @ np.array([0.5, 0.5]) - 0.5  # OpenCV's pixel centres are at integers
+    return matrix
 
 
 def _seam_offset(face: np.ndarray, photo: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -96,3 +96,26 @@ def test_a_cancelled_fit_leaves_no_file(tmp_path, tiny_checkpoint):
                      progress=steps.append, cancel=cancel)
     assert len(steps) == 2
     assert list(tmp_path.iterdir()) == [tiny_checkpoint]
+
+
+def test_paste_back_keeps_the_photo_outside_the_feathered_mask():
+    from export3d_core.paste_back import paste_back, paste_weight
+
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)  # not square, not the crop's size
+    # the face square: centre (200, 150), half-side 100 px -> a 128 crop
+    transform = np.array([[0.64, 0.0, 128 / 2 - 0.64 * 200], [0.0, 0.64, 128 / 2 - 0.64 * 150]])
+    rendered = np.full((64, 64, 3), 20, np.uint8)  # rendered at another size than the crop
+    alpha = np.ones((32, 32), np.float32)
+    camera = OrbitCamera().params().numpy()
+    out = paste_back(original, transform, 128, rendered, alpha, camera)
+    weight = paste_weight(original.shape[:2], transform, 128, 64, alpha, camera)
+    assert out.shape == original.shape and out.dtype == np.uint8
+    outside, inside = weight == 0, weight > 0.99
+    assert 0.5 < outside.mean() < 0.95 and inside.sum() > 2000  # a face-sized mask, not all or nothing
+    assert np.array_equal(out[outside], original[outside])
+    assert np.abs(out[inside].astype(int) - original[inside]).mean() > 40  # the render replaced the face
+    ys, xs = np.nonzero(inside)
+    assert 130 < xs.mean() < 270 and 90 < ys.mean() < 230  # ... where the face square was
+    transparent = paste_back(original, transform, 128, rendered, np.zeros_like(alpha), camera)
+    assert np.array_equal(transparent, original)  # nothing rendered, nothing pasted
