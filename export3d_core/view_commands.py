@@ -104,6 +104,8 @@ def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera
         from export3d_core.fit_file import load_fit
 
         load_fit(args.fit, model, None if args.random_init else (args.checkpoint or DEMO_CHECKPOINT), portrait.image)
+    elif portrait.method != "aligned":
+        print_domain_hint(model, portrait)
     session = PortraitSession(model)
     session.set_portrait(portrait.image)
     try:
@@ -131,6 +133,19 @@ def paste_back_compositor(args: argparse.Namespace, session: PortraitSession, ca
     if problems:
         print(f"warning: {problems[-1]}", file=sys.stderr)
     return Compositor(original, transform, size, photo)
+
+
+def print_domain_hint(model: Export3D, portrait) -> None:
+    """Say once, on stderr, when an unfitted photo lies outside the model's domain (`domain.py`)."""
+    import sys
+
+    from export3d_core.data.face_pose import frontal_camera
+    from export3d_core.domain import FIT_HINT, out_of_domain
+
+    camera = frontal_camera() if portrait.camera is None else portrait.camera
+    outside, psnr = out_of_domain(model, portrait.image, camera)
+    if outside:
+        print(f"note: {FIT_HINT} (reconstruction {psnr:.1f} dB)", file=sys.stderr)
 
 
 def run_render(args: argparse.Namespace) -> int:

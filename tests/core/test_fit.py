@@ -119,3 +119,38 @@ def test_paste_back_keeps_the_photo_outside_the_feathered_mask():
     assert 130 < xs.mean() < 270 and 90 < ys.mean() < 230  # ... where the face square was
     transparent = paste_back(original, transform, 128, rendered, np.zeros_like(alpha), camera)
     assert np.array_equal(transparent, original)  # nothing rendered, nothing pasted
+
+
+@pytest.mark.usefixtures("offline_hub")  # tests/conftest.py: no hub weights, no network
+def test_out_of_domain_for_a_real_photo_not_for_a_synthetic_portrait():
+    from export3d_core.checkpoint import DEMO_CHECKPOINT
+    from export3d_core.domain import out_of_domain
+    from export3d_core.portrait import load_portrait
+
+    model, _ = load_checkpoint(DEMO_CHECKPOINT)
+    synthetic = load_portrait(PORTRAITS_DIR / "synthetic_01.png", model.config.input_size)
+    real = np.asarray(Image.open(PORTRAITS_DIR / "astronaut.png").convert("RGB"))
+    from export3d_core.data.intake import crop_portrait
+
+    crop = crop_portrait(real, size=model.config.input_size)
+    assert out_of_domain(model, crop.image, crop.camera)[0]
+    assert not out_of_domain(model, synthetic.image, frontal_camera())[0]
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_fit_and_render_commands_with_paste_back(tmp_path, capsys):
+    from export3d_core.cli import main
+
+    photo = PORTRAITS_DIR / "astronaut.png"
+    fit = tmp_path / "astronaut.fit.safetensors"
+    assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny", "--steps", "2"]) == 0
+    assert fit.is_file() and "PSNR at the photo's camera" in capsys.readouterr().out
+    assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny"]) == 2  # exists: not overwritten
+    still = tmp_path / "still.png"
+    assert main(["render", "--random-init", "tiny", "--portrait", str(photo), "--fit", str(fit),
+                 "--paste-back", "-o", str(still)]) == 0
+    assert Image.open(still).size == Image.open(photo).size
+    other = PORTRAITS_DIR / "synthetic_01.png"
+    assert main(["render", "--random-init", "tiny", "--portrait", str(other), "--fit", str(fit),
+                 "-o", str(tmp_path / "other.png")]) == 2
+    assert "made for another photo" in capsys.readouterr().err
