@@ -50,6 +50,8 @@ class FitSettings:
     lr_planes: float = 0.5  # Adam rate of the tri-plane offset (0.05: 20.9 dB after 60 steps, 0.5: 27.4 dB)
     lr_decoder: float = 1e-3  # Adam rate of the decoder MLP (0: leave it as trained)
     lr_superres: float = 1e-3  # Adam rate of the super-resolution (0: leave it as trained)
+    lr_appearance: float = 0.0  # Adam rate of G's expression-independent part (encoder, ViT, skip; 0: frozen)
+    lr_triplane_head: float = 0.0  # Adam rate of G's expression-dependent part (EAdaLN blocks to the planes; 0: frozen)
     raw_weight: float = 1.0  # weight of the raw (pre-SR) image's MSE against the photo at the neural size
     samples: int = 12  # coarse and fine samples per ray while fitting (the model renders with its own)
     perturb: bool = True  # jitter the samples, so the fit cannot exploit their fixed positions
@@ -58,6 +60,11 @@ class FitSettings:
     side_yaw_deg: float = 40.0  # side views' yaw within ± this
     side_pitch_deg: float = 15.0  # side views' pitch within ± this
     side_size: int = 32  # rays per side of the side-view renders (no SR: only depth and opacity count)
+    # Keep the basis working: each step renders the pivot with one basis vector moved by
+    # ±basis_scale and asks the change of the raw image to stay the unfitted model's change.
+    basis_weight: float = 0.0  # weight of that regulariser (0: off)
+    basis_scale: float = 10.0  # the λ offset of the regulariser's renders (the sliders' ±10)
+    basis_size: int = 64  # rays per side of those renders (no SR)
     storage_dtype: str = "float16"  # how the fit file stores the tensors; the fitted model is rounded alike
     seed: int = 0  # side views and ray jitter, so a fit is reproducible
 
@@ -121,22 +128,27 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     for parameter in fitted.parameters():
         parameter.requires_grad_(False)
     ema = fitted.generator.triplane_ema
-    with torch.no_grad():  # G's output at the pivot without the EMA plane: fixed during the fit
-        pivot_raw = fitted.triplane(fitted.encode(source), fitted.expression(lam=lam_t)) - ema
     offset = ema.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam(_param_groups(fitted, offset, settings), betas=(0.9, 0.99))
+    planes_at = _PlaneSource(fitted, source, offset, settings.lr_appearance > 0 or settings.lr_triplane_head > 0)
     renderer = VolumeRenderer(dataclasses.replace(cfg.render, num_coarse=settings.samples, num_fine=settings.samples))
-    side = _side_targets(model, pivot_raw + ema, renderer, settings, generator, device)
+    with torch.no_grad():
+        side = _side_targets(model, planes_at(lam_t), renderer, settings, generator, device)
+    basis = _basis_targets(model, source, lam_t, cameras, renderer, settings)
 
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(settings.steps):
         if cancel is not None and cancel():
             raise FitCancelled("the fit was cancelled; nothing was written")
-        planes = pivot_raw + offset
+        planes_at.begin_step()
+        planes = planes_at(lam_t)
         out = fitted.render(planes, cameras, renderer=renderer, perturb=settings.perturb, generator=jitter)
         reconstruction = F.mse_loss(out.image, target) + settings.raw_weight * F.mse_loss(out.image_raw, target_raw)
         loss = reconstruction + settings.side_weight * _side_loss(fitted, planes, renderer, side[step % len(side)], settings)
+        if basis:
+            loss = loss + settings.basis_weight * _basis_loss(fitted, planes_at, planes, cameras, renderer,
+                                                              basis[step % len(basis)], settings)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -154,7 +166,9 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
 
 def _param_groups(fitted: Export3D, offset: Tensor, settings: FitSettings) -> list[dict]:
     groups = [{"params": [offset], "lr": settings.lr_planes}]
-    for module, lr in ((fitted.decoder, settings.lr_decoder), (fitted.superres, settings.lr_superres)):
+    for module, lr in ((fitted.decoder, settings.lr_decoder), (fitted.superres, settings.lr_superres),
+                       *((part, settings.lr_appearance) for part in _generator_modules(fitted, APPEARANCE_PARTS)),
+                       *((part, settings.lr_triplane_head) for part in _generator_modules(fitted, HEAD_PARTS))):
         if lr > 0:
             params = list(module.parameters())
             for parameter in params:
@@ -163,11 +177,46 @@ def _param_groups(fitted: Export3D, offset: Tensor, settings: FitSettings) -> li
     return groups
 
 
+APPEARANCE_PARTS = ("conv_encoder", "patch_merge", "patch_norm", "vit_blocks", "skip_encoder")  # what `encode` runs
+HEAD_PARTS = ("eadaln_blocks", "out_norm", "to_planes", "skip_expression", "fuse")  # what `triplane` runs
+
+
+def _generator_modules(model: Export3D, names: tuple[str, ...]) -> list[torch.nn.Module]:
+    return [getattr(model.generator, name) for name in names if getattr(model.generator, name) is not None]
+
+
+class _PlaneSource:
+    """The tri-plane being fitted at any λ: G's planes without the EMA plane, plus the tuned offset.
+    With G's appearance frozen, G's planes are computed once per λ; tuned, once per step."""
+
+    def __init__(self, fitted: Export3D, source: Tensor, offset: Tensor, tune_appearance: bool) -> None:
+        self.fitted, self.source, self.offset, self.tuned = fitted, source, offset, tune_appearance
+        self.appearance = None
+        self.cache: dict[tuple[float, ...], Tensor] = {}
+
+    def begin_step(self) -> None:
+        if self.tuned:
+            self.appearance = self.fitted.encode(self.source)
+
+    def __call__(self, lam: Tensor) -> Tensor:
+        fitted, ema = self.fitted, self.fitted.generator.triplane_ema
+        if self.tuned:
+            appearance = self.appearance if self.appearance is not None else fitted.encode(self.source)
+            return fitted.triplane(appearance, fitted.expression(lam=lam)) - ema + self.offset
+        key = tuple(lam.flatten().tolist())
+        if key not in self.cache:
+            with torch.no_grad():
+                self.cache[key] = fitted.triplane(fitted.encode(self.source), fitted.expression(lam=lam)) - ema
+        return self.cache[key] + self.offset
+
+
 def changed_names(model: Export3D, settings: FitSettings) -> list[str]:
     """The state-dict names a fit with `settings` changes (and its file stores)."""
     names = [EMA_NAME]
     state = model.state_dict()
-    for prefix, lr in (("decoder.", settings.lr_decoder), ("superres.", settings.lr_superres)):
+    for prefix, lr in (("decoder.", settings.lr_decoder), ("superres.", settings.lr_superres),
+                       *((f"generator.{p}.", settings.lr_appearance) for p in APPEARANCE_PARTS),
+                       *((f"generator.{p}.", settings.lr_triplane_head) for p in HEAD_PARTS)):
         if lr > 0:
             names += [name for name in state if name.startswith(prefix)]
     return names
@@ -221,3 +270,42 @@ def _side_loss(fitted: Export3D, planes: Tensor, renderer: VolumeRenderer, targe
     out = fitted.render(planes, target.cameras, neural_size=settings.side_size, renderer=renderer,
                         super_resolve=False)
     return ((out.depth - target.depth).abs() * target.alpha).mean() + (out.alpha - target.alpha).abs().mean()
+
+
+@dataclass
+class _BasisTarget:
+    lam: Tensor  # (1, n) the pivot λ with one basis vector moved
+    change: Tensor  # (1, 3, n, n) the unfitted model's change of the raw image
+
+
+@torch.no_grad()
+def _basis_targets(model: Export3D, source: Tensor, lam: Tensor, cameras: Tensor, renderer: VolumeRenderer,
+                   settings: FitSettings) -> list[_BasisTarget]:
+    """For each basis vector and sign: the unfitted model's change of the raw image at the pivot."""
+    if settings.basis_weight <= 0:
+        return []
+    appearance = model.encode(source)
+    pivot = model.triplane(appearance, model.expression(lam=lam))
+    targets = []
+    for sign in (1.0, -1.0):
+        for k in range(lam.shape[1]):
+            moved = lam.clone()
+            moved[0, k] += sign * settings.basis_scale
+            planes = model.triplane(appearance, model.expression(lam=moved))
+            images = _raw_pair(model, planes, pivot, cameras, renderer, settings)
+            targets.append(_BasisTarget(moved, images[:1] - images[1:]))
+    return targets
+
+
+def _raw_pair(model: Export3D, moved: Tensor, pivot: Tensor, cameras: Tensor, renderer: VolumeRenderer,
+              settings: FitSettings) -> Tensor:
+    """Raw images (2, 3, n, n) of the moved and the pivot planes, unjittered so their change is the planes'."""
+    return model.render(torch.cat([moved, pivot]), cameras.expand(2, -1), neural_size=settings.basis_size,
+                        renderer=renderer, super_resolve=False).image_raw
+
+
+def _basis_loss(fitted: Export3D, planes_at: _PlaneSource, pivot: Tensor, cameras: Tensor, renderer: VolumeRenderer,
+                target: _BasisTarget, settings: FitSettings) -> Tensor:
+    """MSE between the fitted and the unfitted model's change of the raw image for one basis move."""
+    images = _raw_pair(fitted, planes_at(target.lam), pivot, cameras, renderer, settings)
+    return F.mse_loss(images[:1] - images[1:], target.change)

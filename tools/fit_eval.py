@@ -16,6 +16,7 @@ with the face box found on the aligned photo (HOG) for every render of that phot
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import math
@@ -35,7 +36,7 @@ from export3d_core.data.face_pose import frontal_camera  # noqa: E402
 from export3d_core.domain import reconstruction_psnr  # noqa: E402
 from export3d_core.eval.metrics import psnr, ssim  # noqa: E402
 from export3d_core.expression_estimate import ExpressionEstimator  # noqa: E402
-from export3d_core.fit import fit_portrait  # noqa: E402
+from export3d_core.fit import FitSettings, fit_portrait  # noqa: E402
 from export3d_core.paste_back import face_region  # noqa: E402
 from export3d_core.session import PortraitSession, tensor_to_image  # noqa: E402
 
@@ -158,15 +159,18 @@ def real_photo(spec: str, model, estimator, ident: Identity, sheets: Path | None
     box, found = ident.box(image)
     reference = ident.descriptor(image, box)
     start = time.perf_counter()
-    result = fit_portrait(model, image, camera, lam)
+    result = fit_portrait(model, image, camera, lam, SETTINGS)
     total = time.perf_counter() - start
     rows, pictures = {}, []
     for name, m in (("unfitted", model), ("fitted", result.model)):
+        if SKIP_UNFITTED and name == "unfitted":
+            continue
         rows[name], sheet = evaluate(m, image, camera, lam, ident, box, reference)
         pictures.append(np.concatenate(sheet, axis=1))
     rows["fit_seconds"] = round(result.seconds, 1)
     rows["fit_seconds_with_setup"] = round(total, 1)
     rows["face_box_detected"] = found
+    rows["settings"] = dataclasses.asdict(SETTINGS)
     if sheets is not None:
         sheets.mkdir(parents=True, exist_ok=True)
         name = spec.replace(":", "_").replace("/", "_")
@@ -186,7 +190,7 @@ def synthetic(k: int, model, estimator) -> dict:
     for clip in clips:
         s = clip.source_index()
         source, camera = clip.frames[s], clip.cameras[s]
-        result = fit_portrait(model, source, camera, estimator.estimate(source).lam)
+        result = fit_portrait(model, source, camera, estimator.estimate(source).lam, SETTINGS)
         drive = clip.driving_indices(8)
         targets = [clip.frames[d] for d in drive]
         wanted = regressor.predict(targets).expression
@@ -228,6 +232,19 @@ def domain(model, estimator) -> dict:
     return values
 
 
+SETTINGS = FitSettings()
+SKIP_UNFITTED = False
+
+
+def parse_settings(items: list[str]) -> FitSettings:
+    changes = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        default = getattr(FitSettings(), name)
+        changes[name] = (value.lower() == "true") if isinstance(default, bool) else type(default)(value)
+    return dataclasses.replace(FitSettings(), **changes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", nargs="*", default=["resources/portraits/astronaut.png", "lfw:5", "lfw:20"])
@@ -235,7 +252,13 @@ def main() -> None:
     parser.add_argument("--domain", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--sheets", type=Path)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a FitSettings field (numbers and true/false), e.g. --set basis_weight=1")
+    parser.add_argument("--skip-unfitted", action="store_true", help="measure the fitted model only (faster sweeps)")
     args = parser.parse_args()
+    global SETTINGS, SKIP_UNFITTED
+    SETTINGS = parse_settings(args.set)
+    SKIP_UNFITTED = args.skip_unfitted
     torch.set_num_threads(1)
     model, _ = load_checkpoint(DEMO_CHECKPOINT)
     estimator = ExpressionEstimator.for_checkpoint(model, DEMO_CHECKPOINT)
