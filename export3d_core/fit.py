@@ -67,6 +67,7 @@ class FitSettings:
     basis_size: int = 64  # rays per side of those renders (no SR)
     storage_dtype: str = "float16"  # how the fit file stores the tensors; the fitted model is rounded alike
     seed: int = 0  # side views and ray jitter, so a fit is reproducible
+    preview_every: int = 0  # every this many steps the progress report carries the tensors so far (0: never)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -85,6 +86,9 @@ class FitProgress:
     total: int
     loss: float  # the reconstruction loss of this step (MSE of final + raw)
     eta_s: float  # estimated seconds left
+    # Every `preview_every` steps: the changed tensors so far (name -> detached copy), for a preview;
+    # `apply_tensors(model_copy, preview)` shows them in any copy of the unfitted model.
+    preview: dict[str, Tensor] | None = None
 
 
 @dataclass
@@ -155,7 +159,10 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
         losses.append(float(reconstruction.detach()))
         if progress is not None:
             elapsed = time.perf_counter() - start
-            progress(FitProgress(step + 1, settings.steps, losses[-1], elapsed / (step + 1) * (settings.steps - step - 1)))
+            every = settings.preview_every
+            preview = _current_tensors(fitted, offset, settings) if every and (step + 1) % every == 0 else None
+            progress(FitProgress(step + 1, settings.steps, losses[-1],
+                                 elapsed / (step + 1) * (settings.steps - step - 1), preview))
     seconds = time.perf_counter() - start
     with torch.no_grad():
         ema.copy_(offset.detach())
@@ -220,6 +227,23 @@ def changed_names(model: Export3D, settings: FitSettings) -> list[str]:
         if lr > 0:
             names += [name for name in state if name.startswith(prefix)]
     return names
+
+
+def _current_tensors(fitted: Export3D, offset: Tensor, settings: FitSettings) -> dict[str, Tensor]:
+    """The changed tensors as they stand mid-fit (the offset is still outside the model)."""
+    state = fitted.state_dict()
+    tensors = {name: state[name].detach().clone() for name in changed_names(fitted, settings)}
+    tensors[EMA_NAME] = offset.detach().clone()
+    return tensors
+
+
+def apply_tensors(model: Export3D, tensors: dict[str, Tensor]) -> Export3D:
+    """Copy `tensors` (state-dict names) into `model` in place; returns it."""
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            state[name].copy_(tensor.to(state[name].dtype))
+    return model
 
 
 def _round_changed(fitted: Export3D, settings: FitSettings) -> dict[str, Tensor]:

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from export3d_core.atomic import atomic_path
 from export3d_core.errors import Export3DError
-from export3d_core.fit import FitResult
+from export3d_core.fit import FitResult, apply_tensors
 from export3d_core.model import Export3D
 
 FIT_FORMAT = "export3d-fit"
@@ -116,7 +116,5 @@ def load_fit(path: str | os.PathLike, model: Export3D, checkpoint: str | os.Path
     for key, tensor in tensors.items():
         if key not in state or state[key].shape != tensor.shape:
             raise Export3DError(f"the fit {name} does not match this model's architecture (tensor {key})")
-    with torch.no_grad():
-        for key, tensor in tensors.items():
-            state[key].copy_(tensor.to(state[key].dtype))
+    apply_tensors(model, tensors)
     return meta

@@ -250,6 +250,7 @@ def main() -> None:
     parser.add_argument("photos", nargs="*", default=["resources/portraits/astronaut.png", "lfw:5", "lfw:20"])
     parser.add_argument("--synthetic", type=int, default=0, help="held-out synthetic clips to fit and re-enact")
     parser.add_argument("--domain", action="store_true")
+    parser.add_argument("--synthetic-only", action="store_true", help="skip the real photos")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--sheets", type=Path)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -265,7 +266,7 @@ def main() -> None:
     report: dict = {}
     if args.domain:
         report["domain"] = domain(model, estimator)
-    else:
+    elif not args.synthetic_only:
         ident = Identity()
         for spec in args.photos:
             report[spec] = real_photo(spec, model, estimator, ident, args.sheets)

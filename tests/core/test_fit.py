@@ -2,6 +2,7 @@
 another photo or checkpoint is refused, a cancelled fit writes nothing."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,12 +14,12 @@ from export3d_core import save_checkpoint
 from export3d_core.camera import OrbitCamera
 from export3d_core.checkpoint import load_checkpoint
 from export3d_core.errors import Export3DError
-from export3d_core.fit import FitCancelled, FitSettings, fit_portrait
+from export3d_core.fit import FitCancelled, FitSettings, apply_tensors, fit_portrait
 from export3d_core.fit_file import load_fit, read_fit, save_fit
 from export3d_core.portrait import PORTRAITS_DIR
 from export3d_core.session import PortraitSession, image_to_tensor
 
-FAST = FitSettings(steps=6, lr_planes=0.5, side_views=2, side_size=8, samples=6)
+FAST = FitSettings(steps=6, lr_planes=0.5, side_views=2, side_size=8, samples=6, preview_every=3)
 
 
 def small_photo(name: str = "synthetic_01.png", size: int = 64) -> np.ndarray:
@@ -42,19 +43,27 @@ def reconstruction_error(model, photo, lam) -> float:
     return float(((out.image - image_to_tensor(photo, model.config.output_size)) ** 2).mean())
 
 
-def test_fit_lowers_the_error_and_reloads_bit_identically(tmp_path, tiny_checkpoint):
+GENERATOR_TOO = dataclasses.replace(FAST, lr_appearance=1e-3, lr_triplane_head=1e-3, basis_weight=1.0, basis_size=8)
+
+
+@pytest.mark.parametrize("settings", [FAST, GENERATOR_TOO], ids=["offset-decoder-sr", "with-generator-and-basis"])
+def test_fit_lowers_the_error_and_reloads_bit_identically(tmp_path, tiny_checkpoint, settings):
     model, _ = load_checkpoint(tiny_checkpoint)
     photo, lam = small_photo(), [0.0] * model.config.n_basis
     before = {k: v.clone() for k, v in model.state_dict().items()}
     reports = []
-    result = fit_portrait(model, photo, frontal_camera(), lam, FAST, progress=reports.append)
-    assert [r.step for r in reports] == list(range(1, FAST.steps + 1)) and reports[-1].eta_s == 0
+    result = fit_portrait(model, photo, frontal_camera(), lam, settings, progress=reports.append)
+    assert [r.step for r in reports] == list(range(1, settings.steps + 1)) and reports[-1].eta_s == 0
+    assert [r.step for r in reports if r.preview is not None] == [3, 6]
+    early = apply_tensors(load_checkpoint(tiny_checkpoint)[0], reports[2].preview)  # an intermediate preview
+    assert reconstruction_error(early, photo, lam) < reconstruction_error(model, photo, lam)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the input model is untouched
     assert reconstruction_error(result.model, photo, lam) < 0.8 * reconstruction_error(model, photo, lam)
 
     path = save_fit(tmp_path / "portrait.fit.safetensors", result, tiny_checkpoint, photo)
     tensors, meta = read_fit(path)
-    assert set(tensors) == set(result.changed) and meta["steps"] == FAST.steps
+    assert set(tensors) == set(result.changed) and meta["steps"] == settings.steps
+    assert any(name.startswith("generator.vit_blocks") for name in tensors) == (settings.lr_appearance > 0)
     assert all(t.dtype == torch.float16 for t in tensors.values())
     reloaded, _ = load_checkpoint(tiny_checkpoint)
     load_fit(path, reloaded, tiny_checkpoint, photo)
