@@ -30,7 +30,7 @@ class DemoPortrait:
 @dataclass
 class LoadedPortrait:
     image: np.ndarray  # (S, S, 3) uint8, aligned to the model's framing
-    method: str  # "aligned" | "face-alignment" | "opencv" | "manual"
+    method: str  # "aligned" | "face-alignment" | "dlib" | "opencv" | "manual"
     camera: np.ndarray | None = None  # (25,) estimated camera, when landmarks gave one
 
 
@@ -53,7 +53,10 @@ def default_portrait() -> DemoPortrait:
 
 
 def is_demo_aligned(path: Path) -> bool:
-    path = Path(path).resolve()
+    try:
+        path = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop: load_image says which, in one line
+        return False
     return any(p.path.resolve() == path and p.aligned for p in demo_portraits())
 
 

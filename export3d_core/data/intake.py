@@ -1,11 +1,14 @@
 """Portrait intake: find the face, align and crop it to the model's framing, estimate the camera.
 
 Detection uses face-alignment (S3FD + FAN, 68 landmarks) when its weights are already on disk,
-else OpenCV's Haar cascades with scikit-image's LBP cascade as a second opinion (face box and
-eyes, no landmarks); see `landmarks_fa` and `face_detect_cv`. The crop is FFHQ's (eyes and mouth at
-fixed positions, eyes level): from the landmarks when there are any, else from the detected eyes
-(mouth placed by the template's proportions), else from the face box alone. The camera comes from
-PnP on the crop's landmarks (`face_pose`), or is frontal without them. `export3d crop` lives here.
+else dlib (HOG detector + the iBUG 68-point predictor, shipped by the `face-recognition-models`
+package), else OpenCV's Haar cascades with scikit-image's LBP cascade as a second opinion (face
+box and eyes, no landmarks); see `landmarks_fa`, `landmarks_dlib` and `face_detect_cv`. The crop
+is FFHQ's (eyes and mouth at fixed positions, eyes level): from the landmarks when there are any,
+else from the detected eyes (mouth placed by the template's proportions), else from the face box
+alone. The camera comes from PnP on the crop's landmarks (`face_pose`; for dlib's points against
+the template measured for them, `dlib_template`), or is frontal without them. `export3d crop`
+lives here.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from export3d_core.data import face_detect_cv, landmarks_fa
+from export3d_core.data import face_detect_cv, landmarks_dlib, landmarks_fa
 from export3d_core.data.face_pose import estimate_camera, frontal_camera
 from export3d_core.data.face_template import canonical_quad, ffhq_quad, ffhq_quad_from_points, mouth_to_eye_ratio
 from export3d_core.data.image_io import load_image, save_image_atomic
@@ -27,7 +30,7 @@ DEFAULT_CROP_SIZE = 512  # the paper's input side; the CLI and editor resize to 
 # OpenCV's frontal-face cascade, whose box spans brows to chin).
 BOX_EYE_X = (0.3, 0.7)
 BOX_EYE_Y = 0.38
-METHOD_FA, METHOD_CV, METHOD_MANUAL = "face-alignment", "opencv", "manual"
+METHOD_FA, METHOD_DLIB, METHOD_CV, METHOD_MANUAL = "face-alignment", "dlib", "opencv", "manual"
 
 
 class NoFaceFoundError(Export3DError):
@@ -46,29 +49,62 @@ class FaceDetection:
 @dataclass
 class CropResult:
     image: np.ndarray  # (S, S, 3) uint8 RGB
-    method: str  # "face-alignment" | "opencv" | "manual"
-    face_index: int | None  # which detection was cropped (largest first); None for manual
+    method: str  # "face-alignment" | "dlib" | "opencv" | "manual"
+    face_index: int | None  # which detection was cropped (see detect_faces); None for manual
     camera: np.ndarray | None  # (25,) float32 EG3D camera
     landmarks: np.ndarray | None  # (68, 2) in crop pixels
     transform: np.ndarray  # (2, 3) affine: original pixel -> crop pixel
 
 
 def detect_faces(image: np.ndarray, *, allow_download: bool = False) -> list[FaceDetection]:
-    """All faces in an (H, W, 3) uint8 RGB image, largest first."""
+    """All faces in an (H, W, 3) uint8 RGB image, in the order `--face-index` counts them.
+
+    face-alignment and OpenCV: largest first. dlib: most confident first, because its HOG detector
+    also fires, weakly, on face-like textures (the astronaut's mission patch) as large as the face.
+    """
     image = _check_image(image)
     landmarker = landmarks_fa.get_landmarker(allow_download=allow_download)
-    faces: list[FaceDetection] = []
     if landmarker is not None:
-        for found in landmarker.detect(image):
-            eyes = np.stack([found.landmarks[36:42].mean(0), found.landmarks[42:48].mean(0)])
-            faces.append(FaceDetection(box=found.box, score=found.score, landmarks=found.landmarks,
-                                       eyes=eyes, method=METHOD_FA))
-    else:
-        for found in face_detect_cv.detect_faces_cv(image):
-            faces.append(FaceDetection(box=found.box, score=found.score, landmarks=None,
-                                       eyes=found.eyes, method=METHOD_CV))
-    faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        return _sorted_by_area(_with_landmarks(landmarker.detect(image), METHOD_FA))
+    dlib_landmarker = landmarks_dlib.get_dlib_landmarker()
+    if dlib_landmarker is not None:
+        return _with_landmarks(dlib_landmarker.detect(image), METHOD_DLIB)  # already best score first
+    faces = [FaceDetection(box=found.box, score=found.score, landmarks=None, eyes=found.eyes, method=METHOD_CV)
+             for found in face_detect_cv.detect_faces_cv(image)]
+    return _sorted_by_area(faces)
+
+
+def _with_landmarks(found: list[landmarks_fa.FaLandmarks], method: str) -> list[FaceDetection]:
+    faces = []
+    for face in found:
+        eyes = np.stack([face.landmarks[36:42].mean(0), face.landmarks[42:48].mean(0)])
+        faces.append(FaceDetection(box=face.box, score=face.score, landmarks=face.landmarks, eyes=eyes,
+                                   method=method))
     return faces
+
+
+def _sorted_by_area(faces: list[FaceDetection]) -> list[FaceDetection]:
+    return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+
+
+def landmark_method(*, allow_download: bool = False) -> str:
+    """Which landmarker `detect_faces` uses now: METHOD_FA, METHOD_DLIB, or METHOD_CV (no landmarks)."""
+    if landmarks_fa.get_landmarker(allow_download=allow_download) is not None:
+        return METHOD_FA
+    return METHOD_DLIB if landmarks_dlib.get_dlib_landmarker() is not None else METHOD_CV
+
+
+def pose_template(method: str) -> np.ndarray | None:
+    """The 3D template PnP fits to this landmarker's points; None means the geometric template.
+
+    dlib's points follow iBUG's outline conventions, measured on synthetic renders
+    (`dlib_template`): against the geometric template a frontal face reads as pitched up ~17°.
+    """
+    if method == METHOD_DLIB:
+        from export3d_core.data.face_template import load_dlib_template
+
+        return load_dlib_template()
+    return None
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -144,7 +180,7 @@ def crop_face(image: np.ndarray, face: FaceDetection, size: int = DEFAULT_CROP_S
     transform = face_transform(face, size)
     crop = warp_crop(image, transform, size)
     landmarks = None if face.landmarks is None else _apply(transform, face.landmarks)
-    camera = frontal_camera() if landmarks is None else estimate_camera(landmarks, size)
+    camera = frontal_camera() if landmarks is None else estimate_camera(landmarks, size, pose_template(face.method))
     return CropResult(image=crop, method=face.method, face_index=face_index, camera=camera,
                       landmarks=landmarks, transform=transform)
 
@@ -162,8 +198,9 @@ def crop_portrait(image_or_path: np.ndarray | str | Path, size: int = DEFAULT_CR
         raise NoFaceFoundError(f"no face found in {name}; crop it by hand (manual crop) or use a clearer, frontal photo")
     index = 0 if face_index is None else int(face_index)
     if not 0 <= index < len(faces):
+        order = "most confident first" if faces[0].method == METHOD_DLIB else "largest first"
         raise Export3DError(f"face index {index} is out of range: {len(faces)} face(s) found "
-                            f"(use 0..{len(faces) - 1}, largest first)")
+                            f"(use 0..{len(faces) - 1}, {order})")
     return crop_face(image, faces[index], size, face_index=index)
 
 
@@ -192,9 +229,11 @@ def add_crop_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Find the face in IMG, align it (eyes level, FFHQ framing) and write a square crop.")
     parser.add_argument("image", metavar="IMG", help="portrait photo (any common format)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.png", help="where to write the crop")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT.png (never IMG itself)")
     parser.add_argument("--size", type=int, default=DEFAULT_CROP_SIZE, help="side of the crop in pixels")
     parser.add_argument("--face-index", type=int, default=None, metavar="K",
-                        help="which face to crop when there are several (0 = largest)")
+                        help="which face to crop when there are several "
+                             "(0 = the largest; with dlib, the most confident)")
     parser.add_argument("--download-models", action="store_true",
                         help="allow face-alignment to download its landmark weights (needs internet)")
     parser.set_defaults(handler=run_crop_command)
@@ -202,13 +241,33 @@ def add_crop_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def run_crop_command(args: argparse.Namespace) -> int:
+    output = _check_crop_output(Path(args.image), Path(args.output), args.overwrite)
     result = crop_portrait(args.image, size=args.size, face_index=args.face_index,
                            allow_download=args.download_models)
-    save_image_atomic(args.output, result.image)
+    save_image_atomic(output, result.image)
     detail = "68 landmarks, camera by PnP" if result.landmarks is not None else "face box and eyes, frontal camera"
     print(f"cropped face {result.face_index} with {result.method} ({detail}) -> {args.output}")
     return 0
 
 
+def _check_crop_output(image: Path, output: Path, overwrite: bool) -> Path:
+    """The file to write; refused, before any work, when it is the photo itself (whatever the
+    flags) or an existing file without --overwrite."""
+    from export3d_core.atomic import check_writable, resolve_output
+
+    target = resolve_output(output)
+    try:
+        same = target.exists() and image.samefile(target)
+    except OSError:
+        same = False
+    if same:
+        raise Export3DError(f"{output} is the input photo itself; write the crop to another file")
+    if target.exists() and not overwrite:
+        raise Export3DError(f"{output} exists; pass --overwrite to replace it")
+    check_writable(target)
+    return target
+
+
 __all__ = ["CropResult", "FaceDetection", "NoFaceFoundError", "add_crop_command", "crop_face", "crop_portrait",
-           "detect_faces", "estimate_camera", "manual_crop"]
+           "detect_faces", "estimate_camera", "manual_crop", "METHOD_CV", "METHOD_DLIB", "METHOD_FA",
+           "METHOD_MANUAL"]

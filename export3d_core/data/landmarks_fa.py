@@ -4,7 +4,7 @@ face-alignment downloads its weights into the torch hub cache on first use. We n
 that implicitly: `get_landmarker()` first checks the cache for the exact files (a few `stat`
 calls, no network), and only builds `FaceAlignment` when they are there or when the caller
 explicitly passed `allow_download=True`. When they are missing it says so once (a warning and a
-log line) and returns None, and `intake` falls back to OpenCV.
+log line) and returns None, and `intake` falls back to dlib, else OpenCV.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def _warn_missing(missing: list[Path]) -> None:
         return
     _warned = True
     message = (f"face-alignment weights not found ({', '.join(p.name for p in missing)} in "
-               f"{missing[0].parent}); using the OpenCV face detector without landmarks "
+               f"{missing[0].parent}); using dlib's landmarks, else the OpenCV face detector "
                "(pass allow_download=True / --download-models to fetch them)")
     logger.warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -121,7 +121,7 @@ def get_landmarker(allow_download: bool = False) -> FaceAlignmentLandmarker | No
             try:
                 _cached[key] = FaceAlignmentLandmarker()
             except Exception as exc:  # noqa: BLE001 - download / load failure: fall back, say why
-                message = f"face-alignment could not be loaded ({type(exc).__name__}: {exc}); using OpenCV"
+                message = f"face-alignment could not be loaded ({type(exc).__name__}: {exc}); using dlib or OpenCV"
                 logger.warning(message)
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
                 _cached[key] = None

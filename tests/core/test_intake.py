@@ -12,7 +12,7 @@ from PIL import Image
 from skimage.data import astronaut
 
 from export3d_core.camera import OrbitCamera
-from export3d_core.data import landmarks_fa
+from export3d_core.data import landmarks_dlib, landmarks_fa
 from export3d_core.data.face_pose import estimate_camera, landmark_expression, project_template
 from export3d_core.data.face_template import LEFT_EYE, MOUTH_LEFT, MOUTH_RIGHT, RIGHT_EYE, build_template, load_template
 from export3d_core.data.intake import (FaceDetection, NoFaceFoundError, add_crop_command, crop_face, crop_portrait,
@@ -26,6 +26,12 @@ ASTRONAUT_MOUTH = np.array([226.0, 141.0])
 
 
 pytestmark = pytest.mark.usefixtures("offline_hub")  # tests/conftest.py: no hub weights, no network
+
+
+@pytest.fixture
+def no_dlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlib unavailable too: intake's last resort, OpenCV's cascades (no landmarks)."""
+    monkeypatch.setattr(landmarks_dlib, "get_dlib_landmarker", lambda: None)
 
 
 def _canonical(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +62,7 @@ def test_template_is_the_synthetic_mean_head_and_frames_it_like_a_render() -> No
     assert eyes[0, 1] < mouth[1]
 
 
-def test_astronaut_is_found_and_centred() -> None:
+def test_astronaut_is_found_and_centred_by_opencv(no_dlib) -> None:
     faces = detect_faces(astronaut())
     assert len(faces) == 1 and faces[0].method == "opencv" and faces[0].landmarks is None
     x0, y0, x1, y1 = faces[0].box
@@ -82,7 +88,25 @@ def test_fallback_is_reported_without_network_or_download(monkeypatch: pytest.Mo
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once only: no second warning
         assert landmarks_fa.get_landmarker() is None
-    assert crop_portrait(astronaut(), size=64).method == "opencv"
+    assert crop_portrait(astronaut(), size=64).method == "dlib"  # face-alignment absent -> dlib
+    monkeypatch.setattr(landmarks_dlib, "get_dlib_landmarker", lambda: None)
+    assert crop_portrait(astronaut(), size=64).method == "opencv"  # both absent -> OpenCV
+
+
+def test_dlib_path_when_face_alignment_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """68 dlib landmarks give the FFHQ crop and a PnP camera, as face-alignment's do."""
+    monkeypatch.setattr(landmarks_fa, "get_landmarker", lambda allow_download=False: None)
+    faces = detect_faces(astronaut())
+    assert faces and faces[0].method == "dlib" and faces[0].landmarks.shape == (68, 2)
+    assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
+    result = crop_portrait(astronaut(), size=SIZE)
+    assert result.method == "dlib" and result.landmarks.shape == (68, 2)
+    eyes, mouth = _canonical(SIZE)
+    assert np.abs(_to_crop(result.transform, ASTRONAUT_EYES) - eyes).max() < 0.03 * SIZE
+    assert np.abs(_to_crop(result.transform, ASTRONAUT_MOUTH) - mouth).max() < 0.06 * SIZE
+    found = OrbitCamera.from_params(result.camera)  # by PnP against dlib's template: she faces the camera
+    assert abs(math.degrees(found.yaw)) < 6 and abs(math.degrees(found.pitch)) < 6
+    assert not np.allclose(result.camera, OrbitCamera().params().numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize("yaw_deg,pitch_deg", [(0, 0), (30, 0), (-30, 10), (20, -20), (-15, 20), (30, 20)])
@@ -125,17 +149,31 @@ def test_landmark_path_aligns_rotated_face() -> None:
     assert abs(found.yaw) < 0.01 and abs(found.pitch) < 0.01
 
 
-def test_no_face_and_face_index(tmp_path: Path) -> None:
-    with pytest.raises(NoFaceFoundError, match="no face"):
-        crop_portrait(np.full((200, 200, 3), 128, dtype=np.uint8))
-    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
-    with pytest.raises(NoFaceFoundError):
-        crop_portrait(noise)
+def _two_astronauts() -> np.ndarray:
     face = astronaut()[20:240, 110:330]  # 220 px around the face
     group = np.full((260, 520, 3), 200, dtype=np.uint8)
     group[20:240, 10:230] = face
     small = np.asarray(Image.fromarray(face).resize((160, 160), Image.Resampling.LANCZOS))
     group[50:210, 320:480] = small
+    return group
+
+
+def test_dlib_counts_faces_most_confident_first() -> None:
+    with pytest.raises(NoFaceFoundError, match="no face"):
+        crop_portrait(np.full((200, 200, 3), 128, dtype=np.uint8))
+    faces = detect_faces(_two_astronauts())
+    assert len(faces) == 2 and {f.method for f in faces} == {"dlib"} and faces[0].score >= faces[1].score
+    with pytest.raises(Export3DError, match="out of range: 2 face.*most confident first"):
+        crop_portrait(_two_astronauts(), size=64, face_index=2)
+
+
+def test_no_face_and_face_index(tmp_path: Path, no_dlib) -> None:
+    with pytest.raises(NoFaceFoundError, match="no face"):
+        crop_portrait(np.full((200, 200, 3), 128, dtype=np.uint8))
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    with pytest.raises(NoFaceFoundError):
+        crop_portrait(noise)
+    group = _two_astronauts()
     faces = detect_faces(group)
     assert len(faces) == 2 and faces[0].box[0] < 230 < faces[1].box[0]  # the larger one first
     assert crop_portrait(group, size=64, face_index=1).transform[0, 0] > crop_portrait(group, size=64).transform[0, 0]
@@ -175,9 +213,14 @@ def _save_variants(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def test_awkward_files_give_a_crop_or_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detector", ["dlib", "opencv"])
+def test_awkward_files_give_a_crop_or_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    detector: str) -> None:
+    if detector == "opencv":
+        monkeypatch.setattr(landmarks_dlib, "get_dlib_landmarker", lambda: None)
     for kind, path in _save_variants(tmp_path).items():
         result = crop_portrait(path, size=64)
+        assert result.method == detector, kind
         eyes, _ = _canonical(64)
         assert np.abs(_to_crop(result.transform, ASTRONAUT_EYES) - eyes).max() < 0.08 * 64, kind
     (tmp_path / "empty.png").write_bytes(b"")
@@ -198,8 +241,8 @@ def test_crop_command_writes_the_crop(tmp_path: Path, capsys: pytest.CaptureFixt
     args = parser.parse_args(["crop", str(source), "-o", str(out), "--size", "96"])
     assert args.handler(args) == 0
     assert np.asarray(Image.open(out)).shape == (96, 96, 3)
-    assert "opencv" in capsys.readouterr().out
-    bad = parser.parse_args(["crop", str(source), "-o", str(out), "--face-index", "3"])
+    assert "with dlib (68 landmarks, camera by PnP)" in capsys.readouterr().out
+    bad = parser.parse_args(["crop", str(source), "-o", str(out), "--face-index", "3", "--overwrite"])
     with pytest.raises(Export3DError, match="out of range"):
         bad.handler(bad)
 
