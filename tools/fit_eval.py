@@ -2,7 +2,7 @@
 
     python tools/fit_eval.py [PHOTO | lfw:N ...] [--synthetic K] [--json OUT] [--sheets DIR] [--domain]
 
-Real photos (default: the astronaut and LFW faces 5 and 20 of `skimage.data.lfw_subset()`,
+Real photos (default: the astronaut and LFW faces 0 and 10 of `skimage.data.lfw_subset()`,
 25 px greyscale upsampled): frontal PSNR/SSIM at the photo's camera, dlib identity distance of
 the renders at the photo's camera, yaw ±20° and pitch ±10° to the aligned photo, the basis
 response (mean 68-landmark displacement / inter-ocular distance at λ0 ± 10 e_k, and the identity
@@ -247,7 +247,7 @@ def parse_settings(items: list[str]) -> FitSettings:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("photos", nargs="*", default=["resources/portraits/astronaut.png", "lfw:5", "lfw:20"])
+    parser.add_argument("photos", nargs="*", default=["resources/portraits/astronaut.png", "lfw:0", "lfw:10"])
     parser.add_argument("--synthetic", type=int, default=0, help="held-out synthetic clips to fit and re-enact")
     parser.add_argument("--domain", action="store_true")
     parser.add_argument("--synthetic-only", action="store_true", help="skip the real photos")

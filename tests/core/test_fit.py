@@ -163,3 +163,20 @@ def test_fit_and_render_commands_with_paste_back(tmp_path, capsys):
     assert main(["render", "--random-init", "tiny", "--portrait", str(other), "--fit", str(fit),
                  "-o", str(tmp_path / "other.png")]) == 2
     assert "made for another photo" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_eval_real_with_fit_measures_the_fitted_model_too(tmp_path, capsys):
+    import json
+
+    from export3d_core.cli import main
+
+    out = tmp_path / "real.json"
+    assert main(["eval-real", str(PORTRAITS_DIR / "astronaut.png"), "--fit", "--fit-steps", "4", "--json", str(out),
+                 "--no-progress"]) == 0
+    item = json.loads(out.read_text(encoding="utf-8"))["photos"][0]
+    fitted = item["fitted"]
+    assert fitted["fit_steps"] == 4 and fitted["fit_seconds"] > 0
+    assert set(fitted) == set(item) - {"photo", "method", "lam_source", "fitted"} | {"fit_seconds", "fit_steps"}
+    assert fitted["reconstruction"]["psnr"] > item["reconstruction"]["psnr"] + 2  # 4 steps already help
+    assert "fitted (4 steps in" in capsys.readouterr().out
