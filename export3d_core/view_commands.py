@@ -23,6 +23,7 @@ from export3d_core.export import (ANIMATION_SUFFIXES, MAX_ANIMATION_FRAMES, MAX_
                                   turntable_frames, write_animation, write_png)
 from export3d_core.lambda_units import MAX_ABS_LAMBDA, check_lambda
 from export3d_core.model import Export3D
+from export3d_core.paste_back import Compositor
 from export3d_core.portrait import default_portrait, load_portrait
 from export3d_core.session import PortraitSession
 
@@ -69,7 +70,8 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--fit", type=Path, help="a fit file of this portrait (from `export3d fit`)")
     parser.add_argument("--paste-back", action="store_true",
-                        help="composite the rendered face into the original photo, at the photo's size")
+                        help="composite the rendered face into the original photo, at the photo's size; "
+                             "--yaw/--pitch then turn the head from the photo's own pose")
     parser.add_argument("-o", "--output", type=Path, required=True)
 
 
@@ -109,12 +111,12 @@ def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera
     return session, camera, parse_lambda(args.lam, cfg.n_basis)
 
 
-def paste_back_compositor(args: argparse.Namespace, session: PortraitSession, cameras: list[OrbitCamera]):
-    """The --paste-back compositor for this portrait, after a warning if a view is beyond its pose limit."""
-    import sys
-
+def paste_back_compositor(args: argparse.Namespace, session: PortraitSession,
+                          camera: OrbitCamera) -> tuple[Compositor, OrbitCamera]:
+    """The --paste-back compositor for this portrait and the camera to render from: the photo's own
+    pose turned by --yaw/--pitch (the composite is only right near that pose)."""
     from export3d_core.data.face_pose import frontal_camera
-    from export3d_core.paste_back import Compositor, photo_and_transform, pose_supported
+    from export3d_core.paste_back import photo_and_transform
 
     if args.mode != "final":
         raise Export3DError("--paste-back composites the final image; drop --mode or use --mode final")
@@ -122,10 +124,18 @@ def paste_back_compositor(args: argparse.Namespace, session: PortraitSession, ca
     original, transform, photo_camera = photo_and_transform(args.portrait or default_portrait().path, size,
                                                             args.face_index)
     photo = OrbitCamera.from_params(frontal_camera() if photo_camera is None else photo_camera)
-    problems = [why for ok, why in (pose_supported(c, photo) for c in cameras) if not ok]
+    turned = photo.replace(yaw=photo.yaw + camera.yaw, pitch=photo.pitch + camera.pitch)
+    return Compositor(original, transform, size, photo), turned
+
+
+def warn_beyond_paste_back_limit(compositor: Compositor, cameras: list[OrbitCamera]) -> None:
+    import sys
+
+    from export3d_core.paste_back import pose_supported
+
+    problems = [why for ok, why in (pose_supported(c, compositor.photo_camera) for c in cameras) if not ok]
     if problems:
         print(f"warning: {problems[-1]}", file=sys.stderr)
-    return Compositor(original, transform, size, photo)
 
 
 def print_domain_hint(model: Export3D, portrait) -> None:
@@ -147,7 +157,9 @@ def run_render(args: argparse.Namespace) -> int:
     if args.paste_back:
         if args.alpha:
             raise Export3DError("--alpha and --paste-back do not go together (the composite is opaque)")
-        image = paste_back_compositor(args, session, [camera]).frame(session, lam, camera)
+        compositor, camera = paste_back_compositor(args, session, camera)
+        warn_beyond_paste_back_limit(compositor, [camera])
+        image = compositor.frame(session, lam, camera)
         path = write_png(args.output, image, overwrite=args.overwrite)
         print(f"wrote {path} ({image.shape[1]}x{image.shape[0]}, pasted into the photo)")
         return 0
@@ -174,8 +186,9 @@ def run_turntable(args: argparse.Namespace) -> int:
     session, camera, lam = open_session(args)
     frames = turntable_frames(session, lam, camera, settings, args.mode)
     if args.paste_back:
+        compositor, camera = paste_back_compositor(args, session, camera)
         cameras = turntable_cameras(camera, settings)
-        compositor = paste_back_compositor(args, session, cameras)
+        warn_beyond_paste_back_limit(compositor, cameras)
         frames = (compositor.frame(session, lam, c) for c in cameras)
     frames = tqdm(frames, total=settings.frames, desc="turntable", unit="frame")
     path = write_animation(args.output, frames, settings.fps, loop=settings.loop, overwrite=args.overwrite)
@@ -201,7 +214,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise Export3DError(f"basis index must be 1..{len(lam)}, got {args.basis}")
     frames = sweep_frames(session, lam, camera, args.basis - 1, args.start, args.stop, args.steps, args.mode)
     if args.paste_back:
-        compositor = paste_back_compositor(args, session, [camera])
+        compositor, camera = paste_back_compositor(args, session, camera)
+        warn_beyond_paste_back_limit(compositor, [camera])
         rows = sweep_lambdas(lam, args.basis - 1, args.start, args.stop, args.steps)
         frames = (compositor.frame(session, row, camera) for row in rows)
     frames = tqdm(frames, total=args.steps, desc=f"sweep v{args.basis}", unit="frame")
