@@ -22,7 +22,8 @@ Known limit: the offset paints the photo's features where they are, so the basis
 the planes as before but moves the painted eyes and mouth little (about 1 % of the inter-ocular
 distance at λ ± 10 against 3-7 % unfitted). An optional regulariser (`basis_weight`) asks the
 raw image's change under each basis move to stay the unfitted model's; at weights 30 / 300 /
-3000 it lifted the motion only to 1.4 / 1.7 / 1.8 % while PSNR fell to 27.0 / 25.0 / 20.9 dB,
+3000 it lifted the mean motion only from 1.0 to 1.5 / 1.6 / 1.8 % while PSNR fell to 27.0 / 25.0 /
+20.9 dB (astronaut, tools/fit_eval.py --set basis_weight=W),
 so it is off by default.
 
 Everything here is Qt-free: the editor runs `fit_portrait` in a worker thread with `progress` and
