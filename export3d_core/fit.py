@@ -58,6 +58,7 @@ class FitSettings:
 
     steps: int = 60  # Adam steps; ~0.4 s each for the demo model on one CPU core
     lr_planes: float = 0.5  # Adam rate of the tri-plane offset (0.05: 20.9 dB after 60 steps, 0.5: 27.4 dB)
+    offset_resolution: int = 0  # texels per side of the offset, bilinearly upsampled to the planes (0: theirs)
     lr_decoder: float = 1e-3  # Adam rate of the decoder MLP (0: leave it as trained)
     lr_superres: float = 1e-3  # Adam rate of the super-resolution (0: leave it as trained)
     lr_appearance: float = 0.0  # Adam rate of G's expression-independent part (encoder, ViT, skip; 0: frozen)
@@ -142,8 +143,8 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     for parameter in fitted.parameters():
         parameter.requires_grad_(False)
     ema = fitted.generator.triplane_ema
-    offset = ema.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam(_param_groups(fitted, offset, settings), betas=(0.9, 0.99))
+    offset = _Offset(ema, settings.offset_resolution)
+    optimizer = torch.optim.Adam(_param_groups(fitted, offset.delta, settings), betas=(0.9, 0.99))
     planes_at = _PlaneSource(fitted, source, offset, settings.lr_appearance > 0 or settings.lr_triplane_head > 0)
     renderer = VolumeRenderer(dataclasses.replace(cfg.render, num_coarse=settings.samples, num_fine=settings.samples))
     with torch.no_grad():
@@ -175,7 +176,7 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
                                  elapsed / (step + 1) * (settings.steps - step - 1), preview))
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        ema.copy_(offset.detach())
+        ema.copy_(offset().detach())
     changed = _round_changed(fitted, settings)
     return FitResult(fitted, changed, losses, seconds, [float(v) for v in lam],
                      [float(v) for v in cameras[0].cpu()], settings)
@@ -194,6 +195,22 @@ def _param_groups(fitted: Export3D, offset: Tensor, settings: FitSettings) -> li
     return groups
 
 
+class _Offset:
+    """The tuned EMA plane: the trained one plus a change, learnt at `resolution` texels per side
+    (0: the planes' own) and bilinearly upsampled, which keeps it smooth when coarser."""
+
+    def __init__(self, ema: Tensor, resolution: int) -> None:
+        self.base = ema.detach().clone()  # (3, C, R, R)
+        side = resolution or ema.shape[-1]
+        self.delta = torch.zeros(*ema.shape[:2], side, side, device=ema.device, requires_grad=True)
+
+    def __call__(self) -> Tensor:
+        delta = self.delta
+        if delta.shape[-1] != self.base.shape[-1]:
+            delta = F.interpolate(delta, size=self.base.shape[-2:], mode="bilinear", align_corners=False)
+        return self.base + delta
+
+
 APPEARANCE_PARTS = ("conv_encoder", "patch_merge", "patch_norm", "vit_blocks", "skip_encoder")  # what `encode` runs
 HEAD_PARTS = ("eadaln_blocks", "out_norm", "to_planes", "skip_expression", "fuse")  # what `triplane` runs
 
@@ -206,7 +223,7 @@ class _PlaneSource:
     """The tri-plane being fitted at any λ: G's planes without the EMA plane, plus the tuned offset.
     With G's appearance frozen, G's planes are computed once per λ; tuned, once per step."""
 
-    def __init__(self, fitted: Export3D, source: Tensor, offset: Tensor, tune_appearance: bool) -> None:
+    def __init__(self, fitted: Export3D, source: Tensor, offset: "_Offset", tune_appearance: bool) -> None:
         self.fitted, self.source, self.offset, self.tuned = fitted, source, offset, tune_appearance
         self.appearance = None
         self.cache: dict[tuple[float, ...], Tensor] = {}
@@ -219,12 +236,12 @@ class _PlaneSource:
         fitted, ema = self.fitted, self.fitted.generator.triplane_ema
         if self.tuned:
             appearance = self.appearance if self.appearance is not None else fitted.encode(self.source)
-            return fitted.triplane(appearance, fitted.expression(lam=lam)) - ema + self.offset
+            return fitted.triplane(appearance, fitted.expression(lam=lam)) - ema + self.offset()
         key = tuple(lam.flatten().tolist())
         if key not in self.cache:
             with torch.no_grad():
                 self.cache[key] = fitted.triplane(fitted.encode(self.source), fitted.expression(lam=lam)) - ema
-        return self.cache[key] + self.offset
+        return self.cache[key] + self.offset()
 
 
 def changed_names(model: Export3D, settings: FitSettings) -> list[str]:
@@ -239,11 +256,11 @@ def changed_names(model: Export3D, settings: FitSettings) -> list[str]:
     return names
 
 
-def _current_tensors(fitted: Export3D, offset: Tensor, settings: FitSettings) -> dict[str, Tensor]:
+def _current_tensors(fitted: Export3D, offset: "_Offset", settings: FitSettings) -> dict[str, Tensor]:
     """The changed tensors as they stand mid-fit (the offset is still outside the model)."""
     state = fitted.state_dict()
     tensors = {name: state[name].detach().clone() for name in changed_names(fitted, settings)}
-    tensors[EMA_NAME] = offset.detach().clone()
+    tensors[EMA_NAME] = offset().detach().clone()
     return tensors
 
 
