@@ -75,6 +75,7 @@ COMMANDS: dict[str, list[str]] = {
     "bench": ["bench", "--forward", "--presets", "tiny", "--repeats", "1", "--warmup", "0",
               "--json", "{OUT}/bench.json"],
     "eval-real": ["eval-real", "{photo}", "--json", "{OUT}/real.json", "--no-progress"],
+    "fit": ["fit", "{photo}", "--random-init", "tiny", "--steps", "1", "-o", "{OUT}/photo.fit.safetensors"],
 }
 
 
@@ -237,7 +238,7 @@ def test_numbers_are_written_for_a_good_render(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["render", "turntable", "sweep", "train", "pretrain-clebs", "eval", "bench",
-                                     "eval-real"])
+                                     "eval-real", "fit"])
 def test_device_meta_is_refused_by_every_command_that_computes(command: str, tmp_path: Path,
                                                                inputs: dict[str, Path],
                                                                capsys: pytest.CaptureFixture) -> None:
