@@ -17,8 +17,8 @@ from export3d_core.model import Export3D
 
 # Unfitted reconstruction PSNR (dB, at the output size) below which a portrait counts as outside
 # the demo model's domain. Measured with tools/fit_eval.py --domain on the demo model, each at its
-# own estimated λ: the eight shipped synthetic portraits 20.4-30.1 dB; the astronaut 11.3 dB and
-# eleven LFW faces (25 px greyscale, upsampled) 12.7-17.4 dB. The threshold sits between the two.
+# own estimated λ: the eight shipped synthetic portraits 20.3-30.1 dB; the astronaut 11.3 dB and
+# twelve LFW faces (25 px greyscale, upsampled; dlib crops) 12.0-16.6 dB. The threshold sits between.
 OUT_OF_DOMAIN_PSNR_DB = 19.0
 
 FIT_HINT = ("this photo is unlike the model's training faces, so the render is not a faithful likeness; "
