@@ -24,10 +24,11 @@ from export3d_core.camera import OrbitCamera, focal_from_fov
 from export3d_core.data.face_template import JAW, LEFT_EYE, RIGHT_EYE, load_template, project
 from export3d_core.errors import Export3DError
 
-# Measured with tools/paste_back_limit.py on the fitted astronaut: the mean mismatch (0-255) between
-# the colour-matched render and the photo in the feather band is 7.5 at the photo's own pose, 30.5
-# at 10° yaw, 37 at 15° (where the photo's own eye shows beside the turned one), 42 at 20°, and
-# 27.5 at 10° pitch, 33 at 15° (a doubled brow). The limit is the largest offset that stays near 30.
+# Measured with tools/paste_back_limit.py on the fitted astronaut (dlib crop): the mean mismatch
+# (0-255) between the colour-matched render and the photo in the feather band is 7.7 at the photo's
+# own pose, 27.9 at 10° yaw, 34.0 at 15° (where the photo's own eye shows beside the turned one),
+# 37.7 at 20°, and 29.4 at 10° pitch, 35.5 at 15° (a doubled brow). The limit is the largest
+# offset that stays below 30.
 MAX_YAW_DEG = 10.0
 MAX_PITCH_DEG = 10.0
 
