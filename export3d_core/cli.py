@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     ("export3d_core.bench", "add_bench_command"),
     ("export3d_core.train.expression_reader", "add_expression_reader_command"),
     ("export3d_core.mesh_command", "add_mesh_command"),
+    ("export3d_core.fit_command", "add_fit_command"),
 )
 
 

@@ -19,10 +19,11 @@ from export3d_core.devices import pick_device
 from export3d_core.display import RENDER_MODES, opacity_to_alpha, view_image
 from export3d_core.errors import Export3DError
 from export3d_core.export import (ANIMATION_SUFFIXES, MAX_ANIMATION_FRAMES, MAX_FPS, STILL_SUFFIXES,
-                                  TurntableSettings, check_target, sweep_frames, turntable_frames,
-                                  write_animation, write_png)
+                                  TurntableSettings, check_target, sweep_frames, sweep_lambdas, turntable_cameras,
+                                  turntable_frames, write_animation, write_png)
 from export3d_core.lambda_units import MAX_ABS_LAMBDA, check_lambda
 from export3d_core.model import Export3D
+from export3d_core.paste_back import Compositor
 from export3d_core.portrait import default_portrait, load_portrait
 from export3d_core.session import PortraitSession
 
@@ -67,6 +68,10 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
                         help="diagonal field of view in degrees (EG3D's convention: 18.837 = focal 4.2647)")
     parser.add_argument("--mode", choices=RENDER_MODES, default="final")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--fit", type=Path, help="a fit file of this portrait (from `export3d fit`)")
+    parser.add_argument("--paste-back", action="store_true",
+                        help="composite the rendered face into the original photo, at the photo's size; "
+                             "--yaw/--pitch then turn the head from the photo's own pose")
     parser.add_argument("-o", "--output", type=Path, required=True)
 
 
@@ -90,6 +95,12 @@ def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera
     cfg = model.config
     portrait_path = args.portrait or default_portrait().path
     portrait = load_portrait(portrait_path, cfg.input_size, face_index=args.face_index)
+    if args.fit is not None:
+        from export3d_core.fit_file import load_fit
+
+        load_fit(args.fit, model, None if args.random_init else (args.checkpoint or DEMO_CHECKPOINT), portrait.image)
+    elif portrait.method != "aligned":
+        print_domain_hint(model, portrait)
     session = PortraitSession(model)
     session.set_portrait(portrait.image)
     try:
@@ -100,9 +111,58 @@ def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera
     return session, camera, parse_lambda(args.lam, cfg.n_basis)
 
 
+def paste_back_compositor(args: argparse.Namespace, session: PortraitSession,
+                          camera: OrbitCamera) -> tuple[Compositor, OrbitCamera]:
+    """The --paste-back compositor for this portrait and the camera to render from: the photo's own
+    pose turned by --yaw/--pitch (the composite is only right near that pose)."""
+    from export3d_core.data.face_pose import frontal_camera
+    from export3d_core.paste_back import photo_and_transform
+
+    if args.mode != "final":
+        raise Export3DError("--paste-back composites the final image; drop --mode or use --mode final")
+    size = session.config.input_size
+    original, transform, photo_camera = photo_and_transform(args.portrait or default_portrait().path, size,
+                                                            args.face_index)
+    photo = OrbitCamera.from_params(frontal_camera() if photo_camera is None else photo_camera)
+    turned = photo.replace(yaw=photo.yaw + camera.yaw, pitch=photo.pitch + camera.pitch)
+    return Compositor(original, transform, size, photo), turned
+
+
+def warn_beyond_paste_back_limit(compositor: Compositor, cameras: list[OrbitCamera]) -> None:
+    import sys
+
+    from export3d_core.paste_back import pose_supported
+
+    problems = [why for ok, why in (pose_supported(c, compositor.photo_camera) for c in cameras) if not ok]
+    if problems:
+        print(f"warning: {problems[-1]}", file=sys.stderr)
+
+
+def print_domain_hint(model: Export3D, portrait) -> None:
+    """Say once, on stderr, when an unfitted photo lies outside the model's domain (`domain.py`)."""
+    import sys
+
+    from export3d_core.data.face_pose import frontal_camera
+    from export3d_core.domain import FIT_HINT, out_of_domain
+
+    camera = frontal_camera() if portrait.camera is None else portrait.camera
+    outside, psnr = out_of_domain(model, portrait.image, camera)
+    if outside:
+        print(f"note: {FIT_HINT} (reconstruction {psnr:.1f} dB)", file=sys.stderr)
+
+
 def run_render(args: argparse.Namespace) -> int:
     check_target(args.output, STILL_SUFFIXES, args.overwrite)  # before loading or rendering anything
     session, camera, lam = open_session(args)
+    if args.paste_back:
+        if args.alpha:
+            raise Export3DError("--alpha and --paste-back do not go together (the composite is opaque)")
+        compositor, camera = paste_back_compositor(args, session, camera)
+        warn_beyond_paste_back_limit(compositor, [camera])
+        image = compositor.frame(session, lam, camera)
+        path = write_png(args.output, image, overwrite=args.overwrite)
+        print(f"wrote {path} ({image.shape[1]}x{image.shape[0]}, pasted into the photo)")
+        return 0
     output = session.render(lam, camera)
     cfg = session.config
     image = view_image(output, args.mode, cfg.render.ray_start, cfg.render.ray_end)
@@ -124,8 +184,13 @@ def run_turntable(args: argparse.Namespace) -> int:
                                  yaw_amplitude=math.radians(args.amplitude))
     check_target(args.output, ANIMATION_SUFFIXES, args.overwrite)
     session, camera, lam = open_session(args)
-    frames = tqdm(turntable_frames(session, lam, camera, settings, args.mode), total=settings.frames,
-                  desc="turntable", unit="frame")
+    frames = turntable_frames(session, lam, camera, settings, args.mode)
+    if args.paste_back:
+        compositor, camera = paste_back_compositor(args, session, camera)
+        cameras = turntable_cameras(camera, settings)
+        warn_beyond_paste_back_limit(compositor, cameras)
+        frames = (compositor.frame(session, lam, c) for c in cameras)
+    frames = tqdm(frames, total=settings.frames, desc="turntable", unit="frame")
     path = write_animation(args.output, frames, settings.fps, loop=settings.loop, overwrite=args.overwrite)
     print(f"wrote {path} ({settings.frames} frames)")
     return 0
@@ -147,8 +212,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     session, camera, lam = open_session(args)
     if args.basis > len(lam):
         raise Export3DError(f"basis index must be 1..{len(lam)}, got {args.basis}")
-    frames = tqdm(sweep_frames(session, lam, camera, args.basis - 1, args.start, args.stop, args.steps, args.mode),
-                  total=args.steps, desc=f"sweep v{args.basis}", unit="frame")
+    frames = sweep_frames(session, lam, camera, args.basis - 1, args.start, args.stop, args.steps, args.mode)
+    if args.paste_back:
+        compositor, camera = paste_back_compositor(args, session, camera)
+        warn_beyond_paste_back_limit(compositor, [camera])
+        rows = sweep_lambdas(lam, args.basis - 1, args.start, args.stop, args.steps)
+        frames = (compositor.frame(session, row, camera) for row in rows)
+    frames = tqdm(frames, total=args.steps, desc=f"sweep v{args.basis}", unit="frame")
     if strip:
         path = write_png(args.output, np.concatenate(list(frames), axis=1), overwrite=args.overwrite)
     else:

@@ -22,9 +22,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("checkpoint", "lambda_units"),  # weights on disk; λ in the units of the model's basis
     ("data",),  # corpora, synthetic heads, photo intake (no model)
     ("faces", "portrait", "expression_estimate"),  # reading faces and portraits for the model
-    ("session", "export", "mesh", "mesh_pieces", "mesh_morph", "mesh_io", "mesh_raster", "mesh_export"),  # the staged, cached render path and what it writes
+    # the staged, cached render path, what it writes, and what tunes it to one photo
+    ("session", "export", "mesh", "mesh_pieces", "mesh_morph", "mesh_io", "mesh_raster", "mesh_export",
+     "fit", "fit_file", "paste_back", "domain"),
     ("eval", "train"),  # the two consumers of everything below: neither imports the other
-    ("bench", "view_commands", "mesh_command", "cli", "train.__main__"),  # commands and entry points
+    ("bench", "view_commands", "mesh_command", "fit_command", "cli", "train.__main__"),  # commands and entry points
 ]
 # Packages whose sub-modules must not import each other's package (siblings in one layer).
 INDEPENDENT = (("eval", "train"),)

@@ -10,7 +10,8 @@
              "expression_response": {"per_vector": [n], "minus": [n], "plus": [n],
                                      "identity_minus": [n], "identity_plus": [n], "threshold_iod",
                                      "responding", "responding_vectors": [...], "identity_responding"},
-             "depth_relief": float | null, "iod_px": float}]}
+             "depth_relief": float | null, "iod_px": float,
+             ["fitted": {the same metrics, "fit_seconds", "fit_steps"}]  (with --fit)}]}
 ```
 Heavy imports happen in the handler, so `export3d --help` stays fast.
 """
@@ -40,6 +41,9 @@ def add_eval_real_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sheet", default=None, metavar="PNG",
                         help="contact sheet: per photo, the photo and five views, then v_i at λ_i - 10 and + 10")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--fit", action="store_true",
+                        help="also fit the model to each photo (as `export3d fit` does) and measure the fitted model")
+    parser.add_argument("--fit-steps", type=int, default=None, metavar="N", help="steps of those fits (default: fit's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_eval_real)
 
@@ -89,7 +93,7 @@ def run_eval_real(args: argparse.Namespace) -> int:
 
         estimator = ExpressionEstimator.for_checkpoint(model, checkpoint)
     results, sheets = [], []
-    total = len(photos) * (5 + 2 * cfg.n_basis)
+    total = len(photos) * (5 + 2 * cfg.n_basis) * (2 if args.fit else 1)
     with tqdm(total=total, desc="eval-real", unit="render", disable=args.no_progress, file=sys.stderr,
               leave=False) as bar:
         for photo in photos:
@@ -101,6 +105,9 @@ def run_eval_real(args: argparse.Namespace) -> int:
             results.append({"photo": str(photo.path), "method": photo.method,
                             "lam_source": "neutral" if estimate is None else estimate.source, **metrics})
             sheets.append(contact_sheet(photo.reference, renders, cfg.n_basis))
+            if args.fit:
+                results[-1]["fitted"] = _fitted_metrics(args, model, photo, lam, settings, renders, bar)
+                sheets.append(contact_sheet(photo.reference, renders, cfg.n_basis))
     report = {"checkpoint": str(checkpoint), "settings": asdict(settings), "photos": results}
     print(format_table(report))
     if args.json:
@@ -110,6 +117,20 @@ def run_eval_real(args: argparse.Namespace) -> int:
         _write_sheet(Path(args.sheet), np.concatenate(sheets, axis=0))
         print(f"wrote {args.sheet}", file=sys.stderr)
     return 0
+
+
+def _fitted_metrics(args: argparse.Namespace, model, photo, lam, settings, renders: dict, bar) -> dict:
+    """Fit a copy of the model to one photo (`export3d_core.fit`) and measure the fitted copy."""
+    from export3d_core.eval.real_photo import evaluate_photo
+    from export3d_core.fit import FitSettings, fit_portrait
+
+    fit_settings = FitSettings() if args.fit_steps is None else FitSettings(steps=args.fit_steps)
+    bar.set_postfix_str(f"fitting {Path(photo.path).name}")
+    result = fit_portrait(model, photo.aligned, photo.camera, lam, fit_settings)
+    bar.set_postfix_str("")
+    metrics = evaluate_photo(result.model, photo.aligned, photo.camera, lam, reference=photo.reference,
+                             settings=settings, renders=renders, step=lambda: bar.update(1))
+    return {**metrics, "fit_seconds": result.seconds, "fit_steps": fit_settings.steps}
 
 
 def _write_sheet(path: Path, image) -> None:
@@ -129,29 +150,37 @@ def format_table(report: dict) -> str:
     """The report as readable text, one block per photo."""
     lines = [f"eval-real: {report['checkpoint']}"]
     for item in report["photos"]:
-        cam, rec, ident, resp = item["camera"], item["reconstruction"], item["identity"], item["expression_response"]
-        lines += [
-            "",
-            f"{Path(item['photo']).name}  ({item['method']}, camera yaw {cam['yaw_deg']:+.1f}°, "
-            f"pitch {cam['pitch_deg']:+.1f}°, λ {item['lam_source']})",
-            f"  reconstruction     PSNR {rec['psnr']:.2f} dB   SSIM {rec['ssim']:.3f}   "
-            f"landmark error {rec['landmark_error_iod']:.3f} IOD",
-            "  identity distance  (dlib, < 0.6 = same person)",
-            "    " + "  ".join(f"{name} {value:.3f}" for name, value in
-                               [("photo camera", ident["photo"])] + list(ident["views"].items())),
-            f"  expression response  (mean landmark motion / IOD at own λ_i ± "
-            f"{report['settings']['lam_step']:g}; IOD {item['iod_px']:.1f} px)",
-            "    vector   " + " ".join(f"{f'v{i + 1}':>6}" for i in range(len(resp["per_vector"]))),
-            "    motion   " + " ".join(f"{v:6.3f}" for v in resp["per_vector"]),
-            "    id -     " + " ".join(f"{v:6.3f}" for v in resp["identity_minus"]),
-            "    id +     " + " ".join(f"{v:6.3f}" for v in resp["identity_plus"]),
-            f"    {resp['responding']}/{len(resp['per_vector'])} vectors move the landmarks >= "
-            f"{100 * resp['threshold_iod']:g} % IOD; identity distance under them "
-            f"{_number(resp['identity_responding'], '.3f')}",
-            f"  depth relief       {_number(item['depth_relief'], '.4f')} (p95 - p5 of rendered depth over the face, "
-            "world units)",
-        ]
+        cam = item["camera"]
+        lines += ["", f"{Path(item['photo']).name}  ({item['method']}, camera yaw {cam['yaw_deg']:+.1f}°, "
+                      f"pitch {cam['pitch_deg']:+.1f}°, λ {item['lam_source']})"]
+        lines += _metric_lines(item, report["settings"])
+        if "fitted" in item:
+            fitted = item["fitted"]
+            lines += [f"  fitted ({fitted['fit_steps']} steps in {fitted['fit_seconds']:.1f} s):"]
+            lines += ["  " + line for line in _metric_lines(fitted, report["settings"])]
     return "\n".join(lines)
+
+
+def _metric_lines(item: dict, settings: dict) -> list[str]:
+    rec, ident, resp = item["reconstruction"], item["identity"], item["expression_response"]
+    return [
+        f"  reconstruction     PSNR {rec['psnr']:.2f} dB   SSIM {rec['ssim']:.3f}   "
+        f"landmark error {rec['landmark_error_iod']:.3f} IOD",
+        "  identity distance  (dlib, < 0.6 = same person)",
+        "    " + "  ".join(f"{name} {value:.3f}" for name, value in
+                           [("photo camera", ident["photo"])] + list(ident["views"].items())),
+        f"  expression response  (mean landmark motion / IOD at own λ_i ± "
+        f"{settings['lam_step']:g}; IOD {item['iod_px']:.1f} px)",
+        "    vector   " + " ".join(f"{f'v{i + 1}':>6}" for i in range(len(resp["per_vector"]))),
+        "    motion   " + " ".join(f"{v:6.3f}" for v in resp["per_vector"]),
+        "    id -     " + " ".join(f"{v:6.3f}" for v in resp["identity_minus"]),
+        "    id +     " + " ".join(f"{v:6.3f}" for v in resp["identity_plus"]),
+        f"    {resp['responding']}/{len(resp['per_vector'])} vectors move the landmarks >= "
+        f"{100 * resp['threshold_iod']:g} % IOD; identity distance under them "
+        f"{_number(resp['identity_responding'], '.3f')}",
+        f"  depth relief       {_number(item['depth_relief'], '.4f')} (p95 - p5 of rendered depth over the face, "
+        "world units)",
+    ]
 
 
 __all__ = ["add_eval_real_command", "format_table", "run_eval_real"]

@@ -80,6 +80,7 @@ COMMANDS: dict[str, list[str]] = {
     "demo-portraits": ["demo-portraits", "--count", "1", "--res", "32", "-o", "{OUT}/portraits"],
     "train-expression-reader": ["train-expression-reader", "--data", "{corpus}", "-o", "{OUT}/reader.safetensors",
                                 "--steps", "1", "--no-progress"],
+    "fit": ["fit", "{photo}", "--random-init", "tiny", "--steps", "1", "-o", "{OUT}/photo.fit.safetensors"],
 }
 # Sub-commands that write only into an existing input (no output path of their own to refuse).
 IN_PLACE = {"expression-gain"}  # rewrites the last checkpoint of the run it is given
@@ -244,7 +245,7 @@ def test_numbers_are_written_for_a_good_render(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["render", "turntable", "sweep", "train", "pretrain-clebs", "eval", "bench",
-                                     "eval-real"])
+                                     "eval-real", "fit"])
 def test_device_meta_is_refused_by_every_command_that_computes(command: str, tmp_path: Path,
                                                                inputs: dict[str, Path],
                                                                capsys: pytest.CaptureFixture) -> None:

@@ -1,0 +1,120 @@
+"""Fit files: the tensors a per-portrait fit changed, in safetensors, with JSON metadata in its header.
+
+The header names the photo crop and the checkpoint the fit was made for (sha256 of each), so a fit
+is never applied to another portrait or another model: `load_fit` refuses with one clear line.
+Nothing is unpickled; the file is written atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from export3d_core.atomic import atomic_path
+from export3d_core.errors import Export3DError
+from export3d_core.fit import FitResult, apply_tensors
+from export3d_core.model import Export3D
+
+FIT_FORMAT = "export3d-fit"
+FIT_VERSION = 1
+FIT_SUFFIX = ".safetensors"
+
+
+def photo_digest(aligned: np.ndarray) -> str:
+    """sha256 of an aligned uint8 crop (its shape and pixels): what a fit belongs to."""
+    aligned = np.ascontiguousarray(aligned, dtype=np.uint8)
+    digest = hashlib.sha256(repr(aligned.shape).encode("ascii"))
+    digest.update(aligned.tobytes())
+    return digest.hexdigest()
+
+
+def file_digest(path: str | os.PathLike | None) -> str | None:
+    """sha256 of a checkpoint file (None for a model without one, e.g. a random initialisation)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_fit(path: str | os.PathLike, result: FitResult, checkpoint: str | os.PathLike | None,
+             aligned: np.ndarray) -> Path:
+    """Write `result`'s changed tensors and its metadata to `path` (a .safetensors file), atomically."""
+    path = Path(path)
+    if path.suffix != FIT_SUFFIX:
+        raise Export3DError(f"a fit file ends in {FIT_SUFFIX}, got {path.name}")
+    meta = {
+        "photo_sha256": photo_digest(aligned),
+        "photo_shape": list(np.asarray(aligned).shape),
+        "checkpoint_sha256": file_digest(checkpoint),
+        "checkpoint_name": None if checkpoint is None else Path(checkpoint).name,
+        "steps": len(result.losses),
+        "loss_first": result.losses[0],
+        "loss_last": result.losses[-1],
+        "losses": [round(v, 6) for v in result.losses],
+        "seconds": round(result.seconds, 2),
+        "lam": result.lam,
+        "camera": result.camera,
+        "settings": dataclasses.asdict(result.settings),
+    }
+    header = {"format": FIT_FORMAT, "format_version": str(FIT_VERSION), "meta": json.dumps(meta)}
+    with atomic_path(path) as tmp:
+        save_file({name: t.contiguous() for name, t in result.changed.items()}, tmp, metadata=header)
+    return path
+
+
+def read_fit(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the metadata of a fit file; a wrong or damaged file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise Export3DError(f"fit file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise Export3DError(f"{path} is not a valid fit file (truncated or corrupt safetensors: {exc})") from None
+    if header.get("format") != FIT_FORMAT:
+        raise Export3DError(f"{path} is a safetensors file but not an Export3D fit (made by `export3d fit`)")
+    if header.get("format_version") != str(FIT_VERSION):
+        raise Export3DError(f"{path} has fit format version {header.get('format_version')}; this build reads {FIT_VERSION}")
+    try:
+        meta = json.loads(header["meta"])
+    except (KeyError, ValueError) as exc:
+        raise Export3DError(f"{path} has invalid fit metadata: {exc}") from None
+    return tensors, meta
+
+
+def load_fit(path: str | os.PathLike, model: Export3D, checkpoint: str | os.PathLike | None,
+             aligned: np.ndarray) -> dict[str, Any]:
+    """Apply a fit file to `model` in place and return its metadata.
+
+    Refuses (Export3DError) a fit made for another photo crop or another checkpoint, before it
+    touches the model.
+    """
+    tensors, meta = read_fit(path)
+    name = Path(path).name
+    if meta.get("photo_sha256") != photo_digest(aligned):
+        raise Export3DError(f"the fit {name} was made for another photo (or another crop of it); fit this portrait with `export3d fit`")
+    if meta.get("checkpoint_sha256") != file_digest(checkpoint):
+        made_for = meta.get("checkpoint_name") or "a randomly initialised model"
+        raise Export3DError(f"the fit {name} was made for another checkpoint ({made_for}); fit again with this one")
+    state = model.state_dict()
+    for key, tensor in tensors.items():
+        if key not in state or state[key].shape != tensor.shape:
+            raise Export3DError(f"the fit {name} does not match this model's architecture (tensor {key})")
+    apply_tensors(model, tensors)
+    return meta

@@ -1,0 +1,182 @@
+"""Per-portrait fit: it lowers the reconstruction error, its file reloads bit-identically, a fit for
+another photo or checkpoint is refused, a cancelled fit writes nothing."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from export3d_core import save_checkpoint
+from export3d_core.camera import OrbitCamera
+from export3d_core.checkpoint import load_checkpoint
+from export3d_core.errors import Export3DError
+from export3d_core.fit import FitCancelled, FitSettings, apply_tensors, fit_portrait
+from export3d_core.fit_file import load_fit, read_fit, save_fit
+from export3d_core.portrait import PORTRAITS_DIR
+from export3d_core.session import PortraitSession, image_to_tensor
+
+FAST = FitSettings(steps=6, lr_planes=0.5, side_views=2, side_size=8, samples=6, preview_every=3)
+
+
+def small_photo(name: str = "synthetic_01.png", size: int = 64) -> np.ndarray:
+    image = Image.open(PORTRAITS_DIR / name).convert("RGB")
+    return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS))
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, tiny_model):
+    return save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
+
+
+def frontal_camera() -> np.ndarray:
+    return OrbitCamera().params().numpy()
+
+
+def reconstruction_error(model, photo, lam) -> float:
+    session = PortraitSession(model, renderer="reference")
+    session.set_portrait(photo)
+    out = session.render(lam, OrbitCamera())
+    return float(((out.image - image_to_tensor(photo, model.config.output_size)) ** 2).mean())
+
+
+GENERATOR_TOO = dataclasses.replace(FAST, lr_appearance=1e-3, lr_triplane_head=1e-3, basis_weight=1.0, basis_size=8)
+
+
+@pytest.mark.parametrize("settings", [FAST, GENERATOR_TOO], ids=["offset-decoder-sr", "with-generator-and-basis"])
+def test_fit_lowers_the_error_and_reloads_bit_identically(tmp_path, tiny_checkpoint, settings):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    photo, lam = small_photo(), [0.0] * model.config.n_basis
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reports = []
+    result = fit_portrait(model, photo, frontal_camera(), lam, settings, progress=reports.append)
+    assert [r.step for r in reports] == list(range(1, settings.steps + 1)) and reports[-1].eta_s == 0
+    assert [r.step for r in reports if r.preview is not None] == [3, 6]
+    early = apply_tensors(load_checkpoint(tiny_checkpoint)[0], reports[2].preview)  # an intermediate preview
+    assert reconstruction_error(early, photo, lam) < reconstruction_error(model, photo, lam)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the input model is untouched
+    assert reconstruction_error(result.model, photo, lam) < 0.8 * reconstruction_error(model, photo, lam)
+
+    path = save_fit(tmp_path / "portrait.fit.safetensors", result, tiny_checkpoint, photo)
+    tensors, meta = read_fit(path)
+    assert set(tensors) == set(result.changed) and meta["steps"] == settings.steps
+    assert any(name.startswith("generator.vit_blocks") for name in tensors) == (settings.lr_appearance > 0)
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+    reloaded, _ = load_checkpoint(tiny_checkpoint)
+    load_fit(path, reloaded, tiny_checkpoint, photo)
+    camera = OrbitCamera(yaw=math.radians(15))
+    images = []
+    for fitted in (result.model, reloaded):
+        session = PortraitSession(fitted)
+        session.set_portrait(photo)
+        images.append(session.render(lam, camera).image)
+    assert torch.equal(images[0], images[1])
+
+
+def test_a_fit_for_another_photo_or_checkpoint_is_refused(tmp_path, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    photo = small_photo()
+    result = fit_portrait(model, photo, frontal_camera(), [0.0] * model.config.n_basis,
+                          FitSettings(steps=1, side_weight=0, samples=4))
+    path = save_fit(tmp_path / "a.safetensors", result, tiny_checkpoint, photo)
+    with pytest.raises(Export3DError, match="another photo"):
+        load_fit(path, model, tiny_checkpoint, small_photo("synthetic_02.png"))
+    torch.manual_seed(1)
+    other = save_checkpoint(type(model)(model.config), tmp_path / "other.safetensors")
+    with pytest.raises(Export3DError, match="another checkpoint"):
+        load_fit(path, model, other, photo)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a fit")
+    with pytest.raises(Export3DError, match="not a valid fit"):
+        load_fit(tmp_path / "junk.safetensors", model, tiny_checkpoint, photo)
+
+
+def test_a_cancelled_fit_leaves_no_file(tmp_path, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    steps = []
+
+    def cancel() -> bool:
+        return len(steps) >= 2
+
+    with pytest.raises(FitCancelled):
+        fit_portrait(model, small_photo(), frontal_camera(), [0.0] * model.config.n_basis, FAST,
+                     progress=steps.append, cancel=cancel)
+    assert len(steps) == 2
+    assert list(tmp_path.iterdir()) == [tiny_checkpoint]
+
+
+def test_paste_back_keeps_the_photo_outside_the_feathered_mask():
+    from export3d_core.paste_back import paste_back, paste_weight
+
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)  # not square, not the crop's size
+    # the face square: centre (200, 150), half-side 100 px -> a 128 crop
+    transform = np.array([[0.64, 0.0, 128 / 2 - 0.64 * 200], [0.0, 0.64, 128 / 2 - 0.64 * 150]])
+    rendered = np.full((64, 64, 3), 20, np.uint8)  # rendered at another size than the crop
+    alpha = np.ones((32, 32), np.float32)
+    camera = OrbitCamera().params().numpy()
+    out = paste_back(original, transform, 128, rendered, alpha, camera)
+    weight = paste_weight(original.shape[:2], transform, 128, 64, alpha, camera)
+    assert out.shape == original.shape and out.dtype == np.uint8
+    outside, inside = weight == 0, weight > 0.99
+    assert 0.5 < outside.mean() < 0.95 and inside.sum() > 2000  # a face-sized mask, not all or nothing
+    assert np.array_equal(out[outside], original[outside])
+    assert np.abs(out[inside].astype(int) - original[inside]).mean() > 40  # the render replaced the face
+    ys, xs = np.nonzero(inside)
+    assert 130 < xs.mean() < 270 and 90 < ys.mean() < 230  # ... where the face square was
+    transparent = paste_back(original, transform, 128, rendered, np.zeros_like(alpha), camera)
+    assert np.array_equal(transparent, original)  # nothing rendered, nothing pasted
+
+
+@pytest.mark.usefixtures("offline_hub")  # tests/conftest.py: no hub weights, no network
+def test_out_of_domain_for_a_real_photo_not_for_a_synthetic_portrait():
+    from export3d_core.checkpoint import DEMO_CHECKPOINT
+    from export3d_core.domain import out_of_domain
+    from export3d_core.portrait import load_portrait
+
+    model, _ = load_checkpoint(DEMO_CHECKPOINT)
+    synthetic = load_portrait(PORTRAITS_DIR / "synthetic_01.png", model.config.input_size)
+    real = np.asarray(Image.open(PORTRAITS_DIR / "astronaut.png").convert("RGB"))
+    from export3d_core.data.intake import crop_portrait
+
+    crop = crop_portrait(real, size=model.config.input_size)
+    assert out_of_domain(model, crop.image, crop.camera)[0]
+    assert not out_of_domain(model, synthetic.image, frontal_camera())[0]
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_fit_and_render_commands_with_paste_back(tmp_path, capsys):
+    from export3d_core.cli import main
+
+    photo = PORTRAITS_DIR / "astronaut.png"
+    fit = tmp_path / "astronaut.fit.safetensors"
+    assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny", "--steps", "2"]) == 0
+    assert fit.is_file() and "PSNR at the photo's camera" in capsys.readouterr().out
+    assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny"]) == 2  # exists: not overwritten
+    still = tmp_path / "still.png"
+    assert main(["render", "--random-init", "tiny", "--portrait", str(photo), "--fit", str(fit),
+                 "--paste-back", "-o", str(still)]) == 0
+    assert Image.open(still).size == Image.open(photo).size
+    other = PORTRAITS_DIR / "synthetic_01.png"
+    assert main(["render", "--random-init", "tiny", "--portrait", str(other), "--fit", str(fit),
+                 "-o", str(tmp_path / "other.png")]) == 2
+    assert "made for another photo" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_eval_real_with_fit_measures_the_fitted_model_too(tmp_path, capsys):
+    import json
+
+    from export3d_core.cli import main
+
+    out = tmp_path / "real.json"
+    assert main(["eval-real", str(PORTRAITS_DIR / "astronaut.png"), "--fit", "--fit-steps", "4", "--json", str(out),
+                 "--no-progress"]) == 0
+    item = json.loads(out.read_text(encoding="utf-8"))["photos"][0]
+    fitted = item["fitted"]
+    assert fitted["fit_steps"] == 4 and fitted["fit_seconds"] > 0
+    assert set(fitted) == set(item) - {"photo", "method", "lam_source", "fitted"} | {"fit_seconds", "fit_steps"}
+    assert fitted["reconstruction"]["psnr"] > item["reconstruction"]["psnr"] + 2  # 4 steps already help
+    assert "fitted (4 steps in" in capsys.readouterr().out
