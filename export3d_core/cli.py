@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     ("export3d_core.eval.real_command", "add_eval_real_command"),
     ("export3d_core.bench", "add_bench_command"),
     ("export3d_core.animation_commands", "add_animate_command"),
+    ("export3d_core.batch", "add_batch_command"),
 )
 
 

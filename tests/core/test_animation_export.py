@@ -4,7 +4,6 @@ import json
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from export3d_core import Export3DError
@@ -16,22 +15,9 @@ from export3d_core.export import ExportCancelled
 from export3d_core.project_file import load_project_file, save_animation
 from export3d_core.session import PortraitSession
 
+from tests.core.lively_model import lively, pattern
+
 N = 10
-
-
-def lively(model):
-    """A fresh model zero-initialises its modulation, so λ would change nothing; random weights make it matter."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "adaLN_modulation" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-    return model
-
-
-def pattern(size=64):
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    return (np.stack([xx, yy, 1 - xx * yy], axis=-1) * 230).astype(np.uint8)
 
 
 @pytest.fixture
