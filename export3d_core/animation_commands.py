@@ -31,25 +31,30 @@ def load_aligned_portrait(path: Path, size: int, *, crop=None, aligned: bool = F
     return load_portrait(path, size, align=False if aligned else None).image
 
 
-def project_session(project: ProjectFile, args: argparse.Namespace) -> PortraitSession:
-    """The project's model and portrait (each overridable from the command line), resident."""
+def open_portrait_session(checkpoint: Path | None, portrait: Path | None, *, random_init: str | None = None,
+                          device: str | None = None, crop=None, aligned: bool = False) -> PortraitSession:
+    """A model (`checkpoint`, else the demo) with `portrait` (else a demo portrait) resident."""
     from export3d_core.portrait import default_portrait
     from export3d_core.view_commands import load_model
 
-    model_args = argparse.Namespace(checkpoint=args.checkpoint or project.checkpoint,
-                                    random_init=args.random_init, device=args.device)
-    if model_args.checkpoint is not None and not Path(model_args.checkpoint).is_file():
-        raise Export3DError(f"checkpoint not found: {model_args.checkpoint}")
-    model = load_model(model_args)
-    if model.config.n_basis != len(project.lam):
-        raise Export3DError(f"{project.path.name} has {len(project.lam)} λ values; the model has {model.config.n_basis}")
-    portrait = args.portrait or project.portrait
-    crop = project.crop if args.portrait is None else None
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise Export3DError(f"checkpoint not found: {checkpoint}")
+    model = load_model(argparse.Namespace(checkpoint=checkpoint, random_init=random_init, device=device))
     if portrait is None:
         portrait, crop = default_portrait().path, None
     session = PortraitSession(model)
-    session.set_portrait(load_aligned_portrait(Path(portrait), model.config.input_size, crop=crop,
-                                               aligned=args.aligned))
+    session.set_portrait(load_aligned_portrait(Path(portrait), model.config.input_size, crop=crop, aligned=aligned))
+    return session
+
+
+def project_session(project: ProjectFile, args: argparse.Namespace) -> PortraitSession:
+    """The project's model and portrait (each overridable from the command line), resident."""
+    session = open_portrait_session(args.checkpoint or project.checkpoint, args.portrait or project.portrait,
+                                    random_init=args.random_init, device=args.device,
+                                    crop=project.crop if args.portrait is None else None, aligned=args.aligned)
+    n = session.config.n_basis
+    if n != len(project.lam):
+        raise Export3DError(f"{project.path.name} has {len(project.lam)} λ values; the model has {n}")
     return session
 
 

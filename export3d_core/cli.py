@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     ("export3d_core.bench", "add_bench_command"),
     ("export3d_core.animation_commands", "add_animate_command"),
     ("export3d_core.batch", "add_batch_command"),
+    ("export3d_core.drive_commands", "add_drive_command"),
 )
 
 
