@@ -114,6 +114,7 @@ class Reading:
     lam: np.ndarray  # (n,)
     yaw_deg: float  # the camera's direction around the head, as the crop's PnP camera says
     pitch_deg: float
+    beta: np.ndarray | None = None  # the expression parameters λ was read from, when known
 
 
 @dataclass
@@ -124,6 +125,7 @@ class Performance:
     lam: np.ndarray  # (T, n)
     pose: np.ndarray  # (T, 2) yaw, pitch in degrees
     found: np.ndarray  # (T,) bool
+    beta: np.ndarray | None = None  # (T, beta_dim) when the reader gives β
 
     @property
     def held(self) -> int:
@@ -152,12 +154,14 @@ def read_performance(frames: Iterable[np.ndarray], reader: Reader, fps: float, *
     if not found.any():
         raise Export3DError(f"no face found in any of the {len(readings)} frames")
     last = next(r for r in readings if r is not None)  # frames before the first face take its reading
-    lam, pose = [], []
+    lam, pose, beta = [], [], []
     for reading in readings:
         last = reading or last
         lam.append(last.lam)
         pose.append((last.yaw_deg, last.pitch_deg))
-    return Performance(fps, np.asarray(lam, dtype=np.float64), np.asarray(pose, dtype=np.float64), found)
+        beta.append(last.beta)
+    betas = None if any(b is None for b in beta) else np.asarray(beta, dtype=np.float64)
+    return Performance(fps, np.asarray(lam, dtype=np.float64), np.asarray(pose, dtype=np.float64), found, betas)
 
 
 # -- baking keys --------------------------------------------------------------------------------------
@@ -232,7 +236,7 @@ class FaceReader:
         if self.aligned:
             from export3d_core.animation_export import resize_frame
 
-            return Reading(np.asarray(self.estimator.estimate(resize_frame(frame, self.size)).lam), 0.0, 0.0)
+            return self._read(resize_frame(frame, self.size), 0.0, 0.0)
         try:
             crop = crop_portrait(self._shrunk(frame), size=self.size)
         except NoFaceFoundError:
@@ -241,7 +245,12 @@ class FaceReader:
         if crop.landmarks is not None and crop.camera is not None:
             orbit = OrbitCamera.from_params(crop.camera)
             yaw, pitch = math.degrees(orbit.yaw), math.degrees(orbit.pitch)
-        return Reading(np.asarray(self.estimator.estimate(crop.image).lam), yaw, pitch)
+        return self._read(crop.image, yaw, pitch)
+
+    def _read(self, aligned: np.ndarray, yaw: float, pitch: float) -> Reading:
+        estimate = self.estimator.estimate(aligned)
+        return Reading(np.asarray(estimate.lam, dtype=np.float64), yaw, pitch,
+                       np.asarray(estimate.beta, dtype=np.float64))
 
     def _shrunk(self, frame: np.ndarray) -> np.ndarray:
         side = max(frame.shape[:2])
