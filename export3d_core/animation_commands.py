@@ -112,7 +112,8 @@ def bench_animation(project: ProjectFile, args: argparse.Namespace, settings: An
 
 
 def add_project_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the project's, else the demo model)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="model checkpoint (default: the project's, else the demo model)")
     parser.add_argument("--random-init", metavar="PRESET", choices=("tiny", "demo", "paper"),
                         help="use a randomly initialised model of this preset instead of a checkpoint")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
