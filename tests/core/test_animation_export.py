@@ -8,7 +8,7 @@ from PIL import Image
 
 from export3d_core import Export3DError
 from export3d_core.animation import Animation, CameraPose, Key, two_key_animation
-from export3d_core.animation_export import AnimationExportSettings, export_animation, render_pose
+from export3d_core.animation_export import AnimationExportSettings, PoseRenderer, export_animation, render_pose
 from export3d_core.checkpoint import save_checkpoint
 from export3d_core.cli import main
 from export3d_core.export import ExportCancelled
@@ -27,15 +27,15 @@ def session(tiny_model):
     return session
 
 
-def recording(session):
-    """Records the λ of every frame the session renders."""
-    seen, render_image = [], session.render_image
+def recording(monkeypatch):
+    """Records the λ of every frame any session renders (the export may use a reference twin)."""
+    seen, render_image = [], PortraitSession.render_image
 
-    def record(lam, *args, **kwargs):
+    def record(self, lam, *args, **kwargs):
         seen.append(tuple(float(v) for v in lam))
-        return render_image(lam, *args, **kwargs)
+        return render_image(self, lam, *args, **kwargs)
 
-    session.render_image = record
+    monkeypatch.setattr(PortraitSession, "render_image", record)
     return seen
 
 
@@ -44,18 +44,33 @@ def two_keys():
     return two_key_animation((0.0,) * N, lam_to, 1.0, "smooth-step", CameraPose(yaw_deg=-10), fps=4)
 
 
-def test_two_key_png_sequence_has_the_curve_at_every_frame(tmp_path, session):
+def test_two_key_png_sequence_has_the_curve_at_every_frame(tmp_path, session, monkeypatch):
     animation = two_keys()
-    seen = recording(session)
+    seen = recording(monkeypatch)
     folder = export_animation(session, animation, tmp_path / "frames")
+    monkeypatch.undo()
     files = sorted(folder.iterdir())
     assert [f.name for f in files] == [f"frame_{i:05d}.png" for i in range(5)]  # 0, .25, .5, .75, 1 s
     assert seen == [animation.sample(i / 4)[0] for i in range(5)]
     assert seen[2][0] == pytest.approx(3.0) and seen[1][0] == pytest.approx(6.0 * (3 / 16 - 2 / 64))
     frames = [np.asarray(Image.open(f)) for f in files]
+    renderer = PoseRenderer(session)
     for i, frame in enumerate(frames):
-        assert np.array_equal(frame, render_pose(session, animation, i / 4, AnimationExportSettings()))
+        assert np.array_equal(frame, render_pose(renderer, animation, i / 4, AnimationExportSettings()))
     assert not np.array_equal(frames[0], frames[-1])  # λ changed the picture
+
+
+def test_lambda_changes_skip_the_occupancy_grid_and_camera_moves_reuse_it(session):
+    renderer = PoseRenderer(session)
+    moving = two_keys()
+    for i in range(5):
+        renderer.render(moving.sample(i / 4)[0], CameraPose())
+    assert session.counters.grid == 1  # only the first frame; the others went to the reference twin
+    still_lam = (1.0,) * N
+    renderer.render(still_lam, CameraPose())  # λ changed: reference
+    for yaw in (-10, 0, 10):
+        renderer.render(still_lam, CameraPose(yaw_deg=yaw))
+    assert session.counters.grid == 2  # one grid for the three camera moves
 
 
 def test_mp4_and_gif_have_the_requested_frame_count_and_size(tmp_path, session):
