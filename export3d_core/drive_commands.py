@@ -77,6 +77,8 @@ def run_drive(args: argparse.Namespace) -> int:
     from export3d_core.expression_estimate import ExpressionEstimator
     from export3d_core.project_file import save_animation
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.output is None and args.keys_out is None:
         raise Export3DError("give -o OUT.mp4|OUT.gif|DIR, --keys-out PROJECT, or both")
     settings = DriveSettings(gain=args.gain, smoothing=args.smoothing, head_pose=not args.no_head_pose,
@@ -141,4 +143,5 @@ def add_drive_command(subparsers) -> None:
     parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: the model's)")
     parser.add_argument("--quality", choices=("full", "preview"), default="full")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.set_defaults(handler=run_drive)
