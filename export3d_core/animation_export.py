@@ -201,13 +201,33 @@ def export_animation(session: PortraitSession, animation: Animation, output: str
                      should_cancel: Callable[[], bool] | None = None) -> Path:
     """Render and write the animation; MP4/GIF by suffix, else a folder of PNGs."""
     output = Path(output)
-    kind = check_output(output, overwrite)
+    check_output(output, overwrite)
     check_lambda_count(session, animation)
     times = frame_times(animation, settings)
     frames = animation_frames(session, animation, settings, times)
-    if kind == "png":
-        return write_png_sequence(output, frames, overwrite=overwrite, total=len(times), progress=progress,
-                                  should_cancel=should_cancel)
     fps = animation.fps if settings.fps is None else settings.fps
-    return write_animation(output, frames, fps, overwrite=overwrite, total=len(times), progress=progress,
+    return write_frames(output, frames, fps, total=len(times), overwrite=overwrite, progress=progress,
+                        should_cancel=should_cancel)
+
+
+def write_frames(output: str | Path, frames: Iterable[np.ndarray], fps: float, *, total: int | None = None,
+                 overwrite: bool = False, progress: Progress | None = None,
+                 should_cancel: Callable[[], bool] | None = None) -> Path:
+    """Any frames to MP4/GIF (by suffix) or a PNG folder, atomically."""
+    output = Path(output)
+    if output_kind(output) == "png":
+        return write_png_sequence(output, frames, overwrite=overwrite, total=total, progress=progress,
+                                  should_cancel=should_cancel)
+    return write_animation(output, frames, fps, overwrite=overwrite, total=total, progress=progress,
                            should_cancel=should_cancel)
+
+
+def beside(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """`left` scaled to `right`'s height (aspect kept), then both side by side."""
+    height = right.shape[0]
+    width = max(1, round(left.shape[1] * height / left.shape[0]))
+    if left.shape[:2] != (height, width):
+        from PIL import Image
+
+        left = np.asarray(Image.fromarray(left).resize((width, height), Image.Resampling.LANCZOS))
+    return np.concatenate([left, right], axis=1)

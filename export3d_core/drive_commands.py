@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from export3d_core.animation import CameraPose
-from export3d_core.animation_export import AnimationExportSettings, check_output, export_animation
+from export3d_core.animation_export import (AnimationExportSettings, animation_frames, beside, check_output,
+                                           write_frames)
 from export3d_core.drive import (DriveSettings, FaceReader, Performance, bake, jitter, performance_curves,
                                  read_performance)
 from export3d_core.errors import Export3DError
@@ -51,15 +52,20 @@ def neutral_lambda(model) -> np.ndarray:
         return model.coefficients(beta)[0].double().cpu().numpy()
 
 
+def source_frames(args: argparse.Namespace):
+    from export3d_core.data.video_source import iter_frames
+
+    source, _ = video_source(args.video)
+    return (frame for _, frame in iter_frames(source, max_frames=args.max_frames))
+
+
 def read_video(args: argparse.Namespace, estimator, size: int) -> Performance:
     from tqdm import tqdm
 
-    from export3d_core.data.video_source import iter_frames
-
-    source, fps = video_source(args.video)
+    _, fps = video_source(args.video)
     fps = args.fps or fps or DEFAULT_FRAME_FOLDER_FPS
     reader = FaceReader(estimator, size, aligned=args.aligned_video, max_side=max(640, 4 * size))
-    frames = (frame for _, frame in iter_frames(source, max_frames=args.max_frames))
+    frames = source_frames(args)
     started = time.perf_counter()
     with tqdm(desc="reading", unit="frame") as bar:
         performance = read_performance(frames, reader, fps, progress=lambda done: bar.update(done - bar.n))
@@ -110,9 +116,12 @@ def run_drive(args: argparse.Namespace) -> int:
     if args.output is not None:
         total = len(animation.frame_times())
         started = time.perf_counter()
+        frames = animation_frames(session, animation, export_settings)
+        if args.side_by_side:  # the driving frame on the left of each render
+            frames = (beside(source, render) for source, render in zip(source_frames(args), frames))
         with tqdm(total=total, desc="rendering", unit="frame") as bar:
-            path = export_animation(session, animation, args.output, export_settings, overwrite=args.overwrite,
-                                    progress=lambda done, _total: bar.update(done - bar.n))
+            path = write_frames(args.output, frames, animation.fps, total=total, overwrite=args.overwrite,
+                                progress=lambda done, _total: bar.update(done - bar.n))
         seconds = time.perf_counter() - started
         print(f"wrote {path} ({total} frames in {seconds:.1f} s, {total / seconds:.1f} frames/s)")
     return 0
@@ -141,6 +150,7 @@ def add_drive_command(subparsers) -> None:
     parser.add_argument("--fps", type=float, default=None, help="frame rate (default: the video's; folders 25)")
     parser.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
     parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: the model's)")
+    parser.add_argument("--side-by-side", action="store_true", help="show the driving frame left of each render")
     parser.add_argument("--quality", choices=("full", "preview"), default="full")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")

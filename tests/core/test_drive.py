@@ -142,10 +142,11 @@ def test_no_face_anywhere_is_one_clear_error():
 def test_drive_command_writes_the_video_and_the_keys(video, tmp_path, capsys):
     out, keys = tmp_path / "driven.gif", tmp_path / "driven.e3d.json"
     assert main(["drive", "--video", str(video), "-o", str(out), "--keys-out", str(keys),
-                 "--max-frames", "6", "--simplify", "0.5"]) == 0
+                 "--max-frames", "6", "--simplify", "0.5", "--side-by-side"]) == 0
     printed = capsys.readouterr().out
     assert "read 6 frames at 24 fps" in printed and "0 without a face (held)" in printed
-    assert len(imageio.mimread(out)) == 6
+    frames = imageio.mimread(out)
+    assert len(frames) == 6 and frames[0].shape[:2] == (128, 256)  # the 256² actor scaled to 128, beside
     project = load_project_file(keys)
     assert project.animation is not None and project.animation.duration == pytest.approx(5 / FPS)
     assert main(["drive", "--video", str(video), "--keys-out", str(keys)]) == 2
