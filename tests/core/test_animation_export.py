@@ -183,3 +183,14 @@ def test_animate_command_without_keys_says_so(tmp_path, project, capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("export3d animate: error: p.e3d.json has no animation; add keys in the editor's timeline "
                    "or bake them with `export3d drive --keys-out`")
+
+
+def test_the_shipped_example_project_loads_with_its_keys():
+    from export3d_core.checkpoint import REPO_ROOT
+
+    project = load_project_file(REPO_ROOT / "resources" / "examples" / "open_wink_turn.e3d.json")
+    assert project.portrait.is_file() and project.checkpoint is None
+    animation = project.animation
+    assert len(animation.keys) == 4 and animation.duration == 3.0 and animation.fps == 12
+    assert [k.easing for k in animation.keys[:3]] == ["ease-in-out", "catmull-rom", "catmull-rom"]
+    assert len(animation.frame_times()) == 37
