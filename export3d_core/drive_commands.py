@@ -76,8 +76,6 @@ def read_video(args: argparse.Namespace, estimator, size: int) -> Performance:
 
 
 def run_drive(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from export3d_core.animation_commands import open_portrait_session
     from export3d_core.checkpoint import DEMO_CHECKPOINT
     from export3d_core.expression_estimate import ExpressionEstimator
@@ -114,17 +112,23 @@ def run_drive(args: argparse.Namespace) -> int:
                               checkpoint=args.checkpoint, overwrite=args.overwrite)
         print(f"wrote keys to {path}")
     if args.output is not None:
-        total = len(animation.frame_times())
-        started = time.perf_counter()
-        frames = animation_frames(session, animation, export_settings)
-        if args.side_by_side:  # the driving frame on the left of each render
-            frames = (beside(source, render) for source, render in zip(source_frames(args), frames))
-        with tqdm(total=total, desc="rendering", unit="frame") as bar:
-            path = write_frames(args.output, frames, animation.fps, total=total, overwrite=args.overwrite,
-                                progress=lambda done, _total: bar.update(done - bar.n))
-        seconds = time.perf_counter() - started
-        print(f"wrote {path} ({total} frames in {seconds:.1f} s, {total / seconds:.1f} frames/s)")
+        render_performance(args, session, animation, export_settings)
     return 0
+
+
+def render_performance(args: argparse.Namespace, session, animation, settings: AnimationExportSettings) -> None:
+    from tqdm import tqdm
+
+    total = len(animation.frame_times())
+    started = time.perf_counter()
+    frames = animation_frames(session, animation, settings)
+    if args.side_by_side:  # the driving frame on the left of each render
+        frames = (beside(source, render) for source, render in zip(source_frames(args), frames))
+    with tqdm(total=total, desc="rendering", unit="frame") as bar:
+        path = write_frames(args.output, frames, animation.fps, total=total, overwrite=args.overwrite,
+                            progress=lambda done, _total: bar.update(done - bar.n))
+    seconds = time.perf_counter() - started
+    print(f"wrote {path} ({total} frames in {seconds:.1f} s, {total / seconds:.1f} frames/s)")
 
 
 def add_drive_command(subparsers) -> None:
