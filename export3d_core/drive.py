@@ -204,8 +204,14 @@ def bake(performance: Performance, settings: DriveSettings, lam_origin: np.ndarr
          base_camera: CameraPose = CameraPose(), lam_offset: np.ndarray | None = None) -> Animation:
     """The performance as keys (linear between them), every frame or simplified within tolerance."""
     curves = performance_curves(performance, settings, lam_origin, lam_offset)
-    n = curves.shape[1] - 2
     times = np.arange(len(curves)) / performance.fps
+    return keys_from_curves(times, curves, settings, base_camera, performance.fps)
+
+
+def keys_from_curves(times: np.ndarray, curves: np.ndarray, settings: DriveSettings, base_camera: CameraPose,
+                     fps: float) -> Animation:
+    """(T, n + 2) curves (λ, then yaw/pitch offsets in degrees) at `times` as linear keys."""
+    n = curves.shape[1] - 2
     if settings.tolerance is None:
         indices = list(range(len(curves)))
     else:
@@ -217,7 +223,7 @@ def bake(performance: Performance, settings: DriveSettings, lam_origin: np.ndarr
         camera = CameraPose(yaw_deg=base_camera.yaw_deg + row[n], pitch_deg=base_camera.pitch_deg + row[n + 1],
                             radius=base_camera.radius, fov_deg=base_camera.fov_deg)
         keys.append(Key(float(times[index]), tuple(float(v) for v in row[:n]), camera, "linear"))
-    return Animation(tuple(keys), fps=performance.fps, duration=float(times[-1]))
+    return Animation(tuple(keys), fps=fps, duration=float(times[-1]) if times[-1] > 0 else None)
 
 
 class FaceReader:
