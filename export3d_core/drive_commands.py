@@ -131,6 +131,74 @@ def render_performance(args: argparse.Namespace, session, animation, settings: A
     print(f"wrote {path} ({total} frames in {seconds:.1f} s, {total / seconds:.1f} frames/s)")
 
 
+def run_live(args: argparse.Namespace) -> int:
+    """Drive live from a camera (or a file paced like one) for `--seconds`, recording the take."""
+    from export3d_core.animation_commands import open_portrait_session
+    from export3d_core.checkpoint import DEMO_CHECKPOINT
+    from export3d_core.expression_estimate import ExpressionEstimator
+    from export3d_core.live import LatestFrameSource, LiveDriver
+    from export3d_core.project_file import save_animation
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.keys_out.exists() and not args.overwrite:
+        raise Export3DError(f"{args.keys_out} exists; pass --overwrite to replace its animation")
+    if args.output is not None:
+        check_output(args.output, args.overwrite)
+    settings = DriveSettings(gain=args.gain, smoothing=args.smoothing, head_pose=not args.no_head_pose,
+                             tolerance=args.simplify)
+    session = open_portrait_session(args.checkpoint, args.portrait, device=args.device)
+    model = session.model
+    estimator = ExpressionEstimator.for_checkpoint(model, args.checkpoint or DEMO_CHECKPOINT)
+    reader = FaceReader(estimator, model.config.input_size)
+    driver = LiveDriver(reader, neutral_lambda(model), settings, session=session, quality="preview")
+    reader(np.full((256, 256, 3), 128, np.uint8))  # warm-up: loads the face detector before the clock runs
+    source = LatestFrameSource(args.camera if args.video is None else args.video)
+    shown, started = [], time.perf_counter()
+    driver.start_recording()
+    try:
+        while time.perf_counter() - started < args.seconds and (item := source.latest(timeout=2.0)) is not None:
+            shown.append(driver.step(item[1], time.perf_counter() - started).image)
+    finally:
+        source.close()
+    seconds = time.perf_counter() - started
+    take = driver.stop_recording(fps=max(1.0, min(120.0, round(len(shown) / seconds))))
+    print(f"live: showed {len(shown)} of {source.grabbed} frames in {seconds:.1f} s ({len(shown) / seconds:.1f} "
+          f"frames/s, {source.grabbed - len(shown)} dropped, {driver.faceless} without a face)")
+    path = save_animation(args.keys_out, take, portrait=args.portrait, checkpoint=args.checkpoint,
+                          overwrite=args.overwrite)
+    print(f"wrote {len(take.keys)} keys to {path}")
+    if args.output is not None:
+        print(f"wrote {write_frames(args.output, shown, take.fps, overwrite=args.overwrite)} (the previews shown)")
+    return 0
+
+
+def add_live_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gain", type=float, default=1.0, help="scale the performance (0 neutral, >1 exaggerate)")
+    parser.add_argument("--smoothing", type=float, default=1.0,
+                        help="One Euro filter strength: 0 off, 1 default, higher smoother")
+    parser.add_argument("--simplify", type=float, default=None, metavar="TOL",
+                        help="keep only the keys needed to stay within TOL of λ (default: a key every frame)")
+    parser.add_argument("--no-head-pose", action="store_true", help="keep the camera still")
+    parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped demo model)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+
+
+def add_live_command(subparsers) -> None:
+    parser = subparsers.add_parser("live", help="drive a portrait live from a webcam and record the take as keys")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--camera", type=int, default=0, help="OpenCV capture device index (default 0)")
+    source.add_argument("--video", type=Path, help="a video file played at its own rate instead of a camera")
+    parser.add_argument("--portrait", type=Path, help="portrait photo (default: a shipped demo portrait)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the take")
+    parser.add_argument("--keys-out", type=Path, required=True, metavar="PROJECT", help="project for the take's keys")
+    parser.add_argument("-o", "--output", type=Path, help="also save the previews shown (MP4, GIF or a folder)")
+    add_live_arguments(parser)
+    parser.set_defaults(handler=run_live)
+
+
 def add_drive_command(subparsers) -> None:
     parser = subparsers.add_parser("drive", help="drive a portrait from a video of a face; bake the keys")
     parser.add_argument("--portrait", type=Path, help="portrait photo (default: a shipped demo portrait)")
@@ -159,3 +227,4 @@ def add_drive_command(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.set_defaults(handler=run_drive)
+    add_live_command(subparsers)

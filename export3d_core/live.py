@@ -97,6 +97,11 @@ class LiveDriver:
         self.lam_origin = np.asarray(lam_origin, dtype=np.float64)
         self.base_camera = base_camera
         self.session = session
+        self._renderer = None
+        if session is not None:
+            from export3d_core.animation_export import PoseRenderer
+
+            self._renderer = PoseRenderer(session)  # λ changes every frame: skips per-λ occupancy grids
         self.quality = quality
         one_euro = OneEuroSettings.from_strength(settings.smoothing)
         self._filter = OneEuroFilter(one_euro) if one_euro is not None else None
@@ -130,8 +135,8 @@ class LiveDriver:
         camera = CameraPose(base.yaw_deg + values[n], base.pitch_deg + values[n + 1], base.radius, base.fov_deg)
         lam_out = tuple(float(v) for v in values[:n])
         image = None
-        if self.session is not None:
-            image = self.session.render_image(lam_out, camera.to_orbit(), "final", self.quality)
+        if self._renderer is not None:
+            image = self._renderer.render(lam_out, camera, "final", self.quality)
         return LiveFrame(image, lam_out, camera, reading is not None)
 
     @property

@@ -157,3 +157,13 @@ def test_a_performance_needs_two_frames():
     with pytest.raises(Export3DError, match="at least 2 frames"):
         read_performance([np.zeros((8, 8, 3), np.uint8)], lambda f: None, FPS)
     assert isinstance(Performance(FPS, np.zeros((2, 1)), np.zeros((2, 2)), np.ones(2, bool)).held, int)
+
+
+def test_live_command_with_a_video_for_the_camera_records_keys(video, tmp_path, capsys):
+    clip = write_animation(tmp_path / "cam.mp4", imageio.mimread(video) * 2, FPS)  # 2.3 s
+    keys, shown = tmp_path / "take.e3d.json", tmp_path / "shown.gif"
+    assert main(["live", "--video", str(clip), "--keys-out", str(keys), "-o", str(shown)]) == 0
+    printed = capsys.readouterr().out
+    assert f"of {2 * T} frames" in printed and "dropped" in printed
+    take = load_project_file(keys).animation
+    assert len(take.keys) >= 2 and len(imageio.mimread(shown)) == len(take.keys)
