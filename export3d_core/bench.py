@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 import resource
 import statistics
 import time
@@ -20,12 +18,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from export3d_core.camera import OrbitCamera
+from export3d_core.acceleration import Acceleration
+from export3d_core.atomic import write_json_atomic
+from export3d_core.camera import ORBIT_PITCH_AMPLITUDE, OrbitCamera, orbit_path
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
+from export3d_core.devices import pick_device
+from export3d_core.metrics import psnr_db
 from export3d_core.model import Export3D
 from export3d_core.render.triplane import sample_triplane
-from export3d_core.session import Acceleration, PortraitSession
+from export3d_core.session import PortraitSession
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,6 @@ def median_ms(fn: Callable[[], object], device: torch.device, settings: BenchSet
         _sync(device)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
-
-
-def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR of two images in [-1, 1] (peak-to-peak 2)."""
-    mse = (a.float() - b.float()).square().mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -134,8 +130,8 @@ def shape_random_model(model: Export3D, source: torch.Tensor, settings: ShapeSet
 
 def _orbit(step: int) -> OrbitCamera:
     """A new camera every call, as in a drag (EG3D's orbit video path)."""
-    t = step / 16
-    return OrbitCamera(yaw=0.35 * math.sin(2 * math.pi * t), pitch=0.25 * math.cos(2 * math.pi * t) * 0.5)
+    yaw, pitch = orbit_path(step / 16, pitch_amp=ORBIT_PITCH_AMPLITUDE / 2)
+    return OrbitCamera(yaw=yaw, pitch=pitch)
 
 
 def bench_source(model: Export3D, device: torch.device, trained: bool) -> torch.Tensor:
@@ -144,7 +140,7 @@ def bench_source(model: Export3D, device: torch.device, trained: bool) -> torch.
     size = model.config.input_size
     if trained:
         from export3d_core.portrait import default_portrait, load_portrait
-        from export3d_core.session import image_to_tensor
+        from export3d_core.display import image_to_tensor
 
         return image_to_tensor(load_portrait(default_portrait().path, size).image, size).to(device)
     torch.manual_seed(0)
@@ -162,20 +158,32 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
     if shape is not None:
         shape_random_model(model, source, shape)
     reset_peak_memory(device)
-    lam = torch.zeros(1, cfg.n_basis, device=device)
     cameras = OrbitCamera(yaw=0.3, pitch=0.1).params(device=device)[None]  # (1, 25)
     session = PortraitSession(model, device, acceleration=acceleration)
     session.set_portrait(source)
+    stats = _stage_stats(model, session, source, cameras, device, settings)
+    stats.update(_editor_stats(session, device, settings))
+    stats.update(_bf16_check(model, source, torch.zeros(1, cfg.n_basis, device=device), cameras, device, settings))
+    stats["peak_mem_mb"] = peak_memory_mb(device)
+    return {key: round(value, 3) for key, value in stats.items()}
+
+
+def _stage_stats(model: Export3D, session: PortraitSession, source: torch.Tensor, cameras: torch.Tensor,
+                 device: torch.device, settings: BenchSettings) -> dict[str, float]:
+    """Each stage's time at λ = 0, and the accelerated frame's agreement with the reference."""
+    cfg = model.config
+    lam = torch.zeros(1, cfg.n_basis, device=device)
     lam_values = [0.0] * cfg.n_basis
     appearance = model.encode(source)
     planes = session.planes(lam_values)
     field = session.field(planes)  # through the session's decoder (compiled where asked)
-    exact_planes = model.triplane(appearance, model.expression(lam=lam)).float()  # fp32 G, whatever the session's autocast
+    exact_planes = model.generate_triplane(source, lam=lam).float()  # fp32 G, whatever the session's autocast
     exact_field = model.field(exact_planes)  # the model's own decoder, never compiled
     grid = session.grid(lam_values)
     accelerated = session.accelerated_renderer
-    reference = model.renderer.render(exact_field, cameras, cfg.neural_size)
-    fast = accelerated.render(field, cameras, cfg.neural_size, grid=grid)
+    # Whole frames go through Export3D.render; the stage timings below call the renderers alone.
+    reference = model.render(exact_planes, cameras)  # the reference pipeline, plain fp32
+    fast = model.render(planes, cameras, renderer=accelerated, grid=grid, decoder=session.decoder)
     stats = {
         "encode_ms": median_ms(lambda: model.encode(source), device, settings),
         "triplane_ms": median_ms(lambda: model.triplane(appearance, model.expression(lam=lam)), device, settings),
@@ -183,21 +191,25 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
         "reference_render_ms": median_ms(lambda: model.renderer.render(exact_field, cameras, cfg.neural_size), device, settings),
         "accelerated_render_ms": median_ms(
             lambda: accelerated.render(field, cameras, cfg.neural_size, grid=grid), device, settings),
-        "sr_fp32_ms": median_ms(lambda: model.superres(reference.features[:, :3], reference.features), device, settings),
-        "sr_ms": median_ms(lambda: session.super_resolve(reference.features[:, :3], reference.features), device, settings),
+        "sr_fp32_ms": median_ms(lambda: model.superres(reference.image_raw, reference.features), device, settings),
+        "sr_ms": median_ms(lambda: session.super_resolve(reference.image_raw, reference.features), device, settings),
     }
-    ref_image = model.superres(reference.features[:, :3], reference.features)
-    fast_image = model.superres(fast.features[:, :3], fast.features)
-    stats["agreement_psnr_db"] = psnr_db(ref_image, fast_image)
+    stats["agreement_psnr_db"] = psnr_db(reference.image, fast.image)
     # The editor's whole full-quality frame (accelerated render + its SR) against the reference pipeline.
-    stats["full_agreement_psnr_db"] = psnr_db(ref_image, session.render(lam_values, cameras, quality="full").image)
+    stats["full_agreement_psnr_db"] = psnr_db(reference.image, session.render(lam_values, cameras, quality="full").image)
     stats["sr_bf16"] = float(session.sr_bf16)
     stats["cuda_graphs"] = float(session.cuda_graphs)  # frames replayed as CUDA graphs (reference renderer)
     stats["proposal_samples"] = float(accelerated.proposal_samples or 0)
-    stats["raw_agreement_psnr_db"] = psnr_db(reference.features[:, :3], fast.features[:, :3])
+    stats["raw_agreement_psnr_db"] = psnr_db(reference.image_raw, fast.image_raw)
     stats["speedup"] = stats["reference_render_ms"] / stats["accelerated_render_ms"]
     stats["render_ms"] = stats["accelerated_render_ms"]  # what the editor pays: decoder + volume rendering
     stats["opacity_mean"] = reference.alpha.mean().item()  # how much of the frame the subject fills
+    return stats
+
+
+def _editor_stats(session: PortraitSession, device: torch.device, settings: BenchSettings) -> dict[str, float]:
+    """What the artist waits for: a new camera every frame (a drag), or a new λ and camera."""
+    lam_values = [0.0] * session.config.n_basis
     step = [0]
 
     def camera_change(quality: str) -> None:
@@ -209,13 +221,12 @@ def bench_model(model: Export3D, device: torch.device, settings: BenchSettings,
         lam_values[0] = 0.01 * step[0]
         session.render(lam_values, _orbit(step[0]), quality=quality)
 
-    stats["preview_ms"] = median_ms(lambda: camera_change("preview"), device, settings)
-    stats["full_ms"] = median_ms(lambda: camera_change("full"), device, settings)
-    stats["lambda_change_ms"] = median_ms(lambda: lambda_change("preview"), device, settings)
-    stats["lambda_change_full_ms"] = median_ms(lambda: lambda_change("full"), device, settings)
-    stats.update(_bf16_check(model, source, lam, cameras, device, settings))
-    stats["peak_mem_mb"] = peak_memory_mb(device)
-    return {key: round(value, 3) for key, value in stats.items()}
+    return {
+        "preview_ms": median_ms(lambda: camera_change("preview"), device, settings),
+        "full_ms": median_ms(lambda: camera_change("full"), device, settings),
+        "lambda_change_ms": median_ms(lambda: lambda_change("preview"), device, settings),
+        "lambda_change_full_ms": median_ms(lambda: lambda_change("full"), device, settings),
+    }
 
 
 def _bf16_check(model: Export3D, source: torch.Tensor, lam: torch.Tensor, cameras: torch.Tensor,
@@ -223,15 +234,13 @@ def _bf16_check(model: Export3D, source: torch.Tensor, lam: torch.Tensor, camera
     """bf16 autocast of G (encode + tri-plane): its time and the final image's agreement with fp32."""
     def generate() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            return model.triplane(model.encode(source), model.expression(lam=lam)).float()
+            return model.generate_triplane(source, lam=lam).float()
 
-    planes = model.triplane(model.encode(source), model.expression(lam=lam))
-    exact = model.render(planes, cameras).image
+    exact = model.render(model.generate_triplane(source, lam=lam), cameras).image
     approx = model.render(generate(), cameras).image
     return {
         "bf16_generator_ms": median_ms(generate, device, settings),
-        "fp32_generator_ms": median_ms(
-            lambda: model.triplane(model.encode(source), model.expression(lam=lam)), device, settings),
+        "fp32_generator_ms": median_ms(lambda: model.generate_triplane(source, lam=lam), device, settings),
         "bf16_agreement_psnr_db": psnr_db(exact, approx),
     }
 
@@ -259,13 +268,13 @@ def agreement_sweep(model: Export3D, device: torch.device, acceleration: Acceler
         session.set_portrait(load_portrait(portrait.path, cfg.input_size).image)
         renderer = session.accelerated_renderer
         for lam in ([0.0] * cfg.n_basis, [SWEEP_LAMBDA * (i == index % cfg.n_basis) for i in range(cfg.n_basis)]):
-            field, grid = session.field(session.planes(lam)), session.grid(lam)
+            planes, grid = session.planes(lam), session.grid(lam)
+            field = session.field(planes)
             for yaw, pitch in views:
                 cameras = OrbitCamera(yaw=yaw, pitch=pitch).params(device=device)[None]
-                reference = model.renderer.render(field, cameras, cfg.neural_size)
-                fast = renderer.render(field, cameras, cfg.neural_size, grid=grid)
-                agreement.append(psnr_db(model.superres(reference.features[:, :3], reference.features),
-                                         model.superres(fast.features[:, :3], fast.features)))
+                reference = model.render(planes, cameras, decoder=session.decoder)
+                fast = model.render(planes, cameras, renderer=renderer, grid=grid, decoder=session.decoder)
+                agreement.append(psnr_db(reference.image, fast.image))
                 reference_ms.append(median_ms(lambda: model.renderer.render(field, cameras, cfg.neural_size), device, once))
                 accelerated_ms.append(median_ms(lambda: renderer.render(field, cameras, cfg.neural_size, grid=grid),
                                                 device, once))
@@ -285,9 +294,11 @@ def device_label(device: torch.device) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from export3d_core.view_commands import pick_device
+    from export3d_core.atomic import check_writable
 
     device = pick_device(args.device)
+    if args.json:
+        check_writable(args.json)  # before minutes of timing
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = BenchSettings(warmup=args.warmup, repeats=args.repeats)
@@ -301,7 +312,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for key, value in sweep.items():
             print(f"  {key:26s}{value}")
         if args.json:
-            Path(args.json).write_text(json.dumps(sweep, indent=1), encoding="utf-8")
+            write_json_atomic(args.json, sweep)
         return 0
     if args.forward:
         for preset in args.presets:
@@ -313,7 +324,7 @@ def run_bench(args: argparse.Namespace) -> int:
                            shape=ShapeSettings(steps=args.shape_steps), acceleration=acceleration)
     _print_table(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        write_json_atomic(args.json, report)
         print(f"wrote {args.json}")
     return 0
 
@@ -392,5 +403,5 @@ def add_bench_command(subparsers) -> None:
     parser.set_defaults(handler=run_bench)
 
 
-__all__ = ["BenchSettings", "ShapeSettings", "agreement_sweep", "bench_model", "bench_presets", "psnr_db",
+__all__ = ["BenchSettings", "ShapeSettings", "agreement_sweep", "bench_model", "bench_presets",
            "shape_random_model", "add_bench_command"]

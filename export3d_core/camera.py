@@ -27,6 +27,7 @@ DEFAULT_FOV_DEG = 18.837  # EG3D FFHQ (diagonal) field of view, focal 4.2647
 DEFAULT_PIVOT = (0.0, 0.0, 0.2)  # EG3D FFHQ look-at point (roughly the head centre)
 ORBIT_YAW_AMPLITUDE = 0.35  # EG3D gen_videos yaw range, radians
 ORBIT_PITCH_AMPLITUDE = 0.25  # EG3D gen_videos pitch range, radians
+POSE_DIM = 2  # a head pose as the regressor and evaluation read it: (yaw, pitch) of an OrbitCamera, radians
 _DIAGONAL = math.sqrt(2.0)  # diagonal of the unit image: the fov is measured along it
 _POLE_MARGIN = 1e-5  # keeps |pitch| away from pi/2, where the look-at up vector degenerates
 _WORLD_UP = (0.0, 1.0, 0.0)

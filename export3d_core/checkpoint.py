@@ -86,6 +86,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     model = Export3D(config)
     expected = model.state_dict()
     _check_tensors(path, expected, tensors)
+    _check_values(path, expected, tensors)
     for key, tensor in tensors.items():
         tensors[key] = tensor.to(expected[key].dtype)
     model.load_state_dict(tensors, strict=True)
@@ -140,3 +141,16 @@ def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[st
             shown = ", ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
             parts.append(f"{label}: {shown}")
     raise Export3DError(f"{path}: weights do not match its config: " + "; ".join(parts))
+
+
+def _check_values(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+    """Weights of the right kind and finite: an int8 tensor would be cast to garbage and a NaN
+    renders black, both silently."""
+    for key in sorted(found):
+        tensor, wanted = found[key], expected[key]
+        if tensor.is_floating_point() != wanted.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+            kind = "floating-point" if wanted.is_floating_point() else "integer"
+            raise Export3DError(f"{path}: tensor {key} is {str(tensor.dtype).replace('torch.', '')}; "
+                                f"the model needs {kind} values there")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise Export3DError(f"{path}: tensor {key} holds NaN or infinite values; the weights are corrupt")

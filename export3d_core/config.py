@@ -12,6 +12,49 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# Limits a real model can use, checked before anything is allocated: a checkpoint's header is
+# untrusted input, and a size of 8192 or a billion samples per ray would take the machine's memory
+# and hours before failing. Each bound leaves room well past the paper preset (input and output
+# 512, neural 128, tri-plane 128 x 32 channels, 48 + 48 samples per ray, widths up to 1024) and
+# past what fits a large GPU: output 2048 (4x the paper's), 512 neural rays a side with up to 512
+# samples each, widths up to 8192.
+INT_LIMITS: dict[str, tuple[int, int]] = {
+    "input_size": (16, 2048), "neural_size": (8, 512), "output_size": (8, 2048),
+    "n_basis": (1, 256), "expr_dim": (1, 4096), "beta_dim": (1, 1024), "lebs_hidden": (1, 8192),
+    "se_reduction": (1, 1024), "ffn_hidden": (1, 16384), "num_heads": (1, 64), "vit_depth": (0, 64),
+    "eadaln_depth": (0, 64), "sr_ratio": (1, 64), "skip_channels": (0, 1024),
+    "skip_expression_channels": (0, 1024), "plane_channels": (1, 256), "plane_res": (8, 1024),
+    "decoder_hidden": (1, 8192), "decoder_layers": (1, 32), "feature_channels": (3, 512),
+    "camera_dim": (25, 25),  # EG3D's camera: 16 cam2world + 9 intrinsics, nothing else is built
+    "num_coarse": (1, 512), "num_fine": (0, 512),
+}
+WIDTH_LIMIT = 8192  # every entry of a tuple of widths
+WIDTH_COUNTS: dict[str, tuple[int, int]] = {  # how many widths each tuple may hold
+    "encoder_widths": (4, 4), "conv_widths": (0, 4), "sr_channels": (1, 16), "disc_widths": (1, 16),
+}
+MAX_RAY_DEPTH = 1e4  # world units; the head spans about 1 and the camera sits at 2.7
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a size
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _int_problems(owner: Any, names: tuple[str, ...]) -> list[str]:
+    problems = []
+    for name in names:
+        value = getattr(owner, name)
+        low, high = INT_LIMITS[name]
+        if not _is_int(value):
+            problems.append(f"{name} must be an integer, got {value!r}")
+        elif not low <= value <= high:
+            problems.append(f"{name} must be between {low} and {high}, got {value}")
+    return problems
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     """Volume-rendering settings (EG3D FFHQ conventions, DESIGN.md §3)."""
@@ -23,6 +66,22 @@ class RenderConfig:
     num_fine: int = 48  # importance samples per ray, drawn from the coarse weights
     density_shift: float = -1.0  # density = softplus(raw + shift), EG3D's softplus(σ − 1)
     disparity_space: bool = False  # EG3D samples depth linearly for FFHQ
+
+    def __post_init__(self) -> None:
+        problems = _int_problems(self, ("num_coarse", "num_fine"))
+        numbers = ("ray_start", "ray_end", "box_warp", "density_shift")
+        problems += [f"{name} must be a finite number, got {getattr(self, name)!r}" for name in numbers
+                     if not _is_number(getattr(self, name))]
+        if not problems:
+            if not 0 < self.ray_start < self.ray_end <= MAX_RAY_DEPTH:
+                problems.append(f"rays need 0 < ray_start < ray_end <= {MAX_RAY_DEPTH:g}, "
+                                f"got {self.ray_start} and {self.ray_end}")
+            if not 0 < self.box_warp <= MAX_RAY_DEPTH:
+                problems.append(f"box_warp must be positive, got {self.box_warp}")
+        if not isinstance(self.disparity_space, bool):
+            problems.append(f"disparity_space must be true or false, got {self.disparity_space!r}")
+        if problems:
+            raise ValueError("invalid RenderConfig: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -79,7 +138,9 @@ class ModelConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = self._type_problems()
+        if problems:  # the checks below do arithmetic on these values
+            raise ValueError("invalid ModelConfig: " + "; ".join(problems))
         if self.input_size % 16:
             problems.append(f"input_size {self.input_size} must be a multiple of 16 (tokens at 1/16)")
         if self.plane_res % (self.input_size // 16 or 1):
@@ -101,8 +162,34 @@ class ModelConfig:
                 problems.append(f"{name} must be a positive number, got {value}")
         if self.n_basis > self.expr_dim:
             problems.append("n_basis must not exceed expr_dim (QR of a d x n matrix)")
+        if self.token_grid % self.sr_ratio:
+            problems.append(f"sr_ratio {self.sr_ratio} must divide the token grid side {self.token_grid}")
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
+
+    def _type_problems(self) -> list[str]:
+        """Types and ranges of every field (see INT_LIMITS); empty when all are usable."""
+        names = tuple(f.name for f in dataclasses.fields(self) if f.name in INT_LIMITS)
+        problems = _int_problems(self, names)
+        if not isinstance(self.name, str):
+            problems.append(f"name must be a string, got {self.name!r}")
+        for name, (fewest, most) in WIDTH_COUNTS.items():
+            widths = getattr(self, name)
+            if not isinstance(widths, tuple) or not fewest <= len(widths) <= most:
+                problems.append(f"{name} must be a list of {fewest}..{most} widths, got {widths!r}")
+            elif not all(_is_int(w) and 1 <= w <= WIDTH_LIMIT for w in widths):
+                problems.append(f"{name} must hold integers between 1 and {WIDTH_LIMIT}, got {widths!r}")
+        for name in ("lambda_scale", "expression_gain", "lowpass_sigma", "ema_decay"):
+            if not _is_number(getattr(self, name)):
+                problems.append(f"{name} must be a finite number, got {getattr(self, name)!r}")
+        if not problems:
+            if not self.lowpass_sigma > 0:
+                problems.append(f"lowpass_sigma must be positive, got {self.lowpass_sigma}")
+            if not 0 <= self.ema_decay <= 1:
+                problems.append(f"ema_decay must be between 0 and 1, got {self.ema_decay}")
+        if not isinstance(self.render, RenderConfig):
+            problems.append(f"render must be a table of render settings, got {self.render!r}")
+        return problems
 
     # -- derived sizes ---------------------------------------------------------------------------
     @property
@@ -144,6 +231,10 @@ class ModelConfig:
             raise ValueError(f"config has unknown fields: {sorted(unknown)}")
         values = dict(data)
         if "render" in values and isinstance(values["render"], dict):
+            render_fields = {f.name for f in dataclasses.fields(RenderConfig)}
+            unknown = set(values["render"]) - render_fields
+            if unknown:
+                raise ValueError(f"config has unknown render fields: {sorted(unknown)}")
             values["render"] = RenderConfig(**values["render"])
         for key, value in values.items():
             if isinstance(value, list):

@@ -7,19 +7,25 @@ export never leaves a half-written file, and they refuse to overwrite unless ask
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from export3d_core.atomic import atomic_path
-from export3d_core.camera import OrbitCamera, orbit_path
+from export3d_core.atomic import atomic_path, check_writable, resolve_output
+from export3d_core.camera import ORBIT_PITCH_AMPLITUDE, ORBIT_YAW_AMPLITUDE, OrbitCamera, orbit_path, yaw_sweep
 from export3d_core.errors import Export3DError
 from export3d_core.session import PortraitSession
 
 ANIMATION_SUFFIXES = (".gif", ".mp4")
 STILL_SUFFIXES = (".png",)
+MAX_FPS = 120
+# Ten minutes at 30 fps. Frames are streamed, so this bounds time rather than memory: a typo
+# like 60000 would render for days before the user saw a file.
+MAX_ANIMATION_FRAMES = 18_000
 
 
 class ExportCancelled(Exception):
@@ -31,17 +37,20 @@ class TurntableSettings:
     frames: int = 60
     fps: int = 30
     path: str = "orbit"  # "orbit" (EG3D's yaw/pitch ellipse) or "yaw" (a plain yaw sweep)
-    yaw_amplitude: float = 0.35  # radians
-    pitch_amplitude: float = 0.25  # radians, orbit path only
+    yaw_amplitude: float = ORBIT_YAW_AMPLITUDE  # radians
+    pitch_amplitude: float = ORBIT_PITCH_AMPLITUDE  # radians, orbit path only
     loop: bool = True  # GIF loops forever
 
     def __post_init__(self) -> None:
-        if self.frames < 2:
-            raise Export3DError("a turntable needs at least 2 frames")
-        if not 1 <= self.fps <= 120:
-            raise Export3DError("fps must be between 1 and 120")
+        if not 2 <= self.frames <= MAX_ANIMATION_FRAMES:
+            raise Export3DError(f"a turntable needs 2 to {MAX_ANIMATION_FRAMES} frames, got {self.frames}")
+        if not 1 <= self.fps <= MAX_FPS:
+            raise Export3DError(f"fps must be between 1 and {MAX_FPS}, got {self.fps}")
         if self.path not in ("orbit", "yaw"):
             raise Export3DError(f"unknown turntable path {self.path!r}; use 'orbit' or 'yaw'")
+        for name in ("yaw_amplitude", "pitch_amplitude"):
+            if not math.isfinite(getattr(self, name)):
+                raise Export3DError(f"the turntable's {name.replace('_', ' ')} must be a finite number")
 
 
 def turntable_cameras(base: OrbitCamera, settings: TurntableSettings) -> list[OrbitCamera]:
@@ -51,7 +60,7 @@ def turntable_cameras(base: OrbitCamera, settings: TurntableSettings) -> list[Or
         if settings.path == "orbit":
             yaw, pitch = orbit_path(t, settings.yaw_amplitude, settings.pitch_amplitude)
         else:
-            yaw, pitch = settings.yaw_amplitude * math.sin(2 * math.pi * t), 0.0
+            yaw, pitch = yaw_sweep(t, settings.yaw_amplitude)
         cameras.append(base.replace(yaw=base.yaw + yaw, pitch=base.pitch + pitch))
     return cameras
 
@@ -67,8 +76,10 @@ def sweep_lambdas(lam, basis_index: int, start: float, stop: float, steps: int) 
     lam = [float(v) for v in lam]
     if not 0 <= basis_index < len(lam):
         raise Export3DError(f"basis index must be 1..{len(lam)}, got {basis_index + 1}")
-    if steps < 2:
-        raise Export3DError("a sweep needs at least 2 steps")
+    if not 2 <= steps <= MAX_ANIMATION_FRAMES:
+        raise Export3DError(f"a sweep needs 2 to {MAX_ANIMATION_FRAMES} steps, got {steps}")
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise Export3DError(f"a sweep runs between finite numbers, got {start} to {stop}")
     out = []
     for value in np.linspace(start, stop, steps):
         row = list(lam)
@@ -84,13 +95,22 @@ def sweep_frames(session: PortraitSession, lam, camera: OrbitCamera, basis_index
 
 
 def check_target(path: Path, suffixes: tuple[str, ...], overwrite: bool) -> Path:
+    """The file to write for `path`, refused (one line) before any rendering when it cannot be.
+
+    A symlink is followed (the link stays and its target is replaced) unless it leads nowhere:
+    a loop or a missing target is refused rather than silently replaced by a plain file.
+    """
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise Export3DError(f"{path.name}: output must end in one of {', '.join(suffixes)}")
+    path = resolve_output(path)
     if path.exists() and not overwrite:
         raise Export3DError(f"{path} exists; pass --overwrite (or confirm) to replace it")
     if not path.parent.exists():
         raise Export3DError(f"folder does not exist: {path.parent}")
+    if not path.parent.is_dir():
+        raise Export3DError(f"cannot write {path}: {path.parent} is a file, not a folder")
+    check_writable(path)  # a read-only folder fails now, not after rendering every frame
     return path
 
 
@@ -113,30 +133,139 @@ def write_animation(path: Path, frames: Iterable[np.ndarray], fps: int, *, loop:
                     overwrite: bool = False, total: int | None = None,
                     progress: Callable[[int, int | None], None] | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> Path:
-    """GIF or MP4 by suffix, frame by frame; raises ExportCancelled (and writes nothing) on cancel."""
-    import imageio.v2 as imageio
+    """GIF or MP4 by suffix, frame by frame; raises ExportCancelled (and writes nothing) on cancel.
 
+    Frames are streamed to the file (memory does not grow with their number). The result is
+    checked before it replaces anything: an encoder that failed (a full disk, ffmpeg stopping)
+    raises an error naming the file and the reason, and the old file stays as it was.
+    """
     path = check_target(path, ANIMATION_SUFFIXES, overwrite)
-    is_gif = path.suffix.lower() == ".gif"
+    if not 1 <= fps <= MAX_FPS:
+        raise Export3DError(f"fps must be between 1 and {MAX_FPS}, got {fps}")
+    open_writer = _GifWriter if path.suffix.lower() == ".gif" else _Mp4Writer
 
     def write(tmp: str) -> None:
-        if is_gif:
-            writer = imageio.get_writer(tmp, format="GIF", mode="I", duration=1000 / fps, loop=0 if loop else 1)
-        else:
-            writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                        quality=8, macro_block_size=1, pixelformat="yuv420p")
+        writer = open_writer(tmp, fps, loop)
         count = 0
         try:
             for frame in frames:
                 if should_cancel is not None and should_cancel():
                     raise ExportCancelled()
-                writer.append_data(frame)
+                writer.append(frame)
                 count += 1
                 if progress is not None:
                     progress(count, total)
-        finally:
-            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
         if count == 0:
+            writer.abort()
             raise Export3DError("nothing to write: no frames")
+        writer.finish(count, path)
 
     return _atomic(path, write)
+
+
+class _GifWriter:
+    """A GIF written frame by frame with Pillow's single-frame encoder (its `save_all` holds every
+    frame in memory until the end; a long turntable would grow without bound)."""
+
+    def __init__(self, tmp: str, fps: int, loop: bool) -> None:
+        self.file = open(tmp, "wb")  # noqa: SIM115 - closed in finish/abort
+        self.duration_ms = 1000 / fps
+        self.loop = loop
+        self.started = False
+
+    def append(self, frame: np.ndarray) -> None:
+        from PIL import GifImagePlugin, Image
+
+        image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).convert("RGB")
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+        if not self.started:
+            # loop 0 = forever; without the NETSCAPE block a GIF plays once
+            header, _ = GifImagePlugin.getheader(image, info={"loop": 0} if self.loop else {})
+            self.file.write(b"".join(header))
+            self.started = True
+        chunks = GifImagePlugin.getdata(image, duration=self.duration_ms, include_color_table=True)
+        self.file.write(b"".join(chunks))
+
+    def finish(self, count: int, path: Path) -> None:
+        self.file.write(b";")  # the GIF trailer
+        self.file.flush()
+        os.fsync(self.file.fileno())  # a full disk shows up here, not after the rename
+        self.file.close()
+
+    def abort(self) -> None:
+        self.file.close()
+
+
+class _Mp4Writer:
+    """H.264 through imageio-ffmpeg. ffmpeg runs as a child whose exit status imageio never reads,
+    so a failed trailer (a full disk) would pass as success: the finished file is probed instead."""
+
+    def __init__(self, tmp: str, fps: int, loop: bool) -> None:
+        import imageio.v2 as imageio
+
+        self.tmp = tmp
+        # quiet: a failure is reported once, by `finish`, in one line
+        self.writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8,
+                                         macro_block_size=1, pixelformat="yuv420p", ffmpeg_log_level="quiet")
+
+    def append(self, frame: np.ndarray) -> None:
+        try:
+            self.writer.append_data(frame)
+        except OSError as exc:
+            if exc.errno is not None:
+                raise
+            # imageio's own message is ffmpeg's command line over many lines
+            raise Export3DError(f"the video encoder (ffmpeg) stopped while writing "
+                                f"({_disk_note(self.tmp) or 'it refused a frame'})") from None
+
+    def finish(self, count: int, path: Path) -> None:
+        self.writer.close()
+        problem = probe_video(self.tmp, count)
+        if problem:
+            raise Export3DError(f"cannot write {path}: the video encoder (ffmpeg) failed: "
+                                f"{_disk_note(self.tmp) or problem}; nothing was replaced")
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            pass
+
+
+def probe_video(path: str, expected_frames: int) -> str | None:
+    """None when `path` is a complete video of `expected_frames` frames, else what is wrong."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    try:
+        frames, _ = imageio_ffmpeg.count_frames_and_secs(path)
+    except (RuntimeError, OSError, subprocess.CalledProcessError):
+        try:  # ffmpeg's own first error line says why (e.g. "moov atom not found")
+            result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", path],
+                                    capture_output=True, text=True, timeout=60)
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            lines = []
+        reason = re.sub(r"^\[[^]]*\]\s*", "", lines[0].strip()) if lines else "no video stream"
+        return f"the file it wrote is unreadable ({reason})"
+    if frames != expected_frames:
+        return f"the file it wrote holds {frames} of {expected_frames} frames"
+    return None
+
+
+def _disk_note(tmp: str) -> str:
+    """'the disk is full' when the folder of `tmp` has (almost) no space left, else ''."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(tmp))).free
+    except OSError:
+        return ""
+    return "the disk is full" if free < DISK_FULL_BYTES else ""
+
+
+DISK_FULL_BYTES = 1 << 20  # below 1 MiB free a video's trailer cannot be written

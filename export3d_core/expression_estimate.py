@@ -38,7 +38,7 @@ class ExpressionEstimator:
     @staticmethod
     def for_checkpoint(model: Export3D, checkpoint: str | Path | None) -> "ExpressionEstimator":
         """The regressor shipped beside `checkpoint` (attribute_regressor.safetensors in its folder)."""
-        from export3d_core.eval.regressor import load_regressor
+        from export3d_core.faces.regressor import load_regressor
 
         if checkpoint is None:
             raise Export3DError("no checkpoint file, so no attribute regressor beside it")

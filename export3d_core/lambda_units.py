@@ -18,6 +18,35 @@ from export3d_core.errors import Export3DError
 LAMBDA_SPAN = 10.0  # |λ| of a strong training expression after calibration (the paper's slider scale)
 SPAN_QUANTILE = 0.99  # which |λ| of the training expressions is mapped to LAMBDA_SPAN
 
+# The largest |λ| any λ input accepts (sliders, --lam, presets, projects, sweeps); beyond it the
+# input is refused in one line. Measured on the demo model, one coefficient at a time
+# (`python -m export3d_core.eval.lambda_range`): the head is exaggerated at 100, dissolves by
+# 1,000-3,000 and the image is a flat colour from about 10,000 on. The arithmetic breaks near
+# 1e11: each EAdaLN block scales and shifts its tokens by terms linear in e, so its output grows
+# as |λ|², and the next block's LayerNorm squares that again (its variance), which overflows fp32
+# (and bf16, which has fp32's range) at ~3e38; NaN follows and the image is black. 1e6 is the
+# editor's spin-box range: it keeps every image there is to see (in calibrated units, so for any
+# model) and stays five orders of magnitude below the overflow.
+MAX_ABS_LAMBDA = 1e6
+
+
+def check_lambda(values, what: str = "λ") -> list[float]:
+    """`values` as floats, or an `Export3DError` naming the first one that is not finite or exceeds
+    ±MAX_ABS_LAMBDA (1-based, v1..vn, the names the user sees)."""
+    out = []
+    for index, value in enumerate(values):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise Export3DError(f"{what} v{index + 1}: {value!r} is not a number") from None
+        if not np.isfinite(number):
+            raise Export3DError(f"{what} v{index + 1} must be a finite number, got {number}")
+        if abs(number) > MAX_ABS_LAMBDA:
+            raise Export3DError(f"{what} v{index + 1} = {number:g} is beyond ±{MAX_ABS_LAMBDA:g}, the largest λ "
+                                "this build renders (far past it the model's arithmetic overflows)")
+        out.append(number)
+    return out
+
 
 @torch.no_grad()
 def calibrated_scale(model, betas: np.ndarray | torch.Tensor, span: float = LAMBDA_SPAN,
@@ -51,4 +80,4 @@ def with_lambda_scale(model, scale: float):
     return rescaled.to(device=parameter.device, dtype=parameter.dtype).train(model.training)
 
 
-__all__ = ["LAMBDA_SPAN", "SPAN_QUANTILE", "calibrated_scale", "with_lambda_scale"]
+__all__ = ["LAMBDA_SPAN", "MAX_ABS_LAMBDA", "SPAN_QUANTILE", "calibrated_scale", "check_lambda", "with_lambda_scale"]

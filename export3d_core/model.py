@@ -15,6 +15,8 @@ from export3d_core.nn.decoder import TriplaneDecoder
 from export3d_core.nn.generator import Appearance, HybridTriplaneGenerator
 from export3d_core.nn.lebs import LeBS
 from export3d_core.nn.superres import SuperResolution
+from export3d_core.render.accelerated import AcceleratedRenderer
+from export3d_core.render.occupancy import OccupancyGrid
 from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field, rays_per_pass
 from export3d_core.render.sparsity import free_space_opacity
 from export3d_core.render.triplane import sample_triplane
@@ -76,6 +78,10 @@ class Export3D(nn.Module):
         """Expression-conditioned tri-plane, (B, 3, C, R, R)."""
         return self.generator.triplane(appearance, e)
 
+    def generate_triplane(self, source: Tensor, *, lam: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
+        """encode -> expression -> triplane in one call (evaluation, benchmarks), (B, 3, C, R, R)."""
+        return self.triplane(self.encode(source), self.expression(lam=lam, beta=beta))
+
     # -- rendering --------------------------------------------------------------------------------
     def field(self, planes: Tensor, decoder: nn.Module | None = None) -> FieldFn:
         """The radiance field of one batch of tri-planes: points (B, N, 3) -> (density_raw, colour).
@@ -88,23 +94,39 @@ class Export3D(nn.Module):
 
         return chunked_field(evaluate)
 
+    def density_field(self, planes: Tensor) -> FieldFn:
+        """Density only, returned as both outputs (an occupancy grid needs no colour): half the
+        decoder's work per point."""
+        box_warp = self.config.render.box_warp
+
+        def evaluate(points: Tensor) -> tuple[Tensor, Tensor]:
+            raw = self.decoder.density(sample_triplane(planes, points, box_warp))  # (B, N, 1)
+            return raw, raw
+
+        return chunked_field(evaluate)
+
     def render(
         self,
         planes: Tensor,
         cameras: Tensor,
         *,
         neural_size: int | None = None,
-        renderer: VolumeRenderer | None = None,
+        renderer: VolumeRenderer | AcceleratedRenderer | None = None,
+        grid: OccupancyGrid | None = None,
+        decoder: nn.Module | None = None,
+        sr_bf16: bool = False,
         perturb: bool = False,
         super_resolve: bool = True,
         **render_kwargs,
     ) -> RenderOutput:
-        """Decoder + volume rendering + SR for cameras (B, 25).
+        """Decoder + volume rendering + SR for cameras (B, 25): the one composition of the three.
 
-        `renderer` swaps in another renderer with the same interface (e.g. the accelerated one);
-        `neural_size` renders fewer rays (the editor's preview); `super_resolve=False` skips SR and
-        returns the raw image bilinearly upsampled to the output size instead. Rays are rendered in
-        passes of `rays_per_pass` unless `chunk` (rays per pass) is given.
+        `renderer` swaps in another renderer with the same interface (the accelerated one, given
+        its occupancy `grid`); `decoder` another copy of the decoder (a compiled one); `neural_size`
+        renders fewer rays (the editor's preview); `super_resolve=False` skips SR and returns the
+        raw image bilinearly upsampled to the output size instead, as does any `neural_size` but
+        the model's. `sr_bf16` runs SR under bf16 autocast. Rays are rendered in passes of
+        `rays_per_pass` unless `chunk` (rays per pass) is given.
         """
         if cameras.dim() != 2 or cameras.shape[1] != self.config.camera_dim:
             raise ValueError(f"cameras must be (B, {self.config.camera_dim}), got {tuple(cameras.shape)}")
@@ -113,12 +135,14 @@ class Export3D(nn.Module):
         cameras = cameras.to(device=planes.device, dtype=torch.float32)
         size = neural_size or self.config.neural_size
         render_kwargs.setdefault("chunk", rays_per_pass(cameras.shape[0], self.config.render))
+        if grid is not None:
+            render_kwargs["grid"] = grid
         result = (renderer or self.renderer).render(
-            self.field(planes), cameras, size, perturb=perturb, **render_kwargs
+            self.field(planes, decoder), cameras, size, perturb=perturb, **render_kwargs
         )
         image_raw = result.features[:, :3]  # (B, 3, n, n)
         if super_resolve and size == self.config.neural_size:
-            image = self.superres(image_raw, result.features)
+            image = self.superres(image_raw, result.features, bf16=sr_bf16)
         else:
             image = nn.functional.interpolate(
                 image_raw, size=(self.config.output_size,) * 2, mode="bilinear", align_corners=False
@@ -134,8 +158,7 @@ class Export3D(nn.Module):
         In training mode the output also carries the rays' distortion loss (for the regulariser);
         `sparsity_points` > 0 adds the free-space opacity at that many random points per image.
         """
-        appearance = self.encode(source)
-        planes = self.triplane(appearance, self.expression(lam=lam, beta=beta))
+        planes = self.generate_triplane(source, lam=lam, beta=beta)
         out = self.render(planes, cameras, perturb=self.training, distortion=self.training)
         if sparsity_points > 0:
             out.sparsity = free_space_opacity(self.field(planes), self.config.render, planes.shape[0],

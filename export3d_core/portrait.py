@@ -53,7 +53,10 @@ def default_portrait() -> DemoPortrait:
 
 
 def is_demo_aligned(path: Path) -> bool:
-    path = Path(path).resolve()
+    try:
+        path = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop: load_image says which, in one line
+        return False
     return any(p.path.resolve() == path and p.aligned for p in demo_portraits())
 
 

@@ -11,15 +11,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export3d_core.camera import OrbitCamera
+from export3d_core.arg_types import bounded, finite_float, positive_float
+from export3d_core.camera import DEFAULT_FOV_DEG, DEFAULT_RADIUS, ORBIT_YAW_AMPLITUDE, OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig
+from export3d_core.devices import pick_device
+from export3d_core.display import RENDER_MODES, opacity_to_alpha, view_image
 from export3d_core.errors import Export3DError
-from export3d_core.export import (TurntableSettings, sweep_frames, turntable_frames, write_animation,
-                                  write_png)
+from export3d_core.export import (ANIMATION_SUFFIXES, MAX_ANIMATION_FRAMES, MAX_FPS, STILL_SUFFIXES,
+                                  TurntableSettings, check_target, sweep_frames, turntable_frames,
+                                  write_animation, write_png)
+from export3d_core.lambda_units import MAX_ABS_LAMBDA, check_lambda
 from export3d_core.model import Export3D
 from export3d_core.portrait import default_portrait, load_portrait
-from export3d_core.session import RENDER_MODES, PortraitSession
+from export3d_core.session import PortraitSession
 
 
 def parse_lambda(text: str | None, n_basis: int) -> list[float]:
@@ -38,10 +43,8 @@ def parse_lambda(text: str | None, n_basis: int) -> list[float]:
             number = float(value)
         except ValueError:
             raise Export3DError(f"--lam {name}: {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise Export3DError(f"--lam {name}: must be a finite number")
         lam[index] = number
-    return lam
+    return check_lambda(lam, "--lam")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,27 +57,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--portrait", type=Path, help="portrait photo (default: a shipped demo portrait)")
-    parser.add_argument("--face-index", type=int, default=None, help="which face when the photo has several")
+    parser.add_argument("--face-index", type=bounded(int, 0), default=None,
+                        help="which face when the photo has several")
     parser.add_argument("--lam", help="coefficients, e.g. v1=2.5,v3=-4 (others 0)")
-    parser.add_argument("--yaw", type=float, default=0.0, help="degrees, + moves the camera to the right")
-    parser.add_argument("--pitch", type=float, default=0.0, help="degrees, + moves the camera up")
-    parser.add_argument("--radius", type=float, default=2.7)
-    parser.add_argument("--fov", type=float, default=18.837, help="vertical field of view in degrees")
+    parser.add_argument("--yaw", type=finite_float, default=0.0, help="degrees, + moves the camera to the right")
+    parser.add_argument("--pitch", type=finite_float, default=0.0, help="degrees, + moves the camera up")
+    parser.add_argument("--radius", type=positive_float, default=DEFAULT_RADIUS, help="camera distance from the pivot")
+    parser.add_argument("--fov", type=positive_float, default=DEFAULT_FOV_DEG,
+                        help="diagonal field of view in degrees (EG3D's convention: 18.837 = focal 4.2647)")
     parser.add_argument("--mode", choices=RENDER_MODES, default="final")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("-o", "--output", type=Path, required=True)
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise Export3DError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise Export3DError("CUDA was asked for but is not available")
-    return device
 
 
 def load_model(args: argparse.Namespace) -> Export3D:
@@ -108,15 +101,14 @@ def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera
 
 
 def run_render(args: argparse.Namespace) -> int:
+    check_target(args.output, STILL_SUFFIXES, args.overwrite)  # before loading or rendering anything
     session, camera, lam = open_session(args)
     output = session.render(lam, camera)
     cfg = session.config
-    from export3d_core.session import view_image
-
     image = view_image(output, args.mode, cfg.render.ray_start, cfg.render.ray_end)
     alpha = None
     if args.alpha:
-        alpha = (output.alpha[0, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+        alpha = opacity_to_alpha(output.alpha)
         if alpha.shape != image.shape[:2]:
             from PIL import Image
             alpha = np.asarray(Image.fromarray(alpha).resize(image.shape[1::-1], Image.Resampling.BILINEAR))
@@ -130,6 +122,7 @@ def run_turntable(args: argparse.Namespace) -> int:
 
     settings = TurntableSettings(frames=args.frames, fps=args.fps, path=args.path,
                                  yaw_amplitude=math.radians(args.amplitude))
+    check_target(args.output, ANIMATION_SUFFIXES, args.overwrite)
     session, camera, lam = open_session(args)
     frames = tqdm(turntable_frames(session, lam, camera, settings, args.mode), total=settings.frames,
                   desc="turntable", unit="frame")
@@ -138,14 +131,26 @@ def run_turntable(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_STRIP_STEPS = 64  # a PNG strip is one image: 64 frames side by side is already 8,192 px at 128 px
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    strip = args.output.suffix.lower() == ".png"
+    check_target(args.output, STILL_SUFFIXES + ANIMATION_SUFFIXES, args.overwrite)
+    if strip and args.steps > MAX_STRIP_STEPS:
+        raise Export3DError(f"a PNG strip holds at most {MAX_STRIP_STEPS} steps; write a .gif or .mp4 for more")
+    for name, value in (("--from", args.start), ("--to", args.stop)):  # before any model is loaded
+        if abs(value) > MAX_ABS_LAMBDA:
+            raise Export3DError(f"{name} {value:g} is beyond ±{MAX_ABS_LAMBDA:g}, the largest λ this build renders")
     session, camera, lam = open_session(args)
-    frames = list(tqdm(sweep_frames(session, lam, camera, args.basis - 1, args.start, args.stop, args.steps,
-                                    args.mode), total=args.steps, desc=f"sweep v{args.basis}", unit="frame"))
-    if args.output.suffix.lower() == ".png":
-        path = write_png(args.output, np.concatenate(frames, axis=1), overwrite=args.overwrite)
+    if args.basis > len(lam):
+        raise Export3DError(f"basis index must be 1..{len(lam)}, got {args.basis}")
+    frames = tqdm(sweep_frames(session, lam, camera, args.basis - 1, args.start, args.stop, args.steps, args.mode),
+                  total=args.steps, desc=f"sweep v{args.basis}", unit="frame")
+    if strip:
+        path = write_png(args.output, np.concatenate(list(frames), axis=1), overwrite=args.overwrite)
     else:
         path = write_animation(args.output, frames, args.fps, overwrite=args.overwrite)
     print(f"wrote {path} ({args.steps} steps of v{args.basis} from {args.start:g} to {args.stop:g})")
@@ -160,18 +165,21 @@ def add_view_commands(subparsers) -> None:
 
     turntable = subparsers.add_parser("turntable", help="render a turntable GIF or MP4")
     add_view_arguments(turntable)
-    turntable.add_argument("--frames", type=int, default=60)
-    turntable.add_argument("--fps", type=int, default=30)
+    turntable.add_argument("--frames", type=bounded(int, 2, MAX_ANIMATION_FRAMES), default=60,
+                           help=f"number of frames, 2..{MAX_ANIMATION_FRAMES} (default 60)")
+    turntable.add_argument("--fps", type=bounded(int, 1, MAX_FPS), default=30, help=f"1..{MAX_FPS} (default 30)")
     turntable.add_argument("--path", choices=("orbit", "yaw"), default="orbit",
                            help="EG3D's orbit (yaw and pitch) or a plain yaw sweep")
-    turntable.add_argument("--amplitude", type=float, default=math.degrees(0.35), help="yaw amplitude in degrees")
+    turntable.add_argument("--amplitude", type=bounded(float, 0, 180), default=math.degrees(ORBIT_YAW_AMPLITUDE),
+                           help="yaw amplitude in degrees, 0..180")
     turntable.set_defaults(handler=run_turntable)
 
     sweep = subparsers.add_parser("sweep", help="sweep one basis coefficient into a GIF/MP4 or a PNG strip")
     add_view_arguments(sweep)
-    sweep.add_argument("--basis", type=int, required=True, help="basis vector 1..n")
-    sweep.add_argument("--from", dest="start", type=float, required=True)
-    sweep.add_argument("--to", dest="stop", type=float, required=True)
-    sweep.add_argument("--steps", type=int, default=9)
-    sweep.add_argument("--fps", type=int, default=8)
+    sweep.add_argument("--basis", type=bounded(int, 1), required=True, help="basis vector 1..n")
+    sweep.add_argument("--from", dest="start", type=finite_float, required=True)
+    sweep.add_argument("--to", dest="stop", type=finite_float, required=True)
+    sweep.add_argument("--steps", type=bounded(int, 2, MAX_ANIMATION_FRAMES), default=9,
+                       help=f"frames of the sweep, 2..{MAX_ANIMATION_FRAMES} (default 9)")
+    sweep.add_argument("--fps", type=bounded(int, 1, MAX_FPS), default=8, help=f"1..{MAX_FPS} (default 8)")
     sweep.set_defaults(handler=run_sweep)

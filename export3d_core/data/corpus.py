@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export3d_core.atomic import write_text_atomic
+from export3d_core.atomic import write_json_atomic
 from export3d_core.errors import Export3DError
 
 CORPUS_FORMAT = "export3d-corpus"
@@ -39,11 +39,6 @@ def clip_name(index: int) -> str:
 
 def frame_file(index: int) -> str:
     return f"frames/{index:06d}.png"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside `path` and rename it over, so no reader sees half a file."""
-    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 @dataclass

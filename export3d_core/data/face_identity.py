@@ -57,10 +57,16 @@ class IdentityEncoder:
 def _check_aligned(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.shape[0] != image.shape[1]:
-        raise Export3DError(f"identity needs a square aligned (S, S, 3) uint8 RGB crop, got {image.dtype} {image.shape}")
+        raise Export3DError(f"identity needs a square aligned (S, S, 3) uint8 RGB crop, "
+                            f"got {image.dtype} {image.shape}")
     if image.shape[0] < 32:
         raise Export3DError(f"identity needs an aligned crop of at least 32 pixels, got {image.shape[0]}")
     return np.ascontiguousarray(image)
+
+
+def identity_available() -> bool:
+    """True when dlib and the 5-point and descriptor models are on disk (nothing is loaded)."""
+    return not landmarks_dlib.missing_files((LANDMARKS_5_FILE, DESCRIPTOR_FILE))
 
 
 def get_identity_encoder() -> IdentityEncoder:

@@ -54,10 +54,14 @@ def _check_landmarks(landmarks2d: np.ndarray) -> np.ndarray:
     return points
 
 
-def estimate_pose(landmarks2d: np.ndarray, image_size: float) -> HeadPose:
-    """PnP of the template to (68, 2) pixel landmarks in a square `image_size` crop."""
+def estimate_pose(landmarks2d: np.ndarray, image_size: float, template: np.ndarray | None = None) -> HeadPose:
+    """PnP of the template to (68, 2) pixel landmarks in a square `image_size` crop.
+
+    `template` (68, 3): where the landmarker's points sit on the head; default the geometric
+    template (`face_template`). dlib's points need `dlib_template.load_dlib_template()`.
+    """
     points = _check_landmarks(landmarks2d)
-    template = load_template()  # (68, 3)
+    template = load_template() if template is None else np.asarray(template, dtype=np.float64)  # (68, 3)
     camera_matrix = pixel_intrinsics(image_size)
     rvec, tvec = _frontal_extrinsics()
     ok, rvec, tvec = cv2.solvePnP(template, points, camera_matrix, None, rvec=rvec.copy(), tvec=tvec.copy(),
@@ -82,9 +86,9 @@ def _project_pose(points3d: np.ndarray, rotation: np.ndarray, translation: np.nd
     return cam[:, :2] / cam[:, 2:3] * camera_matrix[0, 0] + camera_matrix[:2, 2]  # (N, 2)
 
 
-def estimate_camera(landmarks2d: np.ndarray, image_size: float) -> np.ndarray:
+def estimate_camera(landmarks2d: np.ndarray, image_size: float, template: np.ndarray | None = None) -> np.ndarray:
     """EG3D 25-vector (float32) of the orbit camera that sees the template as the landmarks show."""
-    pose = estimate_pose(landmarks2d, image_size)
+    pose = estimate_pose(landmarks2d, image_size, template)
     return OrbitCamera(yaw=pose.yaw, pitch=pose.pitch).params().numpy().astype(np.float32)
 
 

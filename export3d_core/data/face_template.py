@@ -22,6 +22,8 @@ from export3d_core.camera import DEFAULT_FOV_DEG, focal_from_fov
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 TEMPLATE_FILE = ASSET_DIR / "landmarks68_template.npy"
+# Where dlib's 68 points sit on the head (built by `data.dlib_template`, which explains why it differs).
+DLIB_TEMPLATE_FILE = ASSET_DIR / "landmarks68_dlib_template.npy"
 
 # -- landmark index groups (iBUG 300-W) ------------------------------------------------------------
 JAW = slice(0, 17)
@@ -73,7 +75,7 @@ def build_template() -> np.ndarray:
     """(68, 3) float64: the synthetic generator's neutral mean head, in world units."""
     from export3d_core.data import head_landmarks as hl
     from export3d_core.data.head_mesh import identity_geometry, pose_mesh
-    from export3d_core.data.synthetic import Identity
+    from export3d_core.data.head_identity import Identity
 
     identity = Identity()
     geometry = identity_geometry(identity)
@@ -106,6 +108,15 @@ def load_template() -> np.ndarray:
     except (OSError, ValueError):
         pass
     return build_template()  # package data missing (e.g. a source checkout): rebuild it
+
+
+@functools.lru_cache(maxsize=1)
+def load_dlib_template() -> np.ndarray:
+    """The shipped dlib template (68, 3) float64."""
+    template = np.load(DLIB_TEMPLATE_FILE, allow_pickle=False)
+    if template.shape != (68, 3):
+        raise ValueError(f"{DLIB_TEMPLATE_FILE} holds an array of shape {template.shape}, expected (68, 3)")
+    return template.astype(np.float64)
 
 
 def write_template_asset() -> Path:

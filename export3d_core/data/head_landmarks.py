@@ -18,7 +18,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 if TYPE_CHECKING:  # the Identity dataclass lives with the sampler; only its fields are read here
-    from export3d_core.data.synthetic import Identity
+    from export3d_core.data.head_identity import Identity
 
 BETA_NAMES: tuple[str, ...] = (
     "jaw_open", "smile", "pucker", "blink_left", "blink_right", "brow_raise_left", "brow_raise_right",

@@ -20,7 +20,7 @@ import numpy as np
 from export3d_core.data.head_landmarks import BETA_DIM, HEAD_CENTRE, FaceLayout, face_layout
 
 if TYPE_CHECKING:
-    from export3d_core.data.synthetic import Identity
+    from export3d_core.data.head_identity import Identity
 
 # Materials the fragment shader knows (aux.x).
 MAT_HEAD, MAT_HAIR, MAT_SKIN, MAT_CLOTH = 0.0, 1.0, 2.0, 3.0

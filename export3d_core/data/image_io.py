@@ -43,6 +43,8 @@ def _open_header(path: Path) -> Image.Image:
 
 
 def _check_path(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise Export3DError(f"{path} is a symbolic link that leads nowhere (a loop or a missing target)")
     if not path.exists():
         raise Export3DError(f"image not found: {path}")
     if path.is_dir():
@@ -143,9 +145,12 @@ def load_image(path: str | Path, *, max_side: int = DEFAULT_MAX_SIDE,
 def save_image_atomic(path: str | Path, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image beside `path` then rename it over, so no reader sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # atomic_path creates missing folders
         with atomic_path(path, suffix=path.suffix or ".png") as tmp:
             Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp)
-    except (OSError, ValueError, KeyError) as exc:
+    except OSError as exc:
+        where = exc.filename if exc.filename and str(exc.filename) != str(path) else ""
+        reason = exc.strerror or str(exc)
+        raise Export3DError(f"cannot write {path}: {f'{where}: ' if where else ''}{reason}") from None
+    except (ValueError, KeyError) as exc:
         raise Export3DError(f"cannot write {path}: {exc}") from None

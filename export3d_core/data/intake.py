@@ -3,10 +3,12 @@
 Detection uses face-alignment (S3FD + FAN, 68 landmarks) when its weights are already on disk,
 else dlib (HOG detector + the iBUG 68-point predictor, shipped by the `face-recognition-models`
 package), else OpenCV's Haar cascades with scikit-image's LBP cascade as a second opinion (face
-box and eyes, no landmarks); see `landmarks_fa`, `landmarks_dlib` and `face_detect_cv`. The crop is FFHQ's (eyes and mouth at
-fixed positions, eyes level): from the landmarks when there are any, else from the detected eyes
-(mouth placed by the template's proportions), else from the face box alone. The camera comes from
-PnP on the crop's landmarks (`face_pose`), or is frontal without them. `export3d crop` lives here.
+box and eyes, no landmarks); see `landmarks_fa`, `landmarks_dlib` and `face_detect_cv`. The crop
+is FFHQ's (eyes and mouth at fixed positions, eyes level): from the landmarks when there are any,
+else from the detected eyes (mouth placed by the template's proportions), else from the face box
+alone. The camera comes from PnP on the crop's landmarks (`face_pose`; for dlib's points against
+the template measured for them, `dlib_template`), or is frontal without them. `export3d crop`
+lives here.
 """
 from __future__ import annotations
 
@@ -85,6 +87,26 @@ def _sorted_by_area(faces: list[FaceDetection]) -> list[FaceDetection]:
     return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
 
+def landmark_method(*, allow_download: bool = False) -> str:
+    """Which landmarker `detect_faces` uses now: METHOD_FA, METHOD_DLIB, or METHOD_CV (no landmarks)."""
+    if landmarks_fa.get_landmarker(allow_download=allow_download) is not None:
+        return METHOD_FA
+    return METHOD_DLIB if landmarks_dlib.get_dlib_landmarker() is not None else METHOD_CV
+
+
+def pose_template(method: str) -> np.ndarray | None:
+    """The 3D template PnP fits to this landmarker's points; None means the geometric template.
+
+    dlib's points follow iBUG's outline conventions, measured on synthetic renders
+    (`dlib_template`): against the geometric template a frontal face reads as pitched up ~17°.
+    """
+    if method == METHOD_DLIB:
+        from export3d_core.data.face_template import load_dlib_template
+
+        return load_dlib_template()
+    return None
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
@@ -158,7 +180,7 @@ def crop_face(image: np.ndarray, face: FaceDetection, size: int = DEFAULT_CROP_S
     transform = face_transform(face, size)
     crop = warp_crop(image, transform, size)
     landmarks = None if face.landmarks is None else _apply(transform, face.landmarks)
-    camera = frontal_camera() if landmarks is None else estimate_camera(landmarks, size)
+    camera = frontal_camera() if landmarks is None else estimate_camera(landmarks, size, pose_template(face.method))
     return CropResult(image=crop, method=face.method, face_index=face_index, camera=camera,
                       landmarks=landmarks, transform=transform)
 
@@ -207,9 +229,11 @@ def add_crop_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Find the face in IMG, align it (eyes level, FFHQ framing) and write a square crop.")
     parser.add_argument("image", metavar="IMG", help="portrait photo (any common format)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.png", help="where to write the crop")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT.png (never IMG itself)")
     parser.add_argument("--size", type=int, default=DEFAULT_CROP_SIZE, help="side of the crop in pixels")
     parser.add_argument("--face-index", type=int, default=None, metavar="K",
-                        help="which face to crop when there are several (0 = the largest; with dlib, the most confident)")
+                        help="which face to crop when there are several "
+                             "(0 = the largest; with dlib, the most confident)")
     parser.add_argument("--download-models", action="store_true",
                         help="allow face-alignment to download its landmark weights (needs internet)")
     parser.set_defaults(handler=run_crop_command)
@@ -217,12 +241,31 @@ def add_crop_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def run_crop_command(args: argparse.Namespace) -> int:
+    output = _check_crop_output(Path(args.image), Path(args.output), args.overwrite)
     result = crop_portrait(args.image, size=args.size, face_index=args.face_index,
                            allow_download=args.download_models)
-    save_image_atomic(args.output, result.image)
+    save_image_atomic(output, result.image)
     detail = "68 landmarks, camera by PnP" if result.landmarks is not None else "face box and eyes, frontal camera"
     print(f"cropped face {result.face_index} with {result.method} ({detail}) -> {args.output}")
     return 0
+
+
+def _check_crop_output(image: Path, output: Path, overwrite: bool) -> Path:
+    """The file to write; refused, before any work, when it is the photo itself (whatever the
+    flags) or an existing file without --overwrite."""
+    from export3d_core.atomic import check_writable, resolve_output
+
+    target = resolve_output(output)
+    try:
+        same = target.exists() and image.samefile(target)
+    except OSError:
+        same = False
+    if same:
+        raise Export3DError(f"{output} is the input photo itself; write the crop to another file")
+    if target.exists() and not overwrite:
+        raise Export3DError(f"{output} exists; pass --overwrite to replace it")
+    check_writable(target)
+    return target
 
 
 __all__ = ["CropResult", "FaceDetection", "NoFaceFoundError", "add_crop_command", "crop_face", "crop_portrait",

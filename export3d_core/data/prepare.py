@@ -1,9 +1,9 @@
 """`export3d prepare`: real talking-head videos -> a training corpus (layout of `corpus.py`).
 
 Per video (or frame folder): pass 1 decodes the frames, runs the face detector every k-th frame
-(face-alignment when its weights are present, else OpenCV, see `intake`), follows the same face
-(nearest to the last one) and, with face-alignment, tracks 68 landmarks on every frame inside the
-last box. The FFHQ crop square of every frame is interpolated between detections and smoothed
+(face-alignment when its weights are present, else dlib, else OpenCV, see `intake`), follows the
+same face (nearest to the last one) and, with face-alignment or dlib, tracks 68 landmarks on every
+frame inside the last box. The FFHQ crop square of every frame is interpolated between detections and smoothed
 over time (a Gaussian on its centre and axes), so the crop does not jitter. Pass 2 decodes again
 (bounded memory), crops, estimates the camera (PnP on the landmarks; else Deep3DFaceRecon's angles;
 else frontal) and the expression β, and writes the clip into a hidden folder that is renamed into
@@ -31,12 +31,13 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from export3d_core.camera import OrbitCamera
-from export3d_core.data import corpus, landmarks_fa
+from export3d_core.data import corpus, landmarks_dlib, landmarks_fa
 from export3d_core.data.face_pose import (EXPRESSION_DIM, estimate_pose, expression_names,
                                           frontal_camera, landmark_expression)
 from export3d_core.data.image_io import save_image_atomic
 from export3d_core.data.face_template import canonical_quad
-from export3d_core.data.intake import FaceDetection, detect_faces, face_quad, quad_transform, warp_crop
+from export3d_core.data.intake import (METHOD_DLIB, METHOD_FA, FaceDetection, detect_faces, face_quad,
+                                       landmark_method, pose_template, quad_transform, warp_crop)
 from export3d_core.data.video_source import (DEEP3D_EXP, Source, coefficient_file, deep3d_view_angles,
                                              find_sources, iter_frames, read_coefficients)
 from export3d_core.errors import Export3DError
@@ -87,7 +88,9 @@ def _pick(faces: list[FaceDetection], previous: np.ndarray | None) -> FaceDetect
 
 def track_faces(source: Source, options: PrepareOptions) -> tuple[list[int], np.ndarray, list[np.ndarray | None]]:
     """Source frame indices, quads (T, 4) = centre + x half-axis (NaN where unknown), landmarks per frame."""
-    landmarker = landmarks_fa.get_landmarker(options.allow_download)
+    landmarker, method = landmarks_fa.get_landmarker(options.allow_download), METHOD_FA
+    if landmarker is None:  # the same order as detect_faces: face-alignment, else dlib
+        landmarker, method = landmarks_dlib.get_dlib_landmarker(), METHOD_DLIB
     indices: list[int] = []
     quads: list[np.ndarray] = []
     landmarks: list[np.ndarray | None] = []
@@ -101,7 +104,7 @@ def track_faces(source: Source, options: PrepareOptions) -> tuple[list[int], np.
             points = landmarker.landmarks_in_box(frame, box)
             if points is not None:
                 face = FaceDetection(box=np.r_[points.min(0), points.max(0)], score=1.0, landmarks=points,
-                                     eyes=None, method="face-alignment")
+                                     eyes=None, method=method)
         if face is None:
             quads.append(np.full(4, np.nan))
             landmarks.append(None)
@@ -171,6 +174,7 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
             return report
         quads, kept = fill_and_smooth(quads, options.max_gap, options.smooth_sigma)
         skipped = Counter({"no face": int((~kept).sum())})
+        template = pose_template(landmark_method(allow_download=options.allow_download))  # as track_faces saw
         if not kept.any():
             report.message = "no face found"
             report.skipped_frames = dict(skipped)
@@ -187,7 +191,7 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
             if beta_source == "landmarks" and crop_points is None:
                 skipped["no landmarks"] += 1
                 continue
-            pose = None if crop_points is None else estimate_pose(crop_points, size)
+            pose = None if crop_points is None else estimate_pose(crop_points, size, template)
             if pose is not None:
                 camera = OrbitCamera(yaw=pose.yaw, pitch=pose.pitch).params().numpy()
             elif coeffs is not None:

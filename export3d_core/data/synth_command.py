@@ -5,7 +5,7 @@ per identity, with the same identity and background in every frame, an expressio
 between random keyframes (like a talking-head video) and a random camera per frame. Clip i is
 drawn from a generator seeded with (seed, i) only, so clips can be rendered in any order or
 process and a run resumes by skipping clips whose meta.json (written last) exists.
-The renderer and the samplers are in `synthetic`, imported inside functions (it re-exports us).
+The renderer is `synthetic`'s, imported inside functions (it loads OpenGL); identities come from `head_identity`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ MAX_YAW, MAX_PITCH = np.radians(35.0), np.radians(20.0)  # camera range of the c
 FRAMES_PER_KEY = 4  # expression keyframe spacing: β moves smoothly between keys, like speech
 
 
-# Corpus seeds from here up are reserved for held-out identities (export3d_core/eval/synthetic_views.py).
+# Corpus seeds from here up are reserved for held-out identities (export3d_core/data/synthetic_views.py).
 TRAINING_SEED_LIMIT = 10_000_000
 
 
@@ -56,7 +56,7 @@ def render_clip(renderer: HeadRenderer, out_dir: Path, index: int, frames: int, 
     """Render clip `index` into out_dir/clip_XXXXX; meta.json is written last (it marks the clip done)."""
     from export3d_core.camera import OrbitCamera
     from export3d_core.data.image_io import save_image_atomic
-    from export3d_core.data.synthetic import sample_background, sample_identity
+    from export3d_core.data.head_identity import sample_background, sample_identity
 
     rng = clip_rng(seed, index)
     identity = sample_identity(rng)
@@ -74,6 +74,37 @@ def render_clip(renderer: HeadRenderer, out_dir: Path, index: int, frames: int, 
             landmarks=np.round(out.landmarks2d, 3).tolist(), landmarks3d=np.round(out.landmarks3d, 5).tolist()))
     write_clip_meta(clip_dir, ClipMeta(clip=clip_name(index), frames=records, identity=identity.to_dict(),
                                        background=list(background), beta_source="synthetic"))
+
+
+def check_existing_corpus(out: Path, identities: int, frames: int, resolution: int, seed: int) -> None:
+    """A folder that already holds clips is resumed or extended only with the same shape and seed.
+
+    Finished clips are skipped, so other settings would mix two corpora (clips of another length,
+    or other heads) under one corpus.json, and fewer identities would drop clips from it.
+    """
+    from export3d_core.data.corpus import read_clip_meta
+    from export3d_core.data.synthetic import sample_identity
+
+    if (out / CORPUS_FILE).exists():
+        info = read_corpus_info(out)
+        if info.resolution != resolution or info.source != "synthetic":
+            raise Export3DError(f"{out} already holds a {info.source} corpus at {info.resolution} px; "
+                                f"choose another folder")
+        if identities < len(info.clips):
+            raise Export3DError(f"{out} already holds {len(info.clips)} clips; --identities {identities} would "
+                                f"drop some from corpus.json (give at least {len(info.clips)}, or another folder)")
+    done = sorted(out.glob(f"clip_*/{CLIP_META_FILE}")) if out.is_dir() else []
+    if not done:
+        return
+    clip_dir = done[0].parent
+    meta = read_clip_meta(clip_dir)
+    index = int(clip_dir.name.split("_")[-1])
+    if len(meta.frames) != frames:
+        raise Export3DError(f"{out} holds clips of {len(meta.frames)} frames; give --frames {len(meta.frames)} "
+                            "to resume or extend it, or choose another folder")
+    if meta.identity is not None and meta.identity != sample_identity(clip_rng(seed, index)).to_dict():
+        raise Export3DError(f"{out} was made with another --seed (its {clip_dir.name} is another head); "
+                            "give the same seed to resume or extend it, or choose another folder")
 
 
 _WORKER_RENDERER: "HeadRenderer | None" = None  # one GL context per worker process
@@ -107,11 +138,7 @@ def generate_corpus(out_dir: str | Path, identities: int, frames: int, resolutio
     if identities < 1 or frames < 1:
         raise Export3DError(f"need at least one identity and one frame, got {identities} and {frames}")
     out = Path(out_dir)
-    if (out / CORPUS_FILE).exists():
-        info = read_corpus_info(out)
-        if info.resolution != resolution or info.source != "synthetic":
-            raise Export3DError(f"{out} already holds a {info.source} corpus at {info.resolution} px; "
-                                f"choose another folder")
+    check_existing_corpus(out, identities, frames, resolution, seed)
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(identities) if not (out / clip_name(i) / CLIP_META_FILE).exists()]
     bar = tqdm(total=len(todo), desc="synth", unit="clip", disable=not progress)

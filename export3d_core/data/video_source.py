@@ -55,7 +55,10 @@ def find_sources(paths: list[str | Path]) -> list[Source]:
     """Expand the command-line inputs into videos and frame folders (order kept, duplicates dropped)."""
     sources: list[Source] = []
     for raw in paths:
-        path = Path(raw).expanduser().resolve()
+        try:
+            path = Path(raw).expanduser().resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+            raise Export3DError(f"{raw} is a symbolic link that leads nowhere (a loop)") from None
         if not path.exists():
             raise Export3DError(f"input not found: {raw}")
         if path.is_file():

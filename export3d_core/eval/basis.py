@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from export3d_core.eval.clips import EvalClip
-from export3d_core.eval.metrics import cosine_similarity
-from export3d_core.eval.regressor import AttributeRegressor
+from export3d_core.metrics import cosine_similarity
+from export3d_core.faces.regressor import AttributeRegressor
 from export3d_core.eval.runner import ModelRunner
 
 DEFAULT_SCALES = (-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0)  # the paper sweeps λ over about -10 .. 20 (Fig. S3)

@@ -22,7 +22,7 @@ import numpy as np
 from export3d_core.data.corpus import read_clip_meta, read_corpus_info
 from export3d_core.data.dataset import read_rgb
 from export3d_core.errors import Export3DError
-from export3d_core.eval import synthetic_views as views
+from export3d_core.data import synthetic_views as views
 
 CAMERA_DIM = 25  # DESIGN.md §3
 

@@ -54,11 +54,12 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from export3d_core.atomic import check_writable
     from export3d_core.checkpoint import DEMO_CHECKPOINT
     from export3d_core.eval.harness import EvalConfig
-    from export3d_core.eval.regressor import DEFAULT_REGRESSOR
+    from export3d_core.faces.regressor import DEFAULT_REGRESSOR
     from export3d_core.eval.report import evaluate, format_table
-    from export3d_core.data.corpus import write_json_atomic
+    from export3d_core.atomic import write_json_atomic
 
     if args.identities < 1:
         raise Export3DError("--identities must be at least 1")
@@ -73,6 +74,9 @@ def run_eval(args: argparse.Namespace) -> int:
         from export3d_core.eval.real_metrics import check_arcface_path
 
         check_arcface_path(args.arcface)  # before the slow part: a typo fails at once
+    for output in (args.json, args.grid):  # before the slow part: a folder that refuses fails at once
+        if output:
+            check_writable(output)
     config = EvalConfig(identities=args.identities, frames=args.frames)
     if args.scales:
         config = dataclasses.replace(config, basis_scales=_scales(args.scales))
@@ -97,10 +101,9 @@ def _scales(text: str) -> tuple[float, ...]:
 
 
 def _device(name: str) -> str:
-    import torch
+    from export3d_core.devices import parse_device
 
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise Export3DError(f"--device {name}: CUDA is not available")
+    parse_device(name)
     return name
 
 

@@ -41,14 +41,14 @@ import torch
 from export3d_core.camera import ORBIT_PITCH_AMPLITUDE, ORBIT_YAW_AMPLITUDE
 from export3d_core.data.head_landmarks import BETA_NAMES
 from export3d_core.errors import Export3DError
-from export3d_core.eval import synthetic_views as views
+from export3d_core.data import synthetic_views as views
 from export3d_core.eval.basis import DEFAULT_SCALES, DUPLICATE_COSINE, MOVE_THRESHOLD, BasisResult, basis_response
 from export3d_core.eval.clips import EvalClip
-from export3d_core.eval.metrics import cosine_similarity, l1_distance, psnr, ratio_over_groups, ssim
+from export3d_core.metrics import cosine_similarity, l1_distance, psnr, ratio_over_groups, ssim
 from export3d_core.eval.real_metrics import RealFaceMetrics
-from export3d_core.eval.regressor import AttributeRegressor, Attributes
+from export3d_core.faces.regressor import AttributeRegressor, Attributes
 from export3d_core.eval.runner import ModelRunner
-from export3d_core.train.clebs import code_information, min_expressions_for_information
+from export3d_core.nn.code_information import code_information, min_expressions_for_information
 
 NOVEL_VIEWS = (  # (yaw, pitch) radians: the ends of EG3D's orbit video
     (ORBIT_YAW_AMPLITUDE, 0.0), (-ORBIT_YAW_AMPLITUDE, 0.0), (0.0, ORBIT_PITCH_AMPLITUDE), (0.0, -ORBIT_PITCH_AMPLITUDE),

@@ -49,24 +49,26 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for photo in args.photos:
         if not Path(photo).is_file():
             raise Export3DError(f"photo not found: {photo}")
+    from export3d_core.atomic import check_writable
+
+    if args.sheet is not None and Path(args.sheet).suffix.lower() != ".png":
+        raise Export3DError(f"--sheet {args.sheet}: the contact sheet is a .png")
     for option, path in (("--json", args.json), ("--sheet", args.sheet)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise Export3DError(f"{option} {path}: folder does not exist")
-    if args.sheet is not None and Path(args.sheet).suffix.lower() != ".png":
-        raise Export3DError(f"--sheet {args.sheet}: the contact sheet is a .png")
+        if path is not None:
+            check_writable(path)  # a read-only folder fails now, not after the slow evaluation
 
 
 def _load(args: argparse.Namespace):
-    import torch
-
     from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
+    from export3d_core.devices import parse_device
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise Export3DError(f"--device {args.device}: CUDA is not available")
+    device = parse_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
     if not checkpoint.is_file():
         raise Export3DError(f"no model at {checkpoint}; pass --checkpoint C")
-    model, _ = load_checkpoint(checkpoint, device=args.device)
+    model, _ = load_checkpoint(checkpoint, device=device)
     return model, checkpoint
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from export3d_core.data.corpus import read_clip_meta, read_corpus_info
 from export3d_core.data.dataset import resize_rgb
 from export3d_core.errors import Export3DError
-from export3d_core.eval.metrics import cosine_similarity, l1_distance
+from export3d_core.metrics import cosine_similarity, l1_distance
 
 ARCFACE_SIZE = 112  # insightface ArcFace input side
 ARCFACE_MEAN = 127.5  # (x - mean) / std, insightface's normalisation

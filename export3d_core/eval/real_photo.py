@@ -67,7 +67,8 @@ def prepare_photo(path: str | Path, input_size: int, output_size: int) -> PhotoI
     image = load_image(path)
     faces = detect_faces(image)
     if not faces:
-        raise NoFaceFoundError(f"no face found in {path.name}; eval-real needs a photo with a visible, frontal-ish face")
+        raise NoFaceFoundError(f"no face found in {path.name}; eval-real needs a photo with a visible, "
+                               "frontal-ish face")
     model_crop = crop_face(image, faces[0], input_size)
     reference = crop_face(image, faces[0], output_size).image
     return PhotoInput(path, model_crop.image, reference, model_crop.camera, model_crop.method)
@@ -159,12 +160,12 @@ def evaluate_photo(renderer, aligned: np.ndarray, camera: np.ndarray, lam: Seque
     """
     from export3d_core.data import face_identity
     from export3d_core.data.landmarks_dlib import aligned_face_box
-    from export3d_core.eval.metrics import psnr, ssim
-    from export3d_core.session import tensor_to_image
+    from export3d_core.metrics import psnr, ssim
+    from export3d_core.display import tensor_to_image
 
     session = _session(renderer, aligned)
     out_size = session.config.output_size
-    reference = _resized(aligned if reference is None else reference, out_size)
+    reference = np.array(_resized(aligned if reference is None else reference, out_size))  # writable copy for torch
     images = renders if renders is not None else {}
     tick = step or (lambda: None)
     own = [float(v) for v in lam]

@@ -16,9 +16,10 @@ from export3d_core.eval.basis import save_grid
 from export3d_core.eval.clips import EvalClip, generate_heldout, load_corpus
 from export3d_core.eval.harness import EvalConfig, Harness
 from export3d_core.eval.real_metrics import beta_sources, build_real_metrics, is_real_data
-from export3d_core.eval.regressor import DEFAULT_REGRESSOR, RegressorConfig, build_or_load_regressor
+from export3d_core.faces.regressor import DEFAULT_REGRESSOR, RegressorConfig
+from export3d_core.faces.regressor_training import build_or_load_regressor
 from export3d_core.eval.runner import ModelRunner
-from export3d_core.train.clebs import describe_code_information
+from export3d_core.nn.code_information import describe_code_information
 
 PROXY_NOTE = ("real data: the AED/APD/id_sim columns come from the synthetic-head attribute regressor (a proxy); "
               "the real-face metrics are in each section's \"real_face\" block")

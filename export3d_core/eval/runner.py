@@ -16,11 +16,11 @@ import torch
 
 from export3d_core.data.dataset import resize_rgb, to_tensor
 from export3d_core.model import Export3D
-from export3d_core.session import tensor_to_image
+from export3d_core.display import tensor_to_image
 
 
 class ModelRunner:
-    """Batched, gradient-free `encode -> expression -> triplane -> render` for evaluation."""
+    """Batched, gradient-free `Export3D.generate_triplane -> Export3D.render` for evaluation."""
 
     def __init__(self, model: Export3D, device: str | torch.device = "cpu", batch_size: int = 4,
                  progress: bool = True) -> None:
@@ -53,9 +53,8 @@ class ModelRunner:
             stop = start + self.batch_size
             source = torch.stack([to_tensor(resize_rgb(s, size)) for s in sources[start:stop]]).to(self.device)
             signal = torch.from_numpy(drive[start:stop]).to(self.device)  # (b, beta_dim | n)
-            appearance = self.model.encode(source)  # (b, 3, in, in) -> Appearance
-            e = self.model.expression(beta=signal) if betas is not None else self.model.expression(lam=signal)
-            planes = self.model.triplane(appearance, e)  # (b, 3, C, R, R)
+            drive_kw = {"beta": signal} if betas is not None else {"lam": signal}
+            planes = self.model.generate_triplane(source, **drive_kw)  # (b, 3, C, R, R)
             output = self.model.render(planes, torch.from_numpy(cameras[start:stop]).to(self.device))
             images.extend(tensor_to_image(image) for image in output.image)  # (out, out, 3) each
         return images

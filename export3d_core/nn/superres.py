@@ -5,6 +5,11 @@ stage is bilinear x2 -> two 3x3 convs with LeakyReLU, and a toRGB whose output i
 bilinearly upsampled RGB of the previous stage, so the raw render is the skip path and the
 convs only learn the residual detail. With output_size == neural_size there is a single
 refinement block at the neural resolution.
+
+Inference speed lives here too: `use_channels_last()` stores the weights channels-last (1.3-1.7x
+faster convolutions on CPU (oneDNN) and CUDA alike) and `forward(..., bf16=True)` runs the
+convolutions under bf16 autocast (worth it only where the device computes bf16 natively, see
+`devices.native_bf16`); the image comes back in fp32 either way.
 """
 from __future__ import annotations
 
@@ -54,8 +59,23 @@ class SuperResolution(nn.Module):
             blocks.append(SRBlock(in_ch, width, upsample=stages > 0))
             in_ch = width
         self.blocks = nn.ModuleList(blocks)
+        self.channels_last = False  # a runtime layout, not part of the weights
 
-    def forward(self, rgb_raw: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def use_channels_last(self) -> "SuperResolution":
+        """Weights (and from now on inputs) in channels-last memory format; the same values."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
+    def forward(self, rgb_raw: torch.Tensor, features: torch.Tensor, *, bf16: bool = False) -> torch.Tensor:
+        if self.channels_last:
+            features = features.contiguous(memory_format=torch.channels_last)
+        if not bf16:
+            return self._upsample(rgb_raw, features)
+        with torch.autocast(features.device.type, dtype=torch.bfloat16):
+            return self._upsample(rgb_raw, features).float()
+
+    def _upsample(self, rgb_raw: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         x, rgb = features, rgb_raw
         for block in self.blocks:
             x, rgb = block(x, rgb)  # (B, C, s, s), (B, 3, s, s)

@@ -56,8 +56,9 @@ def chunked_field(field: FieldFn, points_per_call: int = FIELD_CHUNK) -> FieldFn
 
 
 @dataclass
-class RenderResult:
-    """A rendered batch of images."""
+class VolumeImages:
+    """What a volume renderer returns: feature, depth and opacity images of a batch of cameras
+    (`Export3D.render` turns them into a `RenderOutput`, adding super-resolution)."""
 
     features: Tensor  # (B, F, H, W) in [-1, 1]; the first three channels are raw RGB
     depth: Tensor  # (B, 1, H, W) expected distance along the ray
@@ -102,14 +103,14 @@ def render_chunks(render_rays: Callable[[Tensor, Tensor], MarchResult], cameras:
     return [render_rays(origins[:, s:s + step], directions[:, s:s + step]) for s in range(0, n_rays, step)]
 
 
-def to_images(rays: list[MarchResult], batch: int, resolution: int) -> RenderResult:
+def to_images(rays: list[MarchResult], batch: int, resolution: int) -> VolumeImages:
     """Concatenate ray chunks and fold rays (B, H*W, C) into images (B, C, H, W)."""
 
     def fold(parts: list[Tensor]) -> Tensor:
         flat = torch.cat(parts, dim=1)  # (B, H*W, C)
         return flat.transpose(1, 2).reshape(batch, flat.shape[-1], resolution, resolution)
 
-    return RenderResult(
+    return VolumeImages(
         features=fold([r.features for r in rays]),
         depth=fold([r.depth for r in rays]),
         alpha=fold([r.alpha for r in rays]),
@@ -136,7 +137,7 @@ class VolumeRenderer:
         chunk: int | None = None,
         generator: torch.Generator | None = None,
         distortion: bool = False,
-    ) -> RenderResult:
+    ) -> VolumeImages:
         """Render cameras (B, 25) at resolution x resolution; `chunk` bounds the rays per pass.
 
         `distortion=True` also returns each image's mean distortion loss (`marcher.distortion`),

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from export3d_core.config import RenderConfig
-from export3d_core.render.accelerated import GRID_EXTENT
+from export3d_core.render.occupancy import GRID_EXTENT
 from export3d_core.render.renderer import FieldFn
 
 SPARSITY_POINTS = 4096  # random points per image: ~2 % of the rendered samples of a demo view

@@ -18,15 +18,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from export3d_core.config import ModelConfig
-from export3d_core.data.corpus import write_json_atomic
+from export3d_core.atomic import write_json_atomic
 from export3d_core.errors import Export3DError
 
 STATE_JSON = "train_state.json"
 STATE_FORMAT = "export3d-train-state"
 STATE_VERSION = 1
+TMP_SUFFIX = ".tmp"  # of the tensor file while it is written
 
 
 # -- optimiser state <-> (tensors, JSON) -----------------------------------------------------------
@@ -96,7 +98,7 @@ def save_training_state(run_dir: str | Path, step: int, tensors: dict[str, torch
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     tensor_name = f"train_state-{step:08d}.safetensors"
-    tmp = run / f".{tensor_name}.tmp"
+    tmp = run / f".{tensor_name}{TMP_SUFFIX}"
     save_file(_detached(tensors), str(tmp), metadata={"format": STATE_FORMAT})
     os.replace(tmp, run / tensor_name)
     document = {"format": STATE_FORMAT, "version": STATE_VERSION, "step": step, "tensors": tensor_name, **meta}
@@ -105,6 +107,25 @@ def save_training_state(run_dir: str | Path, step: int, tensors: dict[str, torch
         if old.name != tensor_name:
             old.unlink(missing_ok=True)
     return run / STATE_JSON
+
+
+def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files a killed run left (a half-written tensor file is as large as a
+    whole one); returns what was removed. Only names this package writes are touched: the tensor
+    file's `.train_state-*.safetensors.tmp`, and `.NAME.*` beside the run's own files, which is
+    how `atomic_path` names its temporaries (train_state.json, model.safetensors, sample grids)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        return []
+    patterns = [f".train_state-*.safetensors{TMP_SUFFIX}", f".{STATE_JSON}.*", ".model.safetensors.*",
+                ".log.jsonl.*", "samples/.step_*"]
+    removed = []
+    for pattern in patterns:
+        for path in run.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def has_training_state(run_dir: str | Path) -> bool:
@@ -117,14 +138,26 @@ def load_training_state(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], d
     path = run / STATE_JSON
     if not path.is_file():
         raise Export3DError(f"no training checkpoint in {run} ({STATE_JSON} is missing); drop --resume to start afresh")
+    meta = read_state_json(run)
+    tensor_path = run / meta["tensors"]
+    try:
+        tensors = load_file(str(tensor_path))
+    except (OSError, ValueError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise Export3DError(f"cannot read training checkpoint {tensor_path} (truncated or corrupt? {reason})") from None
+    return tensors, meta
+
+
+def read_state_json(run_dir: str | Path) -> dict[str, Any]:
+    """The JSON half of a run's checkpoint; Export3DError when it is unreadable, truncated or foreign."""
+    path = Path(run_dir) / STATE_JSON
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        if meta.get("format") != STATE_FORMAT:
-            raise ValueError("not a training state file")
-        tensors = load_file(str(run / meta["tensors"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise Export3DError(f"cannot read training checkpoint {path}: {exc}") from None
-    return tensors, meta
+    except (OSError, ValueError) as exc:
+        raise Export3DError(f"cannot read training checkpoint {path} (truncated or corrupt? {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or not isinstance(meta.get("tensors"), str):
+        raise Export3DError(f"{path} is not an export3d training state")
+    return meta
 
 
 def saved_model_config(meta: dict[str, Any], run_dir: str | Path) -> ModelConfig:

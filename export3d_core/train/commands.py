@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
 
 import torch
 
-from export3d_core.cli import EXIT_INTERRUPTED
+from export3d_core.atomic import check_writable
 from export3d_core.config import ModelConfig, PRESETS, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
-from export3d_core.errors import Export3DError
+from export3d_core.errors import EXIT_INTERRUPTED, Export3DError
 from export3d_core.train import checkpointing as ckpt
-from export3d_core.train.clebs import (describe_code_information, load_lebs_frozen, pretrain_clebs, read_lebs_extra,
+from export3d_core.nn.code_information import describe_code_information
+from export3d_core.train.clebs import (CLEBS_FILE, load_lebs_frozen, pretrain_clebs, read_lebs_extra,
                                        resolve_clebs_path)
+from export3d_core.train.run_config import RunConfig, add_run_arguments, train_config
 from export3d_core.train.ddp import DistInfo, cleanup_distributed, setup_distributed
-from export3d_core.train.face_features import FaceExpressionLoss, load_face_features
+from export3d_core.train.expression_gain import add_expression_gain_command
+from export3d_core.train.face_features import FaceExpressionLoss, add_face_features_command, load_face_features
 from export3d_core.train.init_from import initial_config, load_grown, read_source_run
 from export3d_core.train.losses import PerceptualLoss
 from export3d_core.train.loop import Trainer
@@ -32,66 +34,12 @@ from export3d_core.train.vgg import load_vgg16
 
 
 def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `train` and `pretrain-clebs` on the `export3d` parser."""
+    """Register `train`, `pretrain-clebs` and the run tools `expression-gain` and
+    `train-face-features` on the `export3d` parser."""
     train = subparsers.add_parser("train", help="train Export3D on a corpus (single process or torchrun DDP)",
                                   description="Phase 1 reconstruction for --steps, then phase 2 adds the "
                                               "adversarial loss for --adv-steps. Resumable; Ctrl-C checkpoints.")
-    train.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size (default tiny)")
-    train.add_argument("--data", required=True, help="corpus directory (export3d synth / prepare)")
-    train.add_argument("--out", required=True, help="run directory: checkpoints, log.jsonl, samples, model.safetensors")
-    train.add_argument("--steps", type=int, default=1000, help="phase-1 (reconstruction) steps (default 1000)")
-    train.add_argument("--adv-steps", type=int, default=0, help="phase-2 (adversarial) steps (default 0)")
-    train.add_argument("--batch", type=int, default=None, help="batch size per process (default TrainConfig's)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    train.add_argument("--clebs", default=None, help="pre-trained CLeBS run directory or clebs.safetensors (frozen)")
-    train.add_argument("--init-from", default=None, metavar="RUN",
-                       help="start this new run from another run's weights (same preset; layers the new run "
-                            "adds start at their neutral initialisation; see train/init_from.py)")
-    train.add_argument("--unfreeze-lebs", action="store_true",
-                       help="with --init-from: train the source's LeBS (and so the basis V) with G instead of "
-                            "keeping it frozen; beyond the paper, which freezes CLeBS (see the README)")
-    train.add_argument("--skip-expression-channels", type=int, default=None, metavar="N",
-                       help="new runs: channels of the expression code fed to the skip fusion "
-                            "(default: the preset's; ModelConfig.skip_expression_channels)")
-    train.add_argument("--neural-size", type=int, default=None, metavar="N",
-                       help="new runs: side of the volume-rendered image (default: the preset's; "
-                            "ModelConfig.neural_size); the super-resolution upsamples it to the output side")
-    train.add_argument("--vgg", default=None, help="torchvision vgg16-397923af.pth (default: the torch hub cache)")
-    train.add_argument("--face-features", default=None, metavar="REGRESSOR",
-                       help="an attribute regressor .safetensors whose conv features replace VGG16 in the "
-                            "perceptual terms (a face-specific stand-in when VGG16 weights are absent; use one "
-                            "trained on other identities than the regressor eval uses, see the README)")
-    train.add_argument("--face-features-weight", type=float, default=1.0, metavar="W",
-                       help="weight of each --face-features perceptual term (default 1, as VGG16's)")
-    train.add_argument("--face-expression-weight", type=float, default=0.0, metavar="W",
-                       help="with --face-features: add the L1 between the expression that network reads from "
-                            "the output and from the driving frame, times W (default 0: off)")
-    train.add_argument("--seed", type=int, default=None, help="random seed (default TrainConfig's)")
-    train.add_argument("--lr-g", type=float, default=None, help="Adam learning rate of G (default 1e-4, the paper's)")
-    train.add_argument("--lr-lebs", type=float, default=None,
-                       help="Adam learning rate of LeBS where it trains with G (a run without --clebs, or "
-                            "--unfreeze-lebs); default G's, and on --resume the run's own if it set one")
-    train.add_argument("--lr-d", type=float, default=None,
-                       help="Adam learning rate of D (default 1e-5, the paper's, for 10,000 adversarial steps; "
-                            "in short phases D may stay at chance, d_loss 1.386 in the log: see the README)")
-    train.add_argument("--distortion", type=float, default=None,
-                       help="weight of the distortion regulariser that sharpens the density (default 0: off)")
-    train.add_argument("--sparsity", type=float, default=None,
-                       help="weight of the free-space opacity regulariser that empties fog around the head "
-                            "(default 0: off; see the README for what it did to the demo model)")
-    train.add_argument("--opacity", type=float, default=None,
-                       help="weight of the mean transparency of the rendered rays; with --sparsity it turns "
-                            "background fog into an opaque surface (default 0: off)")
-    train.add_argument("--expression-gain", default=None, metavar="GAIN|auto",
-                       help="scale of the expression code the generator sees (default 1; auto calibrates it "
-                            "from the --clebs weights so strong expressions give O(1) codes); --resume keeps the run's")
-    train.add_argument("--feature-weight", type=float, default=None,
-                       help="L2 weight of the pixels near brows, eyes, nose and mouth (default 1: plain L2); "
-                            "a stand-in for the perceptual loss when VGG16 weights are absent")
-    train.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
-    train.add_argument("--sample-every", type=int, default=None, help="steps between sample grids")
-    train.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: this rank's GPU if any)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(train)  # one flag per RunConfig field
     train.set_defaults(handler=run_train)
 
     clebs = subparsers.add_parser("pretrain-clebs", help="contrastive pre-training of LeBS (CLeBS)",
@@ -108,6 +56,8 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     clebs.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     clebs.add_argument("--no-progress", action="store_true", help="no progress bar")
     clebs.set_defaults(handler=run_pretrain_clebs)
+    add_expression_gain_command(subparsers)
+    add_face_features_command(subparsers)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -122,112 +72,88 @@ def corpus_config(preset: str, dataset: CorpusDataset, quiet: bool = False) -> M
     return cfg
 
 
-def train_config(*, steps: int | None = None, adv_steps: int | None = None, batch: int | None = None,
-                 seed: int | None = None, checkpoint_every: int | None = None,
-                 sample_every: int | None = None, lr_g: float | None = None,
-                 lr_d: float | None = None, lr_lebs: float | None = None, distortion: float | None = None,
-                 sparsity: float | None = None, opacity: float | None = None,
-                 feature_weight: float | None = None) -> TrainConfig:
-    """TrainConfig defaults overridden by whatever the command line gave (None = keep)."""
-    base = TrainConfig()
-    changes = {"recon_steps": steps, "adv_steps": adv_steps, "batch_size": batch, "seed": seed,
-               "checkpoint_every": checkpoint_every, "sample_every": sample_every, "lr_g": lr_g, "lr_d": lr_d,
-               "lr_lebs": lr_lebs, "lambda_distortion": distortion, "lambda_sparsity": sparsity,
-               "lambda_opacity": opacity, "feature_weight": feature_weight}
-    changes = {k: v for k, v in changes.items() if v is not None}
-    flags = {"recon_steps": "--steps", "adv_steps": "--adv-steps", "checkpoint_every": "--checkpoint-every",
-             "sample_every": "--sample-every"}
-    for key, flag in flags.items():
-        if changes.get(key, 0) < 0:
-            raise Export3DError(f"{flag} must be >= 0")
-    for key in ("lr_g", "lr_d", "lr_lebs"):
-        if key in changes and not 0 < changes[key] < 1:
-            raise Export3DError(f"--{key.replace('_', '-')} must be between 0 and 1")
-    for key, flag in (("lambda_distortion", "--distortion"), ("lambda_sparsity", "--sparsity"),
-                      ("lambda_opacity", "--opacity")):
-        if changes.get(key, 0) < 0:
-            raise Export3DError(f"{flag} must be >= 0")
-    if changes.get("feature_weight", 1) < 1:
-        raise Export3DError("--feature-weight must be >= 1")
-    if changes.get("batch_size", 1) < 1:
-        raise Export3DError("--batch must be >= 1")
-    return dataclasses.replace(base, **changes)
-
-
-def build_trainer(args: argparse.Namespace, dist: DistInfo, hooks: list | None = None) -> Trainer:
+def build_trainer(run: RunConfig, dist: DistInfo, hooks: list | None = None) -> Trainer:
     """Everything `train` needs, ready to `.train()` (and already resumed with --resume)."""
     from export3d_core.model import Export3D  # deferred: the model pulls in the whole network
     from export3d_core.nn.discriminator import DualDiscriminator
 
-    tcfg = train_config(steps=args.steps, adv_steps=args.adv_steps, batch=args.batch, seed=args.seed,
-                        checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                        lr_g=getattr(args, "lr_g", None), lr_d=getattr(args, "lr_d", None),
-                        lr_lebs=getattr(args, "lr_lebs", None), distortion=getattr(args, "distortion", None),
-                        sparsity=getattr(args, "sparsity", None), opacity=getattr(args, "opacity", None),
-                        feature_weight=getattr(args, "feature_weight", None))
-    out = Path(args.out)
-    if args.resume and not ckpt.has_training_state(out):
-        raise Export3DError(f"nothing to resume in {out}: no {ckpt.STATE_JSON}")
-    if not args.resume and ckpt.has_training_state(out):
-        raise Export3DError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    init_from = getattr(args, "init_from", None)
-    if init_from and (args.resume or args.clebs or getattr(args, "expression_gain", None) is not None):
-        raise Export3DError("--init-from starts a new run with the source's LeBS and gain: "
-                            "it takes neither --resume, --clebs nor --expression-gain")
-    unfreeze = getattr(args, "unfreeze_lebs", False)
-    if unfreeze and not init_from:
-        raise Export3DError("--unfreeze-lebs goes with --init-from RUN (a new run decides whether LeBS trains; "
-                            "a resumed run keeps its own choice)")
-    source_tensors, source_meta = read_source_run(init_from) if init_from else (None, None)
+    tcfg = run.train_config()
+    out = Path(run.out)
+    check_writable(out / ckpt.STATE_JSON)  # a folder that refuses fails now, not after loading the data
+    _check_run_flags(run, out)
+    source_tensors, source_meta = read_source_run(run.init_from) if run.init_from else (None, None)
     # What the run carries over: its own saved state on --resume, the source's with --init-from.
-    prior_meta = source_meta if init_from else (_state_meta(out) if args.resume else None)
-    dataset = CorpusDataset(args.data, *_run_sizes(args, prior_meta), seed=tcfg.seed,
+    prior_meta = source_meta if run.init_from else (_state_meta(out) if run.resume else None)
+    dataset = CorpusDataset(run.data, *_run_sizes(run, prior_meta), seed=tcfg.seed,
                             feature_weight=tcfg.feature_weight)
-    cfg = run_model_config(args, corpus_config(args.preset, dataset, quiet=not dist.is_main), dataset, out, prior_meta)
+    cfg = run_model_config(run, corpus_config(run.preset, dataset, quiet=not dist.is_main), dataset, out, prior_meta)
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = Export3D(cfg)
     # A discriminator once trained stays with the run, also through reconstruction-only stretches.
     keeps_disc = prior_meta is not None and "opt_d" in prior_meta
     discriminator = DualDiscriminator(cfg) if tcfg.adv_steps > 0 or keeps_disc else None
     carried_frozen = bool(prior_meta and prior_meta.get("extra", {}).get("frozen_lebs"))
-    frozen = not unfreeze and (bool(args.clebs) or carried_frozen)
-    if args.clebs:
-        load_lebs_frozen(model.lebs, args.clebs)
+    frozen = not run.unfreeze_lebs and (bool(run.clebs) or carried_frozen)
+    if run.clebs:
+        load_lebs_frozen(model.lebs, run.clebs)
     if source_tensors is not None:
-        fresh = load_grown(model, ckpt.split_prefix(source_tensors, "model"))
-        if discriminator is not None and keeps_disc:
-            fresh += [f"disc.{name}" for name in load_grown(discriminator, ckpt.split_prefix(source_tensors, "disc"))]
-        if dist.is_main:
-            print(f"initialised from {init_from}; at their initialisation: {', '.join(fresh) or 'nothing'}",
-                  file=sys.stderr)
+        _load_source_run(run.init_from, source_tensors, model, discriminator if keeps_disc else None, dist)
     if frozen:  # the LeBS weights are the pre-trained ones (loaded or carried over); keep them frozen
         model.lebs.requires_grad_(False)
-    tcfg = dataclasses.replace(tcfg, lr_lebs=lebs_rate(args, frozen, prior_meta if args.resume else None))
-    perceptual, expression = perceptual_losses(args, dist.device)
+    tcfg = dataclasses.replace(tcfg, lr_lebs=lebs_rate(run, frozen, prior_meta if run.resume else None))
+    perceptual, expression = perceptual_losses(run, dist.device)
     torch.manual_seed(tcfg.seed + dist.rank)  # per-rank stochastic ray sampling
+    # frozen_lebs, lr_lebs, preset and data are read back by a resumed run (and by runs saved
+    # before the whole RunConfig was kept); run_config records every setting of this launch.
     trainer = Trainer(model, dataset, tcfg, out, discriminator=discriminator, perceptual=perceptual,
-                      expression=expression, dist=dist,
-                      hooks=hooks, progress=not args.no_progress,
-                      extra_meta={"frozen_lebs": frozen, "lr_lebs": tcfg.lr_lebs, "preset": args.preset,
-                                  "data": str(args.data)})
-    if args.resume:
+                      expression=expression, dist=dist, hooks=hooks, progress=not run.no_progress,
+                      extra_meta={"frozen_lebs": frozen, "lr_lebs": tcfg.lr_lebs, "preset": run.preset,
+                                  "data": str(run.data), "run_config": run.to_dict()})
+    if run.resume:
         trainer.resume()
-        # The optimiser state carries the run's learning rates; a flag given now changes them.
-        lr_g, lr_d = getattr(args, "lr_g", None), getattr(args, "lr_d", None)
-        for group in trainer.opt_g.param_groups:  # LeBS follows G's rate unless the run gives it its own
-            own_rate = group.get("name") == "lebs" and tcfg.lr_lebs is not None
-            rate = tcfg.lr_lebs if own_rate else lr_g
-            if rate is not None:
-                group["lr"] = rate
-        if trainer.opt_d is not None and lr_d is not None:
-            for group in trainer.opt_d.param_groups:
-                group["lr"] = lr_d
+        _apply_rate_flags(trainer, run, tcfg)
     return trainer
 
 
-def lebs_rate(args: argparse.Namespace, frozen: bool, resumed_meta: dict | None) -> float | None:
+def _check_run_flags(run: RunConfig, out: Path) -> None:
+    """Flags that contradict each other or the run directory's state."""
+    if run.resume and not ckpt.has_training_state(out):
+        raise Export3DError(f"nothing to resume in {out}: no {ckpt.STATE_JSON}")
+    if not run.resume and ckpt.has_training_state(out):
+        raise Export3DError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    if run.init_from and (run.resume or run.clebs or run.expression_gain is not None):
+        raise Export3DError("--init-from starts a new run with the source's LeBS and gain: "
+                            "it takes neither --resume, --clebs nor --expression-gain")
+    if run.unfreeze_lebs and not run.init_from:
+        raise Export3DError("--unfreeze-lebs goes with --init-from RUN (a new run decides whether LeBS trains; "
+                            "a resumed run keeps its own choice)")
+
+
+def _load_source_run(source: str, tensors: dict, model, discriminator, dist: DistInfo) -> None:
+    """The --init-from run's weights into `model` (and `discriminator`, when the run keeps one)."""
+    fresh = load_grown(model, ckpt.split_prefix(tensors, "model"))
+    if discriminator is not None:
+        fresh += [f"disc.{name}" for name in load_grown(discriminator, ckpt.split_prefix(tensors, "disc"))]
+    if dist.is_main:
+        print(f"initialised from {source}; at their initialisation: {', '.join(fresh) or 'nothing'}",
+              file=sys.stderr)
+
+
+def _apply_rate_flags(trainer: Trainer, run: RunConfig, tcfg) -> None:
+    """The optimiser state carries a resumed run's learning rates; a flag given now changes them."""
+    for group in trainer.opt_g.param_groups:  # LeBS follows G's rate unless the run gives it its own
+        own_rate = group.get("name") == "lebs" and tcfg.lr_lebs is not None
+        rate = tcfg.lr_lebs if own_rate else run.lr_g
+        if rate is not None:
+            group["lr"] = rate
+    if trainer.opt_d is not None and run.lr_d is not None:
+        for group in trainer.opt_d.param_groups:
+            group["lr"] = run.lr_d
+
+
+def lebs_rate(run: RunConfig, frozen: bool, resumed_meta: dict | None) -> float | None:
     """LeBS's own Adam rate in this run: --lr-lebs, else a resumed run's own; None: it follows G's."""
-    flag = getattr(args, "lr_lebs", None)
+    flag = run.lr_lebs
     if flag is not None and frozen:
         raise Export3DError("--lr-lebs: LeBS is frozen in this run (pre-trained CLeBS); it trains with G only in a "
                             "run without --clebs or one started with --init-from ... --unfreeze-lebs")
@@ -236,21 +162,19 @@ def lebs_rate(args: argparse.Namespace, frozen: bool, resumed_meta: dict | None)
     return flag
 
 
-def perceptual_losses(args: argparse.Namespace,
+def perceptual_losses(run: RunConfig,
                       device: torch.device | str) -> tuple[PerceptualLoss | None, FaceExpressionLoss | None]:
     """The perceptual terms' loss: on --face-features if given, else on VGG16 when its weights are
     found, else None (MSE only, after one warning); and the face expression term, if asked for."""
-    face_features = getattr(args, "face_features", None)
-    weight = getattr(args, "face_features_weight", 1.0)
-    expression_weight = getattr(args, "face_expression_weight", 0.0)
+    face_features, weight, expression_weight = run.face_features, run.face_features_weight, run.face_expression_weight
     if expression_weight < 0:
         raise Export3DError(f"--face-expression-weight must be >= 0, got {expression_weight}")
     if not face_features:
         if expression_weight > 0:
             raise Export3DError("--face-expression-weight needs --face-features (the network that reads the expression)")
-        vgg = load_vgg16(args.vgg, device)
+        vgg = load_vgg16(run.vgg, device)
         return (PerceptualLoss(vgg) if vgg is not None else None), None
-    if args.vgg:
+    if run.vgg:
         raise Export3DError("--vgg and --face-features both name the perceptual network: give one")
     if not weight > 0:
         raise Export3DError(f"--face-features-weight must be > 0, got {weight}")
@@ -265,14 +189,14 @@ ARCHITECTURE_FLAGS = (("--skip-expression-channels", "skip_expression_channels")
                       ("--neural-size", "neural_size"))
 
 
-def architecture_config(args: argparse.Namespace, preset_config: ModelConfig) -> ModelConfig:
+def architecture_config(run: RunConfig, preset_config: ModelConfig) -> ModelConfig:
     """The preset with a new run's architecture flags; with --resume any such flag is refused."""
     cfg = preset_config
     for flag, name in ARCHITECTURE_FLAGS:
-        value = getattr(args, name, None)
+        value = getattr(run, name)
         if value is None:
             continue
-        if args.resume:
+        if run.resume:
             raise Export3DError(f"{flag} sets a new run's architecture; --resume keeps the run's")
         try:
             cfg = cfg.replace(**{name: value})
@@ -281,21 +205,21 @@ def architecture_config(args: argparse.Namespace, preset_config: ModelConfig) ->
     return cfg
 
 
-def run_model_config(args: argparse.Namespace, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,
+def run_model_config(run: RunConfig, preset_config: ModelConfig, dataset: CorpusDataset, out: Path,
                      prior_meta: dict | None) -> ModelConfig:
     """The model config of this run: a new run's from the preset and flags (with --init-from, the
     source run's calibration; `prior_meta` is its state), a resumed run's own (`prior_meta` is it)."""
-    cfg = architecture_config(args, preset_config)
-    if args.resume:  # a run's architecture is fixed when it starts: take it from the run
-        return resumed_config(cfg, out, prior_meta, getattr(args, "expression_gain", None))
+    cfg = architecture_config(run, preset_config)
+    if run.resume:  # a run's architecture is fixed when it starts: take it from the run
+        return resumed_config(cfg, out, prior_meta, run.expression_gain)
     if prior_meta is not None:
         return initial_config(cfg, prior_meta)
-    return cfg.replace(expression_gain=resolve_expression_gain(args, cfg, dataset))
+    return cfg.replace(expression_gain=resolve_expression_gain(run, cfg, dataset))
 
 
 def _state_meta(out: Path) -> dict:
     """The JSON half of a run's training state (no tensors)."""
-    return json.loads((out / ckpt.STATE_JSON).read_text(encoding="utf-8"))
+    return ckpt.read_state_json(out)
 
 
 def resumed_config(preset_config: ModelConfig, out: Path, state_meta: dict, gain_flag: str | None) -> ModelConfig:
@@ -307,24 +231,24 @@ def resumed_config(preset_config: ModelConfig, out: Path, state_meta: dict, gain
                             "resume with the same preset and corpus")
     if gain_flag not in (None, "auto") and _gain_number(gain_flag) != saved.expression_gain:
         raise Export3DError(f"{out} trains with expression gain {saved.expression_gain:g}; to change it, run "
-                            f"python -m export3d_core.train.expression_gain {out} --gain {gain_flag}")
+                            f"export3d expression-gain {out} --gain {gain_flag}")
     return saved
 
 
-def resolve_expression_gain(args: argparse.Namespace, cfg: ModelConfig, dataset: CorpusDataset) -> float:
+def resolve_expression_gain(run: RunConfig, cfg: ModelConfig, dataset: CorpusDataset) -> float:
     """A new run's `expression_gain`: the flag's number, or `auto` (calibrated on the CLeBS weights)."""
-    flag = getattr(args, "expression_gain", None)
+    flag = run.expression_gain
     if flag is None:
         return 1.0
     if flag != "auto":
         return _gain_number(flag)
-    if not args.clebs:
+    if not run.clebs:
         raise Export3DError("--expression-gain auto needs --clebs: it calibrates the pre-trained λ")
     from safetensors.torch import load_file
 
     from export3d_core.train.expression_gain import calibrated_gain
 
-    return calibrated_gain(cfg, load_file(str(resolve_clebs_path(args.clebs))), dataset.betas)
+    return calibrated_gain(cfg, load_file(str(resolve_clebs_path(run.clebs))), dataset.betas)
 
 
 def _gain_number(text: str) -> float:
@@ -337,26 +261,27 @@ def _gain_number(text: str) -> float:
     return value
 
 
-def _run_sizes(args: argparse.Namespace, prior_meta: dict | None) -> tuple[int, int, int]:
+def _run_sizes(run: RunConfig, prior_meta: dict | None) -> tuple[int, int, int]:
     """(input, neural, output) sides of this run's images, known before its data is loaded: a
     resumed run's own, else the preset's with the architecture flags (checked here, early)."""
-    if args.resume and prior_meta is not None and "model_config" in prior_meta:
-        cfg = ckpt.saved_model_config(prior_meta, args.out)
+    if run.resume and prior_meta is not None and "model_config" in prior_meta:
+        cfg = ckpt.saved_model_config(prior_meta, run.out)
     else:
-        cfg = architecture_config(args, ModelConfig.preset(args.preset))
+        cfg = architecture_config(run, ModelConfig.preset(run.preset))
     return cfg.input_size, cfg.neural_size, cfg.output_size
 
 
 # -- handlers -----------------------------------------------------------------------------------------
 def run_train(args: argparse.Namespace) -> int:
-    dist = setup_distributed(args.device)
+    run = RunConfig.from_namespace(args)
+    dist = setup_distributed(run.device)
     try:
-        trainer = build_trainer(args, dist)
+        trainer = build_trainer(run, dist)
         status = trainer.train()
     finally:
         cleanup_distributed()
     if dist.is_main:
-        where = Path(args.out)
+        where = Path(run.out)
         if status == "done":
             print(f"trained {trainer.step} steps; weights in {where / 'model.safetensors'}", file=sys.stderr)
         else:
@@ -373,6 +298,7 @@ def run_pretrain_clebs(args: argparse.Namespace) -> int:
     if args.beta_negatives < 0:
         raise Export3DError("--beta-negatives must be >= 0")
     tcfg = dataclasses.replace(tcfg, clebs_beta_negatives=args.beta_negatives)
+    check_writable(Path(args.out) / CLEBS_FILE)
     cfg0 = ModelConfig.preset(args.preset)
     dataset = CorpusDataset(args.data, cfg0.input_size, cfg0.neural_size, cfg0.output_size, seed=tcfg.seed)
     cfg = corpus_config(args.preset, dataset)

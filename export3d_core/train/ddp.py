@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from export3d_core.devices import parse_device
 from export3d_core.errors import Export3DError
 
 
@@ -46,7 +47,7 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
     """`--device` (cpu, cuda, cuda:1, auto/None): auto takes this rank's GPU when there is one."""
     if name in (None, "auto"):
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
+    device = parse_device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device
@@ -58,7 +59,7 @@ def setup_distributed(device: str | None = None) -> DistInfo:
         return DistInfo(device=resolve_device(device))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    named = None if device in (None, "auto") else torch.device(device)
+    named = None if device in (None, "auto") else parse_device(device, available=False)
     if named is not None and named.type == "cuda" and named.index is not None:
         # Every process would take that one GPU, and NCCL refuses duplicate devices.
         raise Export3DError(f"--device {device} names one GPU, but torchrun starts {world} processes and each "

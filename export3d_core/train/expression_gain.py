@@ -1,4 +1,4 @@
-"""Set the expression gain of a training run: `python -m export3d_core.train.expression_gain RUN`.
+"""Set the expression gain of a training run: `export3d expression-gain RUN`.
 
 `ModelConfig.expression_gain` scales the expression code the generator sees (see config.py).
 A run trained with too small a gain hardly learns expression; this tool switches a run's last
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from export3d_core.errors import Export3DError
+from export3d_core.errors import EXIT_USER_ERROR, Export3DError
 from export3d_core.train import checkpointing as ckpt
 
 MODULATION_WEIGHT = ".adaLN_modulation.1.weight"  # the Linear that reads e in each EAdaLN block
@@ -92,9 +92,15 @@ def _rewrite_run_lebs(tensors: dict, cfg, clebs: str | None, whiten_over) -> Non
         tensors[f"model.lebs.{name}"] = value.detach().clone()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export3d_core.train.expression_gain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_expression_gain_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `export3d expression-gain RUN`."""
+    parser = subparsers.add_parser("expression-gain", help="switch a training run to a new expression gain",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_expression_gain_arguments(parser)
+    parser.set_defaults(handler=run_expression_gain)
+
+
+def add_expression_gain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="training run directory (export3d train --out)")
     parser.add_argument("--gain", default="auto", help="the new gain, or auto (default)")
     parser.add_argument("--data", default=None, help="corpus directory (needed by --gain auto and --whiten)")
@@ -102,20 +108,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="replace the run's frozen CLeBS by these pre-trained weights (run directory or file) first")
     parser.add_argument("--whiten", action="store_true",
                         help="whiten the frozen CLeBS coefficients over the corpus' expressions first")
-    args = parser.parse_args(argv)
+
+
+def run_expression_gain(args: argparse.Namespace) -> int:
     try:
         gain = args.gain if args.gain == "auto" else float(args.gain)
         value = set_run_gain(args.run, gain, args.data, whiten=args.whiten, clebs=args.clebs)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Export3DError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise Export3DError(str(exc)) from None
     replaced = f"CLeBS replaced by {args.clebs}; " if args.clebs else ""
     whitened = "CLeBS coefficients whitened; " if args.whiten else ""
     print(f"{args.run}: {replaced}{whitened}expression gain {value:.4g}; EAdaLN expression weights zeroed; continue with --resume")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m export3d_core.train.expression_gain`: the same as `export3d expression-gain`."""
+    parser = argparse.ArgumentParser(prog="python -m export3d_core.train.expression_gain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_expression_gain_arguments(parser)
+    try:
+        return run_expression_gain(parser.parse_args(argv))
+    except Export3DError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

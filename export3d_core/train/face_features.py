@@ -1,7 +1,7 @@
 """Face features for the perceptual loss when VGG16 weights are absent.
 
 Owns `FaceFeatures`: the convolution stages of a frozen attribute regressor (the small CNN of
-`eval/regressor.py`, trained on synthetic heads to read expression, pose and identity) used as the
+`faces/regressor.py`, trained on synthetic heads to read expression, pose and identity) used as the
 feature network of `PerceptualLoss`, as VGG16 is in the paper. Its features were learnt to tell
 the small things expressions move (brow edges, furrow lines, mouth corners), which an L2 loss
 averages away. It reads an image as the regressor does, built differentiably: the whole image and
@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export3d_core.errors import Export3DError
+from export3d_core.atomic import check_writable
+from export3d_core.errors import EXIT_USER_ERROR, Export3DError
 
 # RegressorConfig overrides of the face-feature network: identities the evaluation regressor
 # (0..4099) never saw, another seed; fewer identities and steps than it, since the loss needs its
@@ -97,28 +98,46 @@ class FaceExpressionLoss(nn.Module):
 
 def load_face_features(path: str | Path, device: str | torch.device = "cpu") -> FaceFeatures:
     """The frozen conv stages of the attribute regressor file at `path`."""
-    from export3d_core.eval.regressor import load_regressor  # deferred: eval pulls in the renderer helpers
+    from export3d_core.faces.regressor import load_regressor  # deferred: only runs that ask for it load it
 
     if not Path(path).is_file():
         raise Export3DError(f"face-feature network not found at {path} (an attribute regressor .safetensors)")
     return FaceFeatures(load_regressor(path, "cpu")).to(device)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train the face-feature network with FACE_NETWORK_SETTINGS and save it to OUT."""
-    from export3d_core.eval.regressor import RegressorConfig, save_regressor, train_regressor
-
-    parser = argparse.ArgumentParser(prog="python -m export3d_core.train.face_features",
-                                     description="Train the network of `export3d train --face-features`.")
+def add_face_features_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `export3d train-face-features OUT`."""
+    parser = subparsers.add_parser("train-face-features", help="train the network of `export3d train --face-features`",
+                                   description="Train the network of `export3d train --face-features` on synthetic "
+                                               "renders and save it to OUT.")
     parser.add_argument("out", help="where to write the regressor (.safetensors); it must not exist yet")
-    args = parser.parse_args(argv)
+    parser.set_defaults(handler=run_train_face_features)
+
+
+def run_train_face_features(args: argparse.Namespace) -> int:
+    """Train the face-feature network with FACE_NETWORK_SETTINGS and save it to OUT."""
+    from export3d_core.faces.regressor import RegressorConfig, save_regressor
+    from export3d_core.faces.regressor_training import train_regressor
+
     if Path(args.out).exists():
-        print(f"error: {args.out} exists; choose another path or remove it", file=sys.stderr)
-        return 2
+        raise Export3DError(f"{args.out} exists; choose another path or remove it")
+    check_writable(args.out)  # before 13 minutes of training, not after
     print("training the face-feature network on synthetic renders (about 13 min on 2 CPU cores)", file=sys.stderr)
     save_regressor(train_regressor(RegressorConfig(**FACE_NETWORK_SETTINGS)), args.out)
     print(f"saved {args.out}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m export3d_core.train.face_features OUT`: the same as `export3d train-face-features OUT`."""
+    parser = argparse.ArgumentParser(prog="python -m export3d_core.train.face_features")
+    add_face_features_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train-face-features", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return run_train_face_features(args)
+    except Export3DError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`export3d train --init-from RUN`: a new run that starts from another run's weights.
 
-What a grown architecture needs (e.g. `--skip-expression-channels`, which the sixth demo release
-added to the fifth): the new run takes the preset's architecture (with its flags) and the source
+What a grown architecture needs (e.g. a run that adds `--skip-expression-channels` to a trained
+one): the new run takes the preset's architecture (with its flags) and the source
 run's calibration (expression gain, λ units, whether LeBS is frozen), then copies every weight by
 name, the discriminator's too.
 - A weight the source lacks keeps its initialisation: new layers are built to start neutral

@@ -35,6 +35,30 @@ class JsonlLog:
         self._handle.close()
 
 
+def truncate_jsonl(path: str | Path, last_step: int) -> int:
+    """Keep the records up to `last_step` (and drop a line torn by a kill); returns how many were
+    dropped. A run killed after its last checkpoint has logged steps it will train again on
+    resume: without this they would appear twice."""
+    from export3d_core.atomic import write_text_atomic
+
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= last_step:
+            kept.append(line)
+    dropped = sum(1 for line in lines if line.strip()) - len(kept)
+    if dropped:
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+    return dropped
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 

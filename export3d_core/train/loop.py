@@ -32,7 +32,7 @@ from export3d_core.errors import Export3DError
 from export3d_core.render.sparsity import SPARSITY_POINTS
 from export3d_core.train import checkpointing as ckpt
 from export3d_core.train.ddp import DistInfo, all_reduce_mean, autocast, average_buffers, wrap_ddp
-from export3d_core.train.logs import LOG_FILE, SAMPLES_DIR, JsonlLog, save_sample_grid
+from export3d_core.train.logs import LOG_FILE, SAMPLES_DIR, JsonlLog, save_sample_grid, truncate_jsonl
 from export3d_core.train.losses import PerceptualLoss, generator_adv_loss, r1_penalty, reconstruction_loss
 
 MODEL_FILE = "model.safetensors"  # the inference weights (export3d_core.checkpoint format)
@@ -264,6 +264,9 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------------------
     def train(self) -> str:
         """Run to total_steps; returns "done" or "interrupted" (a checkpoint is on disk either way)."""
+        if self.dist.is_main:  # what a killed run left: temporaries, and log lines past its checkpoint
+            ckpt.remove_stale_temp_files(self.run_dir)
+            truncate_jsonl(self.run_dir / LOG_FILE, self.step)
         log = JsonlLog(self.run_dir / LOG_FILE) if self.dist.is_main else None
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not self.progress,
                    dynamic_ncols=True, unit="step")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from export3d_core.eval.regressor import AttributeRegressor, RegressorConfig, save_regressor
+from export3d_core.faces.regressor import AttributeRegressor, RegressorConfig, save_regressor
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from torch import nn
 from export3d_core.camera import OrbitCamera
 from export3d_core.config import RenderConfig
 from export3d_core.render.accelerated import AcceleratedRenderer, OccupancyGrid
-from export3d_core.render.renderer import FieldFn, RenderResult, VolumeRenderer
+from export3d_core.render.renderer import FieldFn, VolumeImages, VolumeRenderer
 from export3d_core.render.triplane import sample_triplane
 
 CFG = RenderConfig()  # EG3D FFHQ sampling: 48 + 48 samples over 2.25..3.3
@@ -60,7 +60,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float) -> float:
     return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
-def agreement(ref: RenderResult, fast: RenderResult) -> tuple[float, float]:
+def agreement(ref: VolumeImages, fast: VolumeImages) -> tuple[float, float]:
     """PSNR of the feature image ([-1, 1], peak 2) and of the opacity-weighted depth image."""
     depth_peak = CFG.ray_end
     return (psnr(ref.features, fast.features, 2.0),
@@ -119,8 +119,8 @@ def test_batches_pack_points_per_triplane() -> None:
         out = renderer.render(field, cams, 12, grid=grid, chunk=50)
     assert out.features.shape == ref.features.shape == (2, 6, 12, 12)
     for b in range(2):
-        feature_psnr, _ = agreement(RenderResult(ref.features[b], ref.depth[b], ref.alpha[b]),
-                                    RenderResult(out.features[b], out.depth[b], out.alpha[b]))
+        feature_psnr, _ = agreement(VolumeImages(ref.features[b], ref.depth[b], ref.alpha[b]),
+                                    VolumeImages(out.features[b], out.depth[b], out.alpha[b]))
         assert feature_psnr >= 40, (b, feature_psnr)
     with pytest.raises(ValueError):
         renderer.render(field, cams[:1], 12, grid=grid)
@@ -273,7 +273,7 @@ def test_proposal_uniform_samples_join_the_placed_ones() -> None:
 def test_proposal_mode_evaluates_a_large_soft_body_ray_by_ray() -> None:
     """Soft matter filling most of the grid but not all: rays that meet it are evaluated densely,
     the others stay empty."""
-    from export3d_core.render.accelerated import SPARSE_BELOW
+    from export3d_core.render.proposals import SPARSE_BELOW
 
     planes_field, _ = triplane_field(seed=8)
 
@@ -296,7 +296,7 @@ def test_proposal_mode_evaluates_a_large_soft_body_ray_by_ray() -> None:
 
 
 def test_weight_spread_counts_the_intervals_that_hold_the_weight() -> None:
-    from export3d_core.render.accelerated import weight_spread
+    from export3d_core.render.proposals import weight_spread
 
     weights = torch.zeros(1, 3, 20, 1)
     weights[0, 0, 7] = 0.9  # a surface: one interval

@@ -13,8 +13,9 @@ from export3d_core.config import ModelConfig, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.errors import Export3DError
 from export3d_core.model import Export3D
+from export3d_core.nn.code_information import code_information
 from export3d_core.nn.lebs import LeBS
-from export3d_core.train.clebs import (CLEBS_FILE, ENCODER_FILE, code_information, draw_negatives, info_nce,
+from export3d_core.train.clebs import (CLEBS_FILE, ENCODER_FILE, draw_negatives, info_nce,
                                        load_lebs_frozen, one_parameter_negatives, pretrain_clebs, read_lebs_extra)
 from export3d_core.train.logs import read_jsonl
 

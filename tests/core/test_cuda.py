@@ -12,14 +12,16 @@ import pytest
 import torch
 from test_dataset import write_toy_corpus
 
-from export3d_core.bench import BenchSettings, ShapeSettings, bench_presets, psnr_db
+from export3d_core.acceleration import Acceleration
+from export3d_core.bench import BenchSettings, ShapeSettings, bench_presets
 from export3d_core.camera import OrbitCamera
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from export3d_core.config import ModelConfig, TrainConfig
 from export3d_core.data.dataset import CorpusDataset
 from export3d_core.model import Export3D
+from export3d_core.metrics import psnr_db
 from export3d_core.portrait import default_portrait, load_portrait
-from export3d_core.session import Acceleration, PortraitSession
+from export3d_core.session import PortraitSession
 from export3d_core.train.ddp import DistInfo
 from export3d_core.train.logs import LOG_FILE, read_jsonl
 from export3d_core.train.loop import Trainer
@@ -158,7 +160,7 @@ def test_sessions_on_two_threads_capture_and_replay_side_by_side() -> None:
 
 def test_attribute_regressor_on_the_gpu_reads_images_as_on_the_cpu() -> None:
     """`export3d eval --device cuda` crashed here: predictions came back to the CPU, buffers stayed on the GPU."""
-    from export3d_core.eval.regressor import DEFAULT_REGRESSOR, load_regressor
+    from export3d_core.faces.regressor import DEFAULT_REGRESSOR, load_regressor
 
     image = load_portrait(default_portrait().path, 128).image
     on_gpu = load_regressor(DEFAULT_REGRESSOR, CUDA).predict([image])

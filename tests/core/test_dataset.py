@@ -135,7 +135,7 @@ def test_bad_corpus_raises_clear_error(tmp_path: Path, damage: str, message: str
 
 
 def test_feature_weight_marks_the_driving_frames_features(tmp_path: Path) -> None:
-    from export3d_core.data.synthetic import generate_corpus
+    from export3d_core.data.synth_command import generate_corpus
 
     root = generate_corpus(tmp_path / "heads", identities=1, frames=3, resolution=64, seed=0, progress=False)
     plain = CorpusDataset(root, 64, 32, 64)

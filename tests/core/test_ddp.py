@@ -2,7 +2,6 @@
 data, and only rank 0 writes logs and checkpoints."""
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 from pathlib import Path
@@ -16,6 +15,7 @@ from test_dataset import write_toy_corpus
 from export3d_core.train import checkpointing as ckpt
 from export3d_core.train.commands import build_trainer
 from export3d_core.train.ddp import cleanup_distributed, setup_distributed
+from export3d_core.train.run_config import RunConfig
 from export3d_core.train.logs import LOG_FILE, read_jsonl
 
 WORLD = 2
@@ -34,11 +34,10 @@ def worker(rank: int, port: int, corpus: str, out: str) -> None:
     torch.set_num_threads(1)  # two ranks share the two cores
     info = setup_distributed("cpu")
     assert info.distributed and info.rank == rank
-    args = argparse.Namespace(preset="tiny", data=corpus, out=str(Path(out) / "run"), steps=2, adv_steps=2, batch=2,
-                              resume=False, clebs=None, vgg=None, seed=5, checkpoint_every=0, sample_every=0,
-                              device="cpu", no_progress=True)
+    run = RunConfig(preset="tiny", data=corpus, out=str(Path(out) / "run"), steps=2, adv_steps=2, batch=2,
+                    seed=5, checkpoint_every=0, sample_every=0, device="cpu", no_progress=True)
     seen: list[int] = []
-    trainer = build_trainer(args, info, hooks=[lambda t, r: seen.extend(t._last[0]["index"].tolist())])
+    trainer = build_trainer(run, info, hooks=[lambda t, r: seen.extend(t._last[0]["index"].tolist())])
     initial = {f"model.{k}": v.clone() for k, v in trainer.model.state_dict().items()}
     assert trainer.train() == "done"
     tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}

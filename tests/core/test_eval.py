@@ -15,13 +15,14 @@ from export3d_core import Export3DError, save_checkpoint
 from export3d_core.data.corpus import ClipMeta, CorpusInfo, FrameRecord, clip_name, frame_file, write_clip_meta, \
     write_corpus_info
 from export3d_core.data.dataset import resize_rgb
-from export3d_core.eval import synthetic_views as views
+from export3d_core.data import synthetic_views as views
 from export3d_core.eval.basis import meaningful_vectors, sweep_grid
 from export3d_core.eval.clips import generate_heldout, load_corpus
 from export3d_core.eval.commands import add_eval_command
 from export3d_core.eval.harness import EvalConfig
-from export3d_core.eval.metrics import cosine_similarity, l1_distance, psnr, ratio_over_groups, ssim, to_unit
-from export3d_core.eval.regressor import RegressorConfig, build_or_load_regressor, load_regressor
+from export3d_core.metrics import cosine_similarity, l1_distance, psnr, ratio_over_groups, ssim, to_unit
+from export3d_core.faces.regressor import RegressorConfig, load_regressor
+from export3d_core.faces.regressor_training import build_or_load_regressor
 from export3d_core.eval.report import evaluate, format_table
 
 RES = 64  # side of the test heads (= the tiny model's input and output side)
@@ -174,7 +175,7 @@ def test_regressor_loads_what_was_built(regressor_path, clips):
 def test_expression_weight_trades_fit_between_the_heads():
     import dataclasses
 
-    from export3d_core.eval.regressor import RenderSet, fit_regressor
+    from export3d_core.faces.regressor_training import RenderSet, fit_regressor
 
     rng = np.random.default_rng(0)
     cfg = dataclasses.replace(TINY_REGRESSOR, identity_dim=5, identity_names=tuple("abcde"), steps=60,
@@ -253,7 +254,7 @@ def test_code_information_is_the_models_own_on_fresh_synthetic_draws(result, che
     from export3d_core.data.head_landmarks import BETA_NAMES
     from export3d_core.data.synthetic import sample_expression
     from export3d_core.eval.harness import CODE_BETAS, CODE_BETAS_SEED
-    from export3d_core.train.clebs import code_information
+    from export3d_core.nn.code_information import code_information
 
     found = result["basis"]["code_information"]
     assert list(found) == list(BETA_NAMES)

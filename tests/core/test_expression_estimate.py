@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from export3d_core import Export3DError, save_checkpoint
-from export3d_core.eval.regressor import AttributeRegressor, RegressorConfig, save_regressor
+from export3d_core.faces.regressor import AttributeRegressor, RegressorConfig, save_regressor
 from export3d_core.expression_estimate import ExpressionEstimator
 
 

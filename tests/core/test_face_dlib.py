@@ -16,6 +16,8 @@ from export3d_core.data.face_template import LEFT_EYE, RIGHT_EYE
 from export3d_core.data.intake import FaceDetection, crop_face
 from export3d_core.errors import Export3DError
 
+pytestmark = pytest.mark.usefixtures("offline_hub")  # no network: the models are on disk
+
 PORTRAITS = Path(__file__).resolve().parents[2] / "resources" / "portraits"
 # Measured by eye on skimage's astronaut (512 x 512): pupils, in pixels (as in test_intake).
 ASTRONAUT_EYES = np.array([[204.0, 101.0], [245.0, 102.0]])

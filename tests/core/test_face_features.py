@@ -14,7 +14,7 @@ from test_dataset import write_toy_corpus
 
 from export3d_core.data.dataset import resize_rgb, to_tensor
 from export3d_core.errors import Export3DError
-from export3d_core.eval.regressor import AttributeRegressor, RegressorConfig, save_regressor, two_views
+from export3d_core.faces.regressor import AttributeRegressor, RegressorConfig, save_regressor, two_views
 from export3d_core.train.__main__ import main as train_main
 from export3d_core.train.face_features import FaceExpressionLoss, load_face_features
 from export3d_core.train.logs import LOG_FILE, read_jsonl
@@ -39,7 +39,7 @@ def portrait(side: int) -> np.ndarray:
 
 
 def test_reads_images_as_the_regressor_does(regressor_file: Path) -> None:
-    from export3d_core.eval.regressor import load_regressor
+    from export3d_core.faces.regressor import load_regressor
 
     regressor = load_regressor(regressor_file)
     features = load_face_features(regressor_file)
@@ -59,7 +59,7 @@ def test_reads_images_as_the_regressor_does(regressor_file: Path) -> None:
 
 
 def test_expression_term_is_the_l1_of_the_regressed_expressions(regressor_file: Path) -> None:
-    from export3d_core.eval.regressor import load_regressor
+    from export3d_core.faces.regressor import load_regressor
 
     regressor = load_regressor(regressor_file)
     term = FaceExpressionLoss(load_face_features(regressor_file), weight=3.0)
@@ -121,7 +121,7 @@ def test_train_flag_adds_the_perceptual_terms(regressor_file: Path, tmp_path: Pa
 
 
 def test_regressor_training_starts_at_first_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    from export3d_core.eval import regressor as regressor_module
+    from export3d_core.faces import regressor_training as regressor_module
 
     real_render_set, ranges = regressor_module.render_set, []
 

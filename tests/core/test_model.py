@@ -104,8 +104,8 @@ def test_bf16_planes_render_at_fp32_sample_points(tiny_model):
     cameras = OrbitCamera(yaw=0.3, pitch=0.1).params()[None]
     seen: dict[torch.dtype, list[torch.Tensor]] = {}
 
-    def recording_field(planes_: torch.Tensor):
-        field = type(model).field(model, planes_)
+    def recording_field(planes_: torch.Tensor, decoder=None):
+        field = type(model).field(model, planes_, decoder)
 
         def evaluate(points: torch.Tensor):
             seen.setdefault(planes_.dtype, []).append(points)

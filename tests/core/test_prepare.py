@@ -12,7 +12,7 @@ from PIL import Image
 from skimage.data import astronaut
 
 from export3d_core.camera import OrbitCamera
-from export3d_core.data import corpus, landmarks_fa
+from export3d_core.data import corpus, landmarks_dlib, landmarks_fa
 from export3d_core.data.prepare import (PrepareOptions, add_prepare_command, fill_and_smooth, prepare_corpus,
                                         summary_lines)
 from export3d_core.data.video_source import deep3d_view_angles
@@ -62,7 +62,8 @@ def test_video_becomes_a_clip_and_resumes(tmp_path: Path) -> None:
     reports = prepare_corpus([video], out, options, progress=False)
     assert [r.status for r in reports] == ["done"]
     (meta,) = _check_corpus(out, clips=1, beta_dim=136)
-    assert len(meta.frames) == FRAMES and meta.beta_source == "none"  # offline: no landmarks
+    assert len(meta.frames) == FRAMES and meta.beta_source == "none"  # no face-alignment weights: no β
+    assert all(len(frame.landmarks) == 68 for frame in meta.frames)  # dlib tracked every frame
     first = np.asarray(Image.open(out / meta.clip / meta.frames[0].file), dtype=np.float32)
     last = np.asarray(Image.open(out / meta.clip / meta.frames[-1].file), dtype=np.float32)
     # The crop follows the face, so the aligned frames look alike although the head moved and grew.
@@ -81,7 +82,8 @@ def test_video_becomes_a_clip_and_resumes(tmp_path: Path) -> None:
     assert "1 already done" in summary_lines(again)[0]
 
 
-def test_deep3d_coefficients_and_frame_folder(tmp_path: Path) -> None:
+def test_deep3d_coefficients_and_frame_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(landmarks_dlib, "get_dlib_landmarker", lambda: None)  # no landmarks: Deep3D's angles
     folder = tmp_path / "speaker"
     folder.mkdir()
     for i, frame in enumerate(_astronaut_frames(5)):

@@ -17,7 +17,8 @@ from export3d_core.eval import real_metrics
 from export3d_core.eval.clips import load_corpus
 from export3d_core.eval.commands import add_eval_command
 from export3d_core.eval.harness import EvalConfig
-from export3d_core.eval.regressor import RegressorConfig, build_or_load_regressor
+from export3d_core.faces.regressor import RegressorConfig
+from export3d_core.faces.regressor_training import build_or_load_regressor
 from export3d_core.eval.report import evaluate, format_table
 from export3d_core.eval.runner import ModelRunner
 

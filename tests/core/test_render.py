@@ -200,7 +200,7 @@ def test_renderer_returns_a_differentiable_distortion_on_request() -> None:
 
 
 def test_free_space_opacity_by_hand_covers_the_grid_cube_and_spares_solid_matter() -> None:
-    from export3d_core.render.accelerated import GRID_EXTENT
+    from export3d_core.render.occupancy import GRID_EXTENT
     from export3d_core.render.sparsity import free_space_opacity
 
     seen = []

@@ -5,7 +5,9 @@ import torch
 
 from export3d_core import OrbitCamera
 from export3d_core.render.accelerated import AcceleratedRenderer
-from export3d_core.session import Acceleration, PortraitSession, RENDER_MODES, image_to_tensor, tensor_to_image
+from export3d_core.acceleration import Acceleration
+from export3d_core.display import RENDER_MODES, image_to_tensor, tensor_to_image
+from export3d_core.session import PortraitSession
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def test_reference_renderer_option_builds_no_grid_and_agrees(tiny_model):
 
 
 def test_sr_in_bf16_agrees_with_fp32_and_can_be_switched(tiny_model):
-    from export3d_core.session import Acceleration, native_bf16
+    from export3d_core.devices import native_bf16
 
     image = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     frames = {}
@@ -119,3 +121,14 @@ def test_cuda_graphs_are_a_cuda_only_path(tiny_model) -> None:
     assert Acceleration().cuda_graphs and not session.cuda_graphs  # asked for, but this is a CPU
     with pytest.raises(ValueError, match="CUDA tensors"):
         GraphedCall(lambda x: (x * 2,), torch.zeros(2))
+
+
+def test_session_frames_are_export3d_render_frames(session):
+    """One render path: the session's frame is `Export3D.render` with the session's renderer, grid
+    and SR precision (the session adds only caches)."""
+    lam = [0.5] * 10
+    camera = OrbitCamera(yaw=0.2, pitch=-0.1)
+    frame = session.render(lam, camera).image
+    direct = session.model.render(session.planes(lam), camera.params()[None], renderer=session.accelerated_renderer,
+                                  grid=session.grid(lam), sr_bf16=session.sr_bf16).image
+    assert torch.equal(frame, direct)

@@ -11,9 +11,9 @@ from export3d_core.camera import OrbitCamera
 from export3d_core.data.corpus import read_clip_meta, read_corpus_info
 from export3d_core.data.head_landmarks import BETA_RANGES, HEAD_CENTRE, project_points
 from export3d_core.data.head_mesh import identity_geometry, pose_mesh
-from export3d_core.data.synth_command import add_synth_command
+from export3d_core.data.synth_command import add_synth_command, generate_corpus
 from export3d_core.data.synthetic import (
-    BETA_DIM, BETA_NAMES, HeadRenderer, Identity, generate_corpus, sample_expression, sample_identity,
+    BETA_DIM, BETA_NAMES, HeadRenderer, Identity, sample_expression, sample_identity,
 )
 from export3d_core.errors import Export3DError
 
@@ -193,3 +193,25 @@ def test_synth_refuses_held_out_seeds():
     validate(1, 1, 64, TRAINING_SEED_LIMIT - 1)
     with pytest.raises(Export3DError, match="held-out"):
         validate(1, 1, 64, TRAINING_SEED_LIMIT)
+
+
+def test_synth_into_a_corpus_of_another_shape_is_refused(tmp_path: Path, capsys) -> None:
+    """Finished clips are skipped on resume, so another shape would mix corpora or shrink corpus.json."""
+    from export3d_core.cli import main
+
+    out = tmp_path / "corpus"
+    base = ["synth", "-o", str(out), "--res", "32", "--workers", "1", "--no-progress"]
+    assert main([*base, "--identities", "2", "--frames", "2", "--seed", "3"]) == 0
+    before = (out / "corpus.json").read_bytes()
+    capsys.readouterr()
+    for change, message in ((["--identities", "1", "--frames", "2", "--seed", "3"], "already holds 2 clips"),
+                            (["--identities", "2", "--frames", "4", "--seed", "3"], "holds clips of 2 frames"),
+                            (["--identities", "3", "--frames", "2", "--seed", "4"], "made with another --seed")):
+        assert main([*base, *change]) == 2
+        captured = capsys.readouterr()
+        assert "wrote" not in captured.out
+        assert len(captured.err.strip().splitlines()) == 1 and message in captured.err, captured.err
+        assert (out / "corpus.json").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["clip_00000", "clip_00001", "corpus.json"]
+    assert main([*base, "--identities", "3", "--frames", "2", "--seed", "3"]) == 0  # extending is fine
+    assert read_corpus_info(out).clips == ["clip_00000", "clip_00001", "clip_00002"]

@@ -41,7 +41,7 @@ def make_trainer(corpus: Path, run: Path, tcfg: TrainConfig, hooks=None) -> Trai
 
 def test_tiny_model_overfits_one_clip(tmp_path: Path) -> None:
     """One clip of the real synthetic generator (rendered heads, a new camera per frame)."""
-    from export3d_core.data.synthetic import generate_corpus
+    from export3d_core.data.synth_command import generate_corpus
 
     root = generate_corpus(tmp_path / "one", identities=1, frames=4, resolution=64, seed=0, progress=False)
     # lr 3e-3 instead of the paper's 1e-4: the test checks that the graph can learn, quickly.
@@ -208,7 +208,7 @@ def test_distortion_weight_enters_the_loss_and_the_log(corpus: Path, tmp_path: P
 
 def test_feature_weight_flag_trains_on_landmarked_frames_only(corpus: Path, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture) -> None:
-    from export3d_core.data.synthetic import generate_corpus
+    from export3d_core.data.synth_command import generate_corpus
 
     heads = generate_corpus(tmp_path / "heads", identities=1, frames=3, resolution=64, seed=0, progress=False)
     common = ["--batch", "2", "--steps", "1", "--no-progress", "--feature-weight", "6"]
@@ -341,3 +341,58 @@ def test_a_run_whose_model_config_this_version_cannot_build_is_refused_clearly(
     assert err.count("cannot build") == 2 and "plane_upsampler" in err and "Traceback" not in err
     assert not (tmp_path / "grown").exists()  # refused before anything was written
     assert ckpt.load_training_state(run)[1]["step"] == 1  # the run is untouched
+
+
+class _Killed(BaseException):
+    """Stands in for kill -9 inside the process: neither the loop's Ctrl-C path nor its final
+    checkpoint runs, so the run folder is left as a killed run leaves it."""
+
+
+def test_resume_after_a_kill_cleans_temporaries_and_logs_each_step_once(corpus: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    tcfg = TrainConfig(batch_size=2, recon_steps=8, adv_steps=0, checkpoint_every=3, sample_every=0)
+
+    def kill_at_5(trainer: Trainer, record: dict) -> None:
+        if trainer.step == 5:
+            raise _Killed()
+
+    with pytest.raises(_Killed):
+        make_trainer(corpus, run, tcfg, hooks=[kill_at_5]).train()
+    assert ckpt.load_training_state(run)[1]["step"] == 3
+    assert [r["step"] for r in read_jsonl(run / LOG_FILE)] == [1, 2, 3, 4, 5]
+    # What a kill during the next checkpoint leaves: the tensor file half written (as large as a
+    # whole one in a real run), the JSON's temporary, and a torn last log line.
+    stale = [run / f".train_state-00000006.safetensors{ckpt.TMP_SUFFIX}", run / f".{ckpt.STATE_JSON}.k3x9q1.json"]
+    for path in stale:
+        path.write_bytes(b"\0" * 100_000)
+    with (run / LOG_FILE).open("a") as log:
+        log.write('{"step": 6, "pha')
+    keep = run / "notes.txt"
+    keep.write_text("mine")
+    common = ["--preset", "tiny", "--data", str(corpus), "--out", str(run), "--batch", "2", "--no-progress",
+              "--checkpoint-every", "3"]
+    assert train_main([*common, "--steps", "8", "--resume"]) == 0
+    assert [r["step"] for r in read_jsonl(run / LOG_FILE)] == list(range(1, 9))
+    assert not any(path.exists() for path in stale)
+    assert keep.read_text() == "mine"  # only the run's own temporaries are removed
+    assert all(not p.name.startswith(".") for p in run.iterdir())
+
+
+@pytest.mark.parametrize("damaged", ["train_state.json", "tensors"])
+def test_resume_from_a_truncated_state_file_is_one_line(corpus: Path, tmp_path: Path, damaged: str,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    common = ["--preset", "tiny", "--data", str(corpus), "--out", str(run), "--batch", "2", "--no-progress"]
+    assert train_main([*common, "--steps", "1"]) == 0
+    capsys.readouterr()
+    path = run / ckpt.STATE_JSON
+    if damaged == "tensors":
+        path = run / json.loads(path.read_text())["tensors"]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert train_main([*common, "--steps", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "truncated or corrupt" in err and str(path.name) in err
+    assert path.read_bytes() == data[: len(data) // 2]  # nothing overwritten
