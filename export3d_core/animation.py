@@ -24,6 +24,7 @@ from typing import Any
 
 from export3d_core.camera import OrbitCamera
 from export3d_core.errors import Export3DError
+from export3d_core.lambda_units import check_lambda
 
 EASINGS = ("hold", "linear", "ease-in-out", "smooth-step", "catmull-rom")
 DEFAULT_EASING = "smooth-step"
@@ -95,7 +96,7 @@ class Key:
         object.__setattr__(self, "time", _finite(self.time, "key time"))
         if self.time < 0:
             raise Export3DError(f"key time must be ≥ 0 s, got {self.time:g}")
-        object.__setattr__(self, "lam", tuple(_finite(v, "λ") for v in self.lam))
+        object.__setattr__(self, "lam", tuple(check_lambda(self.lam, "a key's λ")))
         if self.easing not in EASINGS:
             raise Export3DError(f"unknown easing {self.easing!r}; use one of {', '.join(EASINGS)}")
 

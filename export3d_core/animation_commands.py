@@ -16,7 +16,8 @@ from export3d_core.animation_export import (AnimationExportSettings, PoseRendere
                                              frame_times, render_pose)
 from export3d_core.errors import Export3DError
 from export3d_core.project_file import ProjectFile, load_project_file
-from export3d_core.session import RENDER_MODES, PortraitSession
+from export3d_core.display import RENDER_MODES
+from export3d_core.session import PortraitSession
 
 
 def load_aligned_portrait(path: Path, size: int, *, crop=None, aligned: bool = False) -> np.ndarray:

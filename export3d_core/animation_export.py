@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from export3d_core.animation import Animation, CameraPose
+from export3d_core.atomic import check_writable
 from export3d_core.errors import Export3DError
 from export3d_core.export import ANIMATION_SUFFIXES, ExportCancelled, check_target, write_animation
-from export3d_core.session import QUALITIES, RENDER_MODES, PortraitSession
+from export3d_core.display import RENDER_MODES
+from export3d_core.session import QUALITIES, PortraitSession
 
 Progress = Callable[[int, int | None], None]
 MIN_SIZE, MAX_SIZE = 16, 4096
@@ -123,6 +125,7 @@ def check_folder_target(path: Path, overwrite: bool) -> Path:
         raise Export3DError(f"{path} is a file; a PNG sequence needs a folder")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise Export3DError(f"{path} exists and is not empty; pass --overwrite (or confirm) to replace it")
+    check_writable(path)  # its folder must take the staging folder: fail now, not after rendering
     return path
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from export3d_core.animation import Animation, CameraPose
 from export3d_core.animation_export import AnimationExportSettings, check_output, export_animation
+from export3d_core.atomic import check_writable
 from export3d_core.errors import Export3DError
+from export3d_core.lambda_units import check_lambda
 from export3d_core.export import write_png
 from export3d_core.project_file import ProjectFile, load_project_file
 from export3d_core.session import PortraitSession
@@ -53,13 +55,13 @@ def load_presets(path: Path) -> list[StillPose]:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("lambda"), list):
             raise Export3DError(f"{Path(path).name}: preset {index + 1} needs a name and a lambda list")
+        name = str(item.get("name") or f"preset{index + 1}")
         try:
-            animation = Animation.from_dict({"keys": [{"time": 0, "lambda": item["lambda"],
-                                                       "camera": item.get("camera") or {}}]})
+            lam = tuple(check_lambda(item["lambda"], "λ"))
+            camera = CameraPose.from_dict(item.get("camera") or {})
         except Export3DError as exc:
-            raise Export3DError(f"{Path(path).name}: preset {item.get('name', index + 1)!r}: {exc}") from None
-        key = animation.keys[0]
-        poses.append(StillPose(str(item.get("name") or f"preset{index + 1}"), key.lam, key.camera))
+            raise Export3DError(f"{Path(path).name}: preset {name!r}: {exc}") from None
+        poses.append(StillPose(name, lam, camera))
     return poses
 
 
@@ -130,6 +132,7 @@ def build_job(args: argparse.Namespace) -> tuple[BatchJob, ProjectFile | None]:
         raise Export3DError(f"{out_dir} is a file; -o needs a folder")
     if not out_dir.parent.is_dir():
         raise Export3DError(f"folder does not exist: {out_dir.parent}")
+    check_writable(out_dir / "probe")  # a read-only folder fails now, not once per portrait
     if args.preset is not None:
         return BatchJob(load_presets(args.preset), None, out_dir, "png", settings, args.overwrite), None
     project = load_project_file(args.project)
@@ -178,7 +181,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
 def add_batch_command(subparsers) -> None:
     from export3d_core.animation_commands import add_project_model_arguments
-    from export3d_core.session import RENDER_MODES
+    from export3d_core.display import RENDER_MODES
 
     parser = subparsers.add_parser("batch", help="apply presets or a project's animation to a folder of portraits")
     source = parser.add_mutually_exclusive_group(required=True)

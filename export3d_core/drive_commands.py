@@ -15,6 +15,7 @@ from export3d_core.animation_export import (AnimationExportSettings, animation_f
 from export3d_core.drive import (DriveSettings, FaceReader, Performance, bake, jitter, performance_curves,
                                  read_performance)
 from export3d_core.errors import Export3DError
+from export3d_core.project_file import check_project_target
 from export3d_core.session import tensor_to_image
 
 DEFAULT_FRAME_FOLDER_FPS = 25.0
@@ -90,8 +91,8 @@ def run_drive(args: argparse.Namespace) -> int:
     export_settings = AnimationExportSettings(size=args.size, quality=args.quality)
     if args.output is not None:
         check_output(args.output, args.overwrite)
-    if args.keys_out is not None and args.keys_out.exists() and not args.overwrite:
-        raise Export3DError(f"{args.keys_out} exists; pass --overwrite to replace its animation")
+    if args.keys_out is not None:
+        check_project_target(args.keys_out, args.overwrite)
     session = open_portrait_session(args.checkpoint, args.portrait, device=args.device,
                                     aligned=args.aligned_portrait)
     model = session.model
@@ -141,8 +142,7 @@ def run_live(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.keys_out.exists() and not args.overwrite:
-        raise Export3DError(f"{args.keys_out} exists; pass --overwrite to replace its animation")
+    check_project_target(args.keys_out, args.overwrite)
     if args.output is not None:
         check_output(args.output, args.overwrite)
     settings = DriveSettings(gain=args.gain, smoothing=args.smoothing, head_pose=not args.no_head_pose,

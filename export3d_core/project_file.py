@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from export3d_core.animation import Animation, CameraPose
-from export3d_core.atomic import write_text_atomic
+from export3d_core.atomic import check_writable, write_text_atomic
+from export3d_core.display import RENDER_MODES
 from export3d_core.errors import Export3DError
 
 PROJECT_FORMAT = "export3d-studio-project"  # the same strings as app/project.py
 PROJECT_VERSION = 1
 PROJECT_SUFFIX = ".e3d.json"
-RENDER_MODES = ("final", "raw", "depth", "opacity")
 
 
 @dataclass
@@ -114,6 +114,17 @@ def load_project_file(path: str | Path) -> ProjectFile:
     mode = data.get("mode", "final")
     return ProjectFile(path, portrait, checkpoint, lam, names, camera,
                        mode if mode in RENDER_MODES else "final", animation, crop)
+
+
+def check_project_target(path: str | Path, overwrite: bool) -> Path:
+    """Refuse a project path that cannot be written, before the work that fills it."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise Export3DError(f"folder does not exist: {path.parent}")
+    if path.exists() and not overwrite:
+        raise Export3DError(f"{path} exists; pass --overwrite to replace its animation")
+    check_writable(path)
+    return path
 
 
 def save_animation(path: str | Path, animation: Animation, *, portrait: Path | None = None,

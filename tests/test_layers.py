@@ -19,10 +19,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("model", "acceleration"),  # Export3D composes nn + render; the accelerated renderer's settings
     ("checkpoint", "lambda_units"),  # weights on disk; λ in the units of the model's basis
     ("data",),  # corpora, synthetic heads, photo intake (no model)
-    ("faces", "portrait", "expression_estimate"),  # reading faces and portraits for the model
-    ("session", "export"),  # the staged, cached render path and what it writes
+    ("faces", "portrait", "expression_estimate",  # reading faces and portraits for the model
+     "animation", "project_file"),  # keyframes of λ and the camera; the project file's fields they need
+    ("session", "export",  # the staged, cached render path and what it writes
+     "animation_export", "drive", "live"),  # animations rendered; a performance read from video into keys
     ("eval", "train"),  # the two consumers of everything below: neither imports the other
-    ("bench", "view_commands", "cli", "train.__main__"),  # commands and entry points
+    ("bench", "view_commands", "cli", "train.__main__",  # commands and entry points
+     "animation_commands", "batch", "drive_commands"),
 ]
 # Packages whose sub-modules must not import each other's package (siblings in one layer).
 INDEPENDENT = (("eval", "train"),)

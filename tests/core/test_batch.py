@@ -78,5 +78,5 @@ def test_a_bad_presets_file_is_one_line_error(tmp_path, folder, capsys):
     presets.write_text(json.dumps({"format": "export3d-studio-presets", "presets": [{"name": "x", "lambda": ["a"]}]}))
     assert main(["batch", "--preset", str(presets), "--portraits", str(folder), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "export3d batch: error: presets.json: preset 'x': λ must be a number, got 'a'"
+    assert err == "export3d batch: error: presets.json: preset 'x': λ v1: 'a' is not a number"
     assert not (tmp_path / "o").exists()
