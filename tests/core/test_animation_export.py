@@ -60,17 +60,20 @@ def test_two_key_png_sequence_has_the_curve_at_every_frame(tmp_path, session, mo
     assert not np.array_equal(frames[0], frames[-1])  # λ changed the picture
 
 
-def test_lambda_changes_skip_the_occupancy_grid_and_camera_moves_reuse_it(session):
+def test_preview_lambda_changes_skip_the_occupancy_grid_and_camera_moves_reuse_it(session):
     renderer = PoseRenderer(session)
     moving = two_keys()
     for i in range(5):
-        renderer.render(moving.sample(i / 4)[0], CameraPose())
+        renderer.render(moving.sample(i / 4)[0], CameraPose(), quality="preview")
     assert session.counters.grid == 1  # only the first frame; the others went to the reference twin
     still_lam = (1.0,) * N
-    renderer.render(still_lam, CameraPose())  # λ changed: reference
+    renderer.render(still_lam, CameraPose(), quality="preview")  # λ changed: reference
     for yaw in (-10, 0, 10):
-        renderer.render(still_lam, CameraPose(yaw_deg=yaw))
+        renderer.render(still_lam, CameraPose(yaw_deg=yaw), quality="preview")
     assert session.counters.grid == 2  # one grid for the three camera moves
+    for i in range(3):  # full frames keep the accelerated path
+        renderer.render(moving.sample(i / 4)[0], CameraPose())
+    assert session.counters.grid == 5
 
 
 def test_mp4_and_gif_have_the_requested_frame_count_and_size(tmp_path, session):
