@@ -197,3 +197,11 @@ def test_the_shipped_example_project_loads_with_its_keys():
     assert len(animation.keys) == 4 and animation.duration == 3.0 and animation.fps == 12
     assert [k.easing for k in animation.keys[:3]] == ["ease-in-out", "catmull-rom", "catmull-rom"]
     assert len(animation.frame_times()) == 37
+
+
+def test_animate_bench_prints_playback_and_export_numbers(tmp_path, project, capsys):
+    assert main(["animate", str(project), "--bench", "--bench-frames", "4", "--aligned"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].startswith("preview playback: ") and "frames/s over 5 frames" in lines[-2]
+    assert lines[-1].startswith("full-quality export: 4 frames to MP4 in ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "p.e3d.json", "tiny.safetensors"]
