@@ -28,6 +28,9 @@ COMMAND_MODULES = (
     ("export3d_core.train.expression_reader", "add_expression_reader_command"),
     ("export3d_core.mesh_command", "add_mesh_command"),
     ("export3d_core.fit_command", "add_fit_command"),
+    ("export3d_core.animation_commands", "add_animate_command"),
+    ("export3d_core.batch", "add_batch_command"),
+    ("export3d_core.drive_commands", "add_drive_command"),
 )
 
 

@@ -21,12 +21,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("model", "acceleration"),  # Export3D composes nn + render; the accelerated renderer's settings
     ("checkpoint", "lambda_units"),  # weights on disk; λ in the units of the model's basis
     ("data",),  # corpora, synthetic heads, photo intake (no model)
-    ("faces", "portrait", "expression_estimate"),  # reading faces and portraits for the model
+    ("faces", "portrait", "expression_estimate",  # reading faces and portraits for the model
+     "animation", "project_file"),  # keyframes of λ and the camera; the project file's fields they need
     # the staged, cached render path, what it writes, and what tunes it to one photo
     ("session", "export", "mesh", "mesh_pieces", "mesh_morph", "mesh_io", "mesh_raster", "mesh_export",
-     "fit", "fit_file", "paste_back", "domain"),
+     "fit", "fit_file", "paste_back", "domain",
+     "animation_export", "drive", "live"),  # animations rendered; a performance read from video into keys
     ("eval", "train"),  # the two consumers of everything below: neither imports the other
-    ("bench", "view_commands", "mesh_command", "fit_command", "cli", "train.__main__"),  # commands and entry points
+    ("bench", "view_commands", "mesh_command", "fit_command", "cli", "train.__main__",  # commands, entry points
+     "animation_commands", "batch", "drive_commands"),
 ]
 # Packages whose sub-modules must not import each other's package (siblings in one layer).
 INDEPENDENT = (("eval", "train"),)

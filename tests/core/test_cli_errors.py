@@ -2,6 +2,7 @@
 line on stderr and a non-zero exit code, never a traceback (cli.run_handler is the one place)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,10 @@ from PIL import Image
 from skimage.data import astronaut
 from test_dataset import write_toy_corpus
 
+from export3d_core.animation import two_key_animation
 from export3d_core.cli import EXIT_SYSTEM_ERROR, EXIT_USER_ERROR, build_parser, main
+from export3d_core.export import write_animation
+from export3d_core.project_file import save_animation
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +59,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     frames.mkdir()
     for index in range(2):
         Image.fromarray(astronaut()).save(frames / f"{index:04d}.png")
-    return {"photo": photo, "frames": frames, "corpus": write_toy_corpus(root / "corpus", clips=2, frames=3, res=64)}
+    project = save_animation(root / "anim.e3d.json", two_key_animation([0.0] * 10, [1.0] * 10, 0.1, fps=10),
+                             portrait=photo)
+    presets = root / "presets.json"
+    presets.write_text(json.dumps({"format": "export3d-studio-presets",
+                                   "presets": [{"name": "a", "lambda": [0.0] * 10}]}))
+    clip = write_animation(root / "clip.mp4", [astronaut()] * 3, 10)
+    return {"photo": photo, "frames": frames, "corpus": write_toy_corpus(root / "corpus", clips=2, frames=3, res=64),
+            "project": project, "presets": presets, "clip": clip}
 
 
 # Each sub-command with its output in OUT (a folder that refuses writes), as fast as it runs.
@@ -81,6 +92,11 @@ COMMANDS: dict[str, list[str]] = {
     "train-expression-reader": ["train-expression-reader", "--data", "{corpus}", "-o", "{OUT}/reader.safetensors",
                                 "--steps", "1", "--no-progress"],
     "fit": ["fit", "{photo}", "--random-init", "tiny", "--steps", "1", "-o", "{OUT}/photo.fit.safetensors"],
+    "animate": ["animate", "{project}", "--random-init", "tiny", "--aligned", "-o", "{OUT}/anim.gif"],
+    "batch": ["batch", "--preset", "{presets}", "--portraits", "{frames}", "--random-init", "tiny", "--aligned",
+              "-o", "{OUT}/batch"],
+    "drive": ["drive", "--video", "{clip}", "-o", "{OUT}/drive.gif"],
+    "live": ["live", "--video", "{clip}", "--seconds", "1", "--keys-out", "{OUT}/take.e3d.json"],
 }
 # Sub-commands that write only into an existing input (no output path of their own to refuse).
 IN_PLACE = {"expression-gain"}  # rewrites the last checkpoint of the run it is given

@@ -1,0 +1,199 @@
+"""`export3d batch`: apply presets or a project's animation to every portrait in a folder.
+
+With `--preset P.json` (the editor's presets library, or one preset) each portrait gets one still
+PNG per preset; with `--project X` it gets the project's animation (MP4, GIF or a PNG folder), or
+the project's still pose when it has no keys. One model stays loaded; a file that cannot be read,
+has no face or fails to render is reported on its own line and skipped, never fatal. The exit code
+is 0 when every portrait was written, 1 when some were not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from export3d_core.animation import Animation, CameraPose
+from export3d_core.animation_export import AnimationExportSettings, check_output, export_animation
+from export3d_core.atomic import check_writable
+from export3d_core.errors import Export3DError
+from export3d_core.lambda_units import check_lambda
+from export3d_core.export import write_png
+from export3d_core.project_file import ProjectFile, load_project_file
+from export3d_core.session import PortraitSession
+
+PRESETS_FORMAT = "export3d-studio-presets"  # app/presets.py's library format
+PORTRAIT_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+BATCH_FORMATS = ("mp4", "gif", "png")
+
+
+@dataclass(frozen=True)
+class StillPose:
+    name: str
+    lam: tuple[float, ...]
+    camera: CameraPose
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "preset"
+
+
+def load_presets(path: Path) -> list[StillPose]:
+    """The editor's presets library ({"format", "presets": [...]}) or a single preset object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Export3DError(f"presets file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Export3DError(f"{Path(path).name} is not a readable presets file ({exc})") from None
+    items = data.get("presets") if isinstance(data, dict) and data.get("format") == PRESETS_FORMAT else [data]
+    if not isinstance(items, list) or not items:
+        raise Export3DError(f"{Path(path).name} holds no presets")
+    poses = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("lambda"), list):
+            raise Export3DError(f"{Path(path).name}: preset {index + 1} needs a name and a lambda list")
+        name = str(item.get("name") or f"preset{index + 1}")
+        try:
+            lam = tuple(check_lambda(item["lambda"], "λ"))
+            camera = CameraPose.from_dict(item.get("camera") or {})
+        except Export3DError as exc:
+            raise Export3DError(f"{Path(path).name}: preset {name!r}: {exc}") from None
+        poses.append(StillPose(name, lam, camera))
+    return poses
+
+
+def portrait_files(folder: Path) -> tuple[list[Path], int]:
+    """The image files in `folder` (sorted) and how many other files were ignored."""
+    if not Path(folder).is_dir():
+        raise Export3DError(f"portraits folder not found: {folder}")
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in PORTRAIT_SUFFIXES]
+    return images, len(files) - len(images)
+
+
+@dataclass
+class BatchJob:
+    """What each portrait gets: still poses (presets) or a project's animation."""
+
+    poses: list[StillPose]
+    animation: Animation | None
+    out_dir: Path
+    kind: str  # mp4 | gif | png (animation only)
+    settings: AnimationExportSettings
+    overwrite: bool
+
+    def targets(self, portrait: Path) -> list[Path]:
+        stem = portrait.stem
+        if self.animation is not None:
+            return [self.out_dir / (stem if self.kind == "png" else f"{stem}.{self.kind}")]
+        if len(self.poses) == 1:
+            return [self.out_dir / f"{stem}.png"]
+        return [self.out_dir / f"{stem}_{_slug(pose.name)}.png" for pose in self.poses]
+
+    def check_targets(self, portrait: Path) -> None:
+        """Refuse existing outputs before anything is loaded or rendered for this portrait."""
+        for target in self.targets(portrait):
+            if self.animation is not None:
+                check_output(target, self.overwrite)
+            elif target.exists() and not self.overwrite:
+                raise Export3DError(f"{target} exists; pass --overwrite to replace it")
+
+    def run(self, session: PortraitSession, portrait: Path) -> list[Path]:
+        targets = self.targets(portrait)
+        if self.animation is not None:
+            return [export_animation(session, self.animation, targets[0], self.settings, overwrite=self.overwrite)]
+        from export3d_core.animation_export import resize_frame
+
+        for pose, target in zip(self.poses, targets):
+            frame = session.render_image(pose.lam, pose.camera.to_orbit(), self.settings.mode)
+            write_png(target, resize_frame(frame, self.settings.size), overwrite=self.overwrite)
+        return targets
+
+
+def process_portrait(session: PortraitSession, job: BatchJob, portrait: Path, aligned: bool) -> str:
+    """One portrait, end to end; returns the result line. Raises only what the caller reports."""
+    from export3d_core.animation_commands import load_aligned_portrait
+
+    started = time.perf_counter()
+    job.check_targets(portrait)
+    session.set_portrait(load_aligned_portrait(portrait, session.config.input_size, aligned=aligned))
+    written = job.run(session, portrait)
+    names = ", ".join(p.name for p in written)
+    return f"ok      {portrait.name} -> {names} ({time.perf_counter() - started:.1f} s)"
+
+
+def build_job(args: argparse.Namespace) -> tuple[BatchJob, ProjectFile | None]:
+    settings = AnimationExportSettings(fps=args.fps, size=args.size, mode=args.mode)
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Export3DError(f"{out_dir} is a file; -o needs a folder")
+    if not out_dir.parent.is_dir():
+        raise Export3DError(f"folder does not exist: {out_dir.parent}")
+    check_writable(out_dir / "probe")  # a read-only folder fails now, not once per portrait
+    if args.preset is not None:
+        return BatchJob(load_presets(args.preset), None, out_dir, "png", settings, args.overwrite), None
+    project = load_project_file(args.project)
+    poses = [StillPose(project.path.name, project.lam, project.camera)]
+    return BatchJob(poses, project.animation, out_dir, args.format, settings, args.overwrite), project
+
+
+def load_batch_model(args: argparse.Namespace, project: ProjectFile | None):
+    from export3d_core.view_commands import load_model
+
+    checkpoint = args.checkpoint or (project.checkpoint if project is not None else None)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise Export3DError(f"checkpoint not found: {checkpoint}")
+    return load_model(argparse.Namespace(checkpoint=checkpoint, random_init=args.random_init, device=args.device))
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    job, project = build_job(args)
+    portraits, ignored = portrait_files(args.portraits)
+    if not portraits:
+        raise Export3DError(f"no portraits (.png, .jpg, …) in {args.portraits}")
+    model = load_batch_model(args, project)
+    n = model.config.n_basis
+    for pose in job.poses:
+        if len(pose.lam) != n:
+            raise Export3DError(f"{pose.name!r} has {len(pose.lam)} λ values; the model has {n}")
+    job.out_dir.mkdir(exist_ok=True)
+    session = PortraitSession(model)
+    failed, started = [], time.perf_counter()
+    with tqdm(portraits, desc="batch", unit="portrait") as bar:
+        for portrait in bar:
+            try:
+                bar.write(process_portrait(session, job, portrait, args.aligned))
+            except Exception as exc:  # one bad portrait must never stop the batch
+                reason = str(exc) if isinstance(exc, Export3DError) else f"{type(exc).__name__}: {exc}"
+                bar.write(f"FAILED  {portrait.name}: {reason}")
+                failed.append(portrait.name)
+    done = len(portraits) - len(failed)
+    note = f"; {ignored} non-image file(s) ignored" if ignored else ""
+    print(f"batch: {done} of {len(portraits)} portraits written to {job.out_dir}, {len(failed)} failed"
+          f"{note} ({time.perf_counter() - started:.1f} s)")
+    return 1 if failed else 0
+
+
+def add_batch_command(subparsers) -> None:
+    from export3d_core.animation_commands import add_project_model_arguments
+    from export3d_core.display import RENDER_MODES
+
+    parser = subparsers.add_parser("batch", help="apply presets or a project's animation to a folder of portraits")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", type=Path, help="the editor's presets JSON: one still PNG per preset")
+    source.add_argument("--project", type=Path, help="a project (*.e3d.json): its animation, or its still pose")
+    parser.add_argument("--portraits", type=Path, required=True, help="folder of portrait photos")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument("--format", choices=BATCH_FORMATS, default="mp4",
+                        help="for a project's animation: MP4, GIF or a PNG folder per portrait")
+    parser.add_argument("--fps", type=float, default=None, help="frames per second (default: the animation's)")
+    parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: the model's)")
+    parser.add_argument("--mode", choices=RENDER_MODES, default="final")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_project_model_arguments(parser)
+    parser.set_defaults(handler=run_batch)

@@ -1,0 +1,82 @@
+"""Batch: presets or a project's animation over a folder; a corrupt file is reported and skipped."""
+import json
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from PIL import Image
+
+from export3d_core.animation import CameraPose, two_key_animation
+from export3d_core.checkpoint import save_checkpoint
+from export3d_core.cli import main
+from export3d_core.project_file import save_animation
+
+from tests.core.lively_model import lively, pattern
+
+N = 10
+
+
+@pytest.fixture
+def folder(tmp_path):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    Image.fromarray(pattern(80)).save(faces / "a.png")
+    Image.fromarray(pattern(64)[::-1].copy()).save(faces / "c.jpg")
+    (faces / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")  # corrupt, sorted between them
+    (faces / "notes.txt").write_text("not a portrait")
+    return faces
+
+
+@pytest.fixture
+def checkpoint(tmp_path, tiny_model):
+    return save_checkpoint(lively(tiny_model), tmp_path / "tiny.safetensors")
+
+
+def test_presets_batch_survives_a_corrupt_file(tmp_path, folder, checkpoint, capsys):
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"format": "export3d-studio-presets", "presets": [
+        {"name": "smile wide", "lambda": [5.0] + [0.0] * (N - 1)},
+        {"name": "turn", "lambda": [0.0] * N, "camera": {"yaw_deg": 25.0, "pitch_deg": 0.0, "radius": 2.7,
+                                                           "fov_deg": 18.837}}]}))
+    out = tmp_path / "out"
+    code = main(["batch", "--preset", str(presets), "--portraits", str(folder), "-o", str(out),
+                 "--checkpoint", str(checkpoint), "--aligned"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 1  # not every portrait was written, but the batch ran to the end
+    assert lines[0].startswith("ok      a.png -> a_smile-wide.png, a_turn.png")
+    assert lines[1].startswith("FAILED  b.png: ") and "\n" not in lines[1]
+    assert lines[2].startswith("ok      c.jpg -> c_smile-wide.png, c_turn.png")
+    assert lines[3].startswith("batch: 2 of 3 portraits written")
+    assert "1 failed; 1 non-image file(s) ignored" in lines[3]
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a_smile-wide.png", "a_turn.png", "c_smile-wide.png", "c_turn.png"]
+    smile, turn = (np.asarray(Image.open(out / name)) for name in ("a_smile-wide.png", "a_turn.png"))
+    assert smile.shape == (64, 64, 3) and not np.array_equal(smile, turn)
+
+
+def test_project_batch_writes_an_animation_per_portrait_and_keeps_existing(tmp_path, folder, checkpoint, capsys):
+    animation = two_key_animation([0.0] * N, [4.0] * N, 1.0, camera=CameraPose(yaw_deg=5), fps=3)
+    project = save_animation(tmp_path / "p.e3d.json", animation, checkpoint=checkpoint)
+    out = tmp_path / "out"
+    args = ["batch", "--project", str(project), "--portraits", str(folder), "-o", str(out), "--format", "gif",
+            "--aligned"]
+    assert main(args) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.gif", "c.gif"]
+    assert len(imageio.mimread(out / "a.gif")) == 4
+    capsys.readouterr()
+    (folder / "b.png").unlink()
+    before = (out / "a.gif").read_bytes()
+    assert main(args) == 1  # both outputs exist: each is reported, nothing replaced
+    lines = capsys.readouterr().out.splitlines()
+    assert sum("exists; pass --overwrite" in line for line in lines) == 2
+    assert (out / "a.gif").read_bytes() == before
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_a_bad_presets_file_is_one_line_error(tmp_path, folder, capsys):
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"format": "export3d-studio-presets", "presets": [{"name": "x", "lambda": ["a"]}]}))
+    assert main(["batch", "--preset", str(presets), "--portraits", str(folder), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "export3d batch: error: presets.json: preset 'x': λ v1: 'a' is not a number"
+    assert not (tmp_path / "o").exists()
