@@ -1,4 +1,5 @@
-"""Cameras in EG3D's FFHQ convention (DESIGN.md §3): intrinsics, look-at, OrbitCamera <-> 25-vector.
+"""Cameras in EG3D's FFHQ convention (docs/architecture.md, "EG3D conventions"): intrinsics,
+look-at, OrbitCamera <-> 25-vector.
 
 The 25 numbers are a flattened 4x4 cam2world matrix (OpenCV camera axes: x right, y down,
 z forward) followed by a flattened 3x3 *normalized* intrinsics matrix (image side = 1, so

@@ -1,4 +1,4 @@
-"""The `export3d` command: one entry point, one sub-command per job (DESIGN.md §2).
+"""The `export3d` command: one entry point, one sub-command per job (docs/architecture.md, "The staged API").
 
 Each sub-command lives with the code it drives and registers itself here. `run_handler` is the one
 place that turns failures into a one-line message: a user error (`Export3DError`) or a bad argument

@@ -57,7 +57,7 @@ def _int_problems(owner: Any, names: tuple[str, ...]) -> list[str]:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """Volume-rendering settings (EG3D FFHQ conventions, DESIGN.md §3)."""
+    """Volume-rendering settings (EG3D FFHQ conventions, docs/architecture.md, "EG3D conventions")."""
 
     ray_start: float = 2.25  # near bound of every ray, in world units
     ray_end: float = 3.3  # far bound of every ray
@@ -262,14 +262,14 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_hidden=32, feature_channels=16, sr_channels=(32,), disc_widths=(32, 64, 128, 128),
         render=RenderConfig(num_coarse=24, num_fine=24),
     ),
-    # The sizes of the supplementary (Fig. S2, §1.2) and DESIGN.md §3.
+    # The sizes of the supplementary (Fig. S2, §1.2) and docs/architecture.md, "EG3D conventions".
     "paper": ModelConfig(name="paper"),
 }
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (seed §1.3–1.4)."""
+    """Optimisation settings (supplementary §1.3–1.4)."""
 
     lr_g: float = 1e-4  # Adam, generator (Export3D)
     lr_d: float = 1e-5  # Adam, discriminator

@@ -2,7 +2,7 @@
 
 On a GPU the editor's frame is bound by kernel launches, not by arithmetic: a paper-preset frame
 launches about 460 kernels, which keep the CPU busy for 14 ms while the GPU works for 3 ms (the
-README's performance notes). A graph launches them all at once. It needs fixed shapes and no
+docs/performance.md). A graph launches them all at once. It needs fixed shapes and no
 host synchronisation, which the reference renderer has (the accelerated renderer's live-sample
 sets change size with every camera, so it cannot be captured).
 """

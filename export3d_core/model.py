@@ -1,7 +1,8 @@
 """Export3D: composes LeBS, the hybrid tri-plane generator, the decoder, the renderer and SR.
 
-The staged API mirrors the three caches of DESIGN.md §1: `encode` (per portrait), `expression` +
-`triplane` (per λ), `render` (per camera). `forward` runs all stages and equals the staged calls.
+The staged API mirrors the three caches (docs/architecture.md, "The three caches"): `encode`
+(per portrait), `expression` + `triplane` (per λ), `render` (per camera). `forward` runs all
+stages and equals the staged calls.
 """
 from __future__ import annotations
 

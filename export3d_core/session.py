@@ -1,4 +1,4 @@
-"""A portrait kept resident on the device, with the three caches of DESIGN.md §1.
+"""A portrait kept resident on the device, with the three caches of docs/architecture.md, "The three caches".
 
 `PortraitSession` is what the editor and the headless commands render through: a new portrait
 re-encodes, a λ change re-runs only the expression-dependent part of G (and rebuilds the

@@ -14,7 +14,8 @@ DIR/
 ```
 Landmarks are pixel coordinates in the frame (x right, y down, pixel centres at +0.5) in the
 usual 68-point layout (iBUG 300-W order). `landmarks3d` are world coordinates (EG3D frame) when
-known (synthetic data). Cameras follow DESIGN.md §3 (25 numbers). Files are written atomically.
+known (synthetic data). Cameras follow docs/architecture.md, "EG3D conventions" (25 numbers).
+Files are written atomically.
 """
 from __future__ import annotations
 

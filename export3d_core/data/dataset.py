@@ -1,4 +1,4 @@
-"""The training data set: (source, driving) pairs drawn from one clip of a corpus (seed §1.3).
+"""The training data set: (source, driving) pairs drawn from one clip of a corpus (supplementary §1.3).
 
 Owns reading the corpus layout of `export3d_core.data.corpus` into memory (uint8, already
 resized to the three sides the model needs: source `input_size`, driving `output_size`, raw
@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from export3d_core.data.corpus import read_clip_meta, read_corpus_info
 from export3d_core.errors import Export3DError
 
-CAMERA_DIM = 25  # DESIGN.md §3: 16 cam2world + 9 intrinsics
+CAMERA_DIM = 25  # docs/architecture.md, "EG3D conventions": 16 cam2world + 9 intrinsics
 # Landmarks whose neighbourhood an expression moves, in the iBUG 68-point layout: brows (17-26),
 # nose (27-35), eyes (36-47) and mouth (48-67); the jaw line (0-16) mostly moves with the pose.
 FEATURE_LANDMARKS = slice(17, 68)

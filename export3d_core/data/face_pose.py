@@ -2,7 +2,7 @@
 
 `estimate_pose` solves PnP (OpenCV, iterative Levenberg-Marquardt started from the frontal pose)
 for the template of `face_template`. `estimate_camera` turns that pose into the EG3D 25-vector of
-an orbit camera (DESIGN.md §3): the crop already fixes scale and roll, so only the viewing
+an orbit camera (docs/architecture.md, "EG3D conventions"): the crop already fixes scale and roll, so only the viewing
 direction is kept and the camera sits at radius 2.7 on it, looking at the pivot, as EG3D's own
 FFHQ cameras do. `landmark_expression` removes the pose from the landmarks (what PnP explains)
 and returns what is left, in template units: a pose-free expression vector for real video.

@@ -24,7 +24,7 @@ from export3d_core.data.dataset import read_rgb
 from export3d_core.errors import Export3DError
 from export3d_core.data import synthetic_views as views
 
-CAMERA_DIM = 25  # DESIGN.md §3
+CAMERA_DIM = 25  # docs/architecture.md, "EG3D conventions"
 
 
 @dataclass

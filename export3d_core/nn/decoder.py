@@ -1,4 +1,4 @@
-"""The light-weight tri-plane decoder (seed §1.2 "MLP"): sampled plane features -> density and colour.
+"""The light-weight tri-plane decoder (supplementary §1.2 "MLP"): sampled plane features -> density and colour.
 
 Two separate FC stacks with softplus activations, one for density and one for colour features,
 as the supplementary prescribes (EG3D uses one shared stack). The renderer receives this module

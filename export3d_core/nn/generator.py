@@ -1,6 +1,6 @@
-"""The hybrid tri-plane generator G (seed §1.2, Fig. S2): source image + expression code -> tri-plane.
+"""The hybrid tri-plane generator G (supplementary §1.2, Fig. S2): source image + expression code -> tri-plane.
 
-Split in two stages so the editor pays only for what changed (DESIGN.md §1):
+Split in two stages so the editor pays only for what changed (docs/architecture.md, "The three caches"):
 `encode(S)` (conv encoder, patch merging, plain ViT blocks, high-resolution conv skip) gives an
 `Appearance` that depends on the source alone; `triplane(app, e)` runs the expression-conditioned
 EAdaLN-ViT blocks, pixel-shuffles the tokens to the plane resolution, fuses the skip, removes the
@@ -20,7 +20,7 @@ from ..config import ModelConfig
 from ..errors import Export3DError
 from .vit import EAdaLNViTBlock, ViTBlock
 
-# Tokens sit at 1/16 of the input side (main paper, DESIGN.md §3).
+# Tokens sit at 1/16 of the input side (main paper, docs/architecture.md, "EG3D conventions").
 TOKEN_STRIDE = 16
 # Slope of the LeakyReLUs in the conv parts (StyleGAN/EG3D convention).
 LRELU_SLOPE = 0.2

@@ -1,4 +1,4 @@
-"""Learned Basis Scaling (LeBS) and the CLeBS image encoder f_I (seed §1.2, Fig. S1).
+"""Learned Basis Scaling (LeBS) and the CLeBS image encoder f_I (supplementary §1.2, Fig. S1).
 
 `LeBS` maps 3DMM expression parameters β to n coefficients λ with two FC layers and owns the
 learned orthonormal basis V (n, d), recomputed by QR from a learnable d x n weight on every call

@@ -1,4 +1,4 @@
-"""Super-resolution module (seed §1.2): EG3D's SR without style-modulated convolutions.
+"""Super-resolution module (supplementary §1.2): EG3D's SR without style-modulated convolutions.
 
 The volume-rendered feature image (neural_size) is upsampled to output_size in 2x stages; each
 stage is bilinear x2 -> two 3x3 convs with LeakyReLU, and a toRGB whose output is added to the

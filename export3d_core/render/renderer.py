@@ -4,7 +4,7 @@ The renderer knows nothing of the model: it is given a `FieldFn` that maps world
 raw density and colour features. One `render` call generates the rays, evaluates the field at
 `num_coarse` stratified depths, composites them to get weights, draws `num_fine` importance
 depths from those weights, evaluates the field there too, and composites all merged samples
-(DESIGN.md §3). With `perturb=False` every depth is deterministic (inference); the output is
+(docs/architecture.md, "EG3D conventions"). With `perturb=False` every depth is deterministic (inference); the output is
 differentiable with respect to whatever the field closes over (the tri-plane, the decoder).
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ along its height. (EG3D's released `project_onto_planes` actually sends plane 2 
 through a transposed inverse; we use the intended (z, y) so that every axis pair is seen.)
 Points are scaled by 2 / box_warp so the planes cover [-box_warp/2, box_warp/2]^3; lookups
 are bilinear, zero outside (padding "zeros"), align_corners=False, and the mean over the three
-planes is returned (DESIGN.md §3).
+planes is returned (docs/architecture.md, "EG3D conventions").
 """
 from __future__ import annotations
 

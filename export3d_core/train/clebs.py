@@ -1,4 +1,4 @@
-"""Contrastive pre-training of LeBS (CLeBS, seed §1.2 and §1.4).
+"""Contrastive pre-training of LeBS (CLeBS, supplementary §1.2 and §1.4).
 
 Owns the InfoNCE loss, the choice of negatives, the pre-training loop that fits LeBS (the
 coefficient MLP and the basis) jointly with the image encoder f_I, and saving / loading the LeBS

@@ -1,4 +1,4 @@
-"""The Export3D training loop (seed §1.3-1.4): phase 1 reconstruction, phase 2 + adversarial.
+"""The Export3D training loop (supplementary §1.3-1.4): phase 1 reconstruction, phase 2 + adversarial.
 
 Owns `Trainer`: batching with a resumable sampler, one optimisation step per phase, the
 discriminator step with R1, checkpoints (every K steps, at the end and on Ctrl-C), logs, sample

@@ -1,4 +1,4 @@
-"""Training objectives of seed §1.3: reconstruction (Eq. 3) and the adversarial terms of Eq. 4.
+"""Training objectives of supplementary §1.3: reconstruction (Eq. 3) and the adversarial terms of Eq. 4.
 
 Owns the multi-scale LPIPS-style perceptual distance on VGG16 features (or on another feature
 network: see face_features.py), the reconstruction loss on the raw and final images, the
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PERCEPTUAL_SCALES = 2  # the image scale and half of it ("multi-scale", seed §1.3)
+PERCEPTUAL_SCALES = 2  # the image scale and half of it ("multi-scale", supplementary §1.3)
 NORM_EPS = 1e-10  # as LPIPS' normalize_tensor
 
 

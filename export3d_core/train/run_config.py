@@ -48,7 +48,7 @@ class RunConfig:
               "their neutral initialisation; see train/init_from.py)", parse=str, metavar="RUN")
     unfreeze_lebs: bool = _setting(
         False, "with --init-from: train the source's LeBS (and so the basis V) with G instead of keeping it "
-               "frozen; beyond the paper, which freezes CLeBS (see the README)")
+               "frozen; beyond the paper, which freezes CLeBS (see docs/training.md)")
     # -- a new run's architecture (ModelConfig fields; a resumed run keeps its own)
     skip_expression_channels: int | None = _setting(
         None, "new runs: channels of the expression code fed to the skip fusion (default: the preset's; "
@@ -61,7 +61,7 @@ class RunConfig:
     face_features: str | None = _setting(
         None, "an attribute regressor .safetensors whose conv features replace VGG16 in the perceptual terms "
               "(a face-specific stand-in when VGG16 weights are absent; use one trained on other identities "
-              "than the regressor eval uses, see the README)", parse=str, metavar="REGRESSOR")
+              "than the regressor eval uses, see docs/training.md)", parse=str, metavar="REGRESSOR")
     face_features_weight: float = _setting(
         1.0, "weight of each --face-features perceptual term (default 1, as VGG16's)", parse=float, metavar="W")
     face_expression_weight: float = _setting(
@@ -76,13 +76,13 @@ class RunConfig:
               "default G's, and on --resume the run's own if it set one", parse=float, train="lr_lebs")
     lr_d: float | None = _setting(
         None, "Adam learning rate of D (default 1e-5, the paper's, for 10,000 adversarial steps; in short "
-              "phases D may stay at chance, d_loss 1.386 in the log: see the README)", parse=float, train="lr_d")
+              "phases D may stay at chance, d_loss 1.386 in the log: see docs/training.md)", parse=float, train="lr_d")
     distortion: float | None = _setting(
         None, "weight of the distortion regulariser that sharpens the density (default 0: off)", parse=float,
         train="lambda_distortion")
     sparsity: float | None = _setting(
         None, "weight of the free-space opacity regulariser that empties fog around the head (default 0: off; "
-              "see the README for what it did to the demo model)", parse=float, train="lambda_sparsity")
+              "see docs/experiments.md for what it did to the demo model)", parse=float, train="lambda_sparsity")
     opacity: float | None = _setting(
         None, "weight of the mean transparency of the rendered rays; with --sparsity it turns background fog "
               "into an opaque surface (default 0: off)", parse=float, train="lambda_opacity")

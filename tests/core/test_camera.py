@@ -1,4 +1,4 @@
-"""OrbitCamera and the EG3D 25-vector convention (DESIGN.md §3)."""
+"""OrbitCamera and the EG3D 25-vector convention (docs/architecture.md, "EG3D conventions")."""
 from __future__ import annotations
 
 import math

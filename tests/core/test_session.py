@@ -1,4 +1,4 @@
-"""PortraitSession: the three caches of DESIGN.md §1, proven with stage counters."""
+"""PortraitSession: the three caches of docs/architecture.md, "The three caches", proven with stage counters."""
 import numpy as np
 import pytest
 import torch
