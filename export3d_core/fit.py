@@ -54,7 +54,7 @@ EMA_NAME = "generator.triplane_ema"
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How a portrait is fitted. Defaults measured on the demo model (README, "Your own portrait")."""
+    """How a portrait is fitted. Defaults measured on the demo model (docs/fitting.md)."""
 
     steps: int = 60  # Adam steps; ~0.4 s each for the demo model on one CPU core
     lr_planes: float = 0.5  # Adam rate of the tri-plane offset (0.05: 20.9 dB after 60 steps, 0.5: 27.4 dB)
