@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from export3d_core.atomic import atomic_path
 from export3d_core.errors import Export3DError
 from export3d_core.fit import FitResult, apply_tensors
 from export3d_core.model import Export3D
+from export3d_core.tensor_files import read_tensor_file
 
 FIT_FORMAT = "export3d-fit"
 FIT_VERSION = 1
@@ -81,12 +81,7 @@ def read_fit(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str
     path = Path(path)
     if not path.is_file():
         raise Export3DError(f"fit file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise Export3DError(f"{path} is not a valid fit file (truncated or corrupt safetensors: {exc})") from None
+    tensors, header = read_tensor_file(path, "fit")
     if header.get("format") != FIT_FORMAT:
         raise Export3DError(f"{path} is a safetensors file but not an Export3D fit (made by `export3d fit`)")
     if header.get("format_version") != str(FIT_VERSION):

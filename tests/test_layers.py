@@ -16,7 +16,8 @@ CORE = Path(__file__).resolve().parents[1] / "export3d_core"
 # Lowest first. A module belongs to the most specific entry that is its name or a package above it.
 LAYERS: list[tuple[str, ...]] = [
     # foundations: no model, no data; plain settings, files, geometry, conversions, metrics
-    ("errors", "atomic", "config", "camera", "devices", "display", "metrics", "cuda_graph", "arg_types"),
+    ("errors", "atomic", "config", "camera", "devices", "display", "metrics", "cuda_graph", "arg_types",
+     "tensor_files"),
     ("nn", "render"),  # networks and volume rendering: depend only on the config
     ("model", "acceleration"),  # Export3D composes nn + render; the accelerated renderer's settings
     ("checkpoint", "lambda_units"),  # weights on disk; λ in the units of the model's basis

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -37,6 +36,7 @@ from export3d_core.atomic import atomic_path
 from export3d_core.checkpoint import REPO_ROOT
 from export3d_core.data.head_landmarks import BETA_NAMES, BETA_RANGES
 from export3d_core.errors import Export3DError
+from export3d_core.tensor_files import check_format, read_tensor_file
 
 FORMAT_NAME = "export3d-expression-reader"
 FORMAT_VERSION = 1
@@ -184,15 +184,8 @@ def load_reader(path: str | os.PathLike = DEFAULT_READER) -> ExpressionReader:
     path = Path(path)
     if not path.is_file():
         raise Export3DError(f"no expression reader at {path} (train one with `export3d train-expression-reader`)")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise Export3DError(f"{path} is not a valid expression reader file: {exc}") from None
-    if header.get("format") != FORMAT_NAME or header.get("format_version") != str(FORMAT_VERSION):
-        raise Export3DError(f"{path} is not an expression reader (format {header.get('format')!r} "
-                            f"version {header.get('format_version')!r})")
+    tensors, header = read_tensor_file(path, "expression reader")
+    check_format(header, path, "expression reader", FORMAT_NAME, FORMAT_VERSION)
     try:
         reader = ExpressionReader(ReaderConfig.from_dict(json.loads(header["config"])))
         reader.load_state_dict(tensors, strict=True)

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -38,6 +37,7 @@ from export3d_core.camera import POSE_DIM
 from export3d_core.checkpoint import REPO_ROOT
 from export3d_core.data.dataset import resize_rgb
 from export3d_core.errors import Export3DError
+from export3d_core.tensor_files import check_format, read_tensor_file
 
 FORMAT_NAME = "export3d-attribute-regressor"
 FORMAT_VERSION = 1
@@ -177,15 +177,8 @@ def save_regressor(model: AttributeRegressor, path: str | os.PathLike) -> Path:
 
 def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu") -> AttributeRegressor:
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise Export3DError(f"{path} is not a valid attribute regressor file: {exc}") from None
-    if header.get("format") != FORMAT_NAME or header.get("format_version") != str(FORMAT_VERSION):
-        raise Export3DError(f"{path} is not an attribute regressor (format {header.get('format')!r} "
-                            f"version {header.get('format_version')!r})")
+    tensors, header = read_tensor_file(path, "attribute regressor")
+    check_format(header, path, "attribute regressor", FORMAT_NAME, FORMAT_VERSION)
     try:
         config = RegressorConfig.from_dict(json.loads(header["config"]))
         model = AttributeRegressor(config)
