@@ -105,8 +105,9 @@ def _warn_missing(missing: list[Path]) -> None:
     message = (f"face-alignment weights not found ({', '.join(p.name for p in missing)} in "
                f"{missing[0].parent}); using dlib's landmarks, else the OpenCV face detector "
                "(pass allow_download=True / --download-models to fetch them)")
+    # One line through logging (no warnings-module source line): with dlib beside it, missing
+    # face-alignment weights are the ordinary state, so this informs rather than alarms.
     logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def get_landmarker(allow_download: bool = False) -> FaceAlignmentLandmarker | None:
