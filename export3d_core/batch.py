@@ -15,12 +15,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from export3d_core.animation import Animation, CameraPose
 from export3d_core.animation_export import AnimationExportSettings, check_output, export_animation
 from export3d_core.atomic import check_writable
+from export3d_core.checkpoint import DEMO_CHECKPOINT
 from export3d_core.errors import Export3DError
-from export3d_core.lambda_units import check_lambda
 from export3d_core.export import write_png
+from export3d_core.fit import FitSettings, fit_portrait
+from export3d_core.lambda_units import check_lambda
 from export3d_core.project_file import ProjectFile, load_project_file
 from export3d_core.session import PortraitSession
 
@@ -113,16 +117,44 @@ class BatchJob:
         return targets
 
 
-def process_portrait(session: PortraitSession, job: BatchJob, portrait: Path, aligned: bool) -> str:
+@dataclass
+class PortraitFitter:
+    """`--fit`: each portrait gets its own fitted copy of the model (`export3d_core.fit`, as
+    `export3d fit` does it) before it is rendered; the loaded model itself is never changed."""
+
+    model: object  # Export3D
+    estimator: object | None  # ExpressionEstimator for the pivot λ (None, a random model: λ = 0)
+    steps: int
+
+    def session_for(self, image: np.ndarray, camera: np.ndarray | None) -> tuple[PortraitSession, float]:
+        from export3d_core.data.face_pose import frontal_camera
+
+        # the pivot, as `export3d fit` takes it: the photo's own λ and camera (frontal without landmarks)
+        lam = self.estimator.estimate(image).lam if self.estimator is not None else [0.0] * self.model.config.n_basis
+        camera = frontal_camera() if camera is None else camera
+        result = fit_portrait(self.model, image, camera, lam, FitSettings(steps=self.steps))
+        session = PortraitSession(result.model)
+        session.set_portrait(image)
+        return session, result.seconds
+
+
+def process_portrait(session: PortraitSession, job: BatchJob, portrait: Path, aligned: bool,
+                     fitter: PortraitFitter | None = None) -> str:
     """One portrait, end to end; returns the result line. Raises only what the caller reports."""
-    from export3d_core.animation_commands import load_aligned_portrait
+    from export3d_core.portrait import load_portrait
 
     started = time.perf_counter()
     job.check_targets(portrait)
-    session.set_portrait(load_aligned_portrait(portrait, session.config.input_size, aligned=aligned))
+    loaded = load_portrait(portrait, session.config.input_size, align=False if aligned else None)
+    note = ""
+    if fitter is not None:
+        session, seconds = fitter.session_for(loaded.image, loaded.camera)
+        note = f", fitted in {seconds:.1f} s"
+    else:
+        session.set_portrait(loaded.image)
     written = job.run(session, portrait)
     names = ", ".join(p.name for p in written)
-    return f"ok      {portrait.name} -> {names} ({time.perf_counter() - started:.1f} s)"
+    return f"ok      {portrait.name} -> {names} ({time.perf_counter() - started:.1f} s{note})"
 
 
 def build_job(args: argparse.Namespace) -> tuple[BatchJob, ProjectFile | None]:
@@ -149,6 +181,14 @@ def load_batch_model(args: argparse.Namespace, project: ProjectFile | None):
     return load_model(argparse.Namespace(checkpoint=checkpoint, random_init=args.random_init, device=args.device))
 
 
+def batch_estimator(model, args: argparse.Namespace, project: ProjectFile | None):
+    """The expression estimator beside the batch's checkpoint; missing, it stops the batch before it starts."""
+    from export3d_core.expression_estimate import ExpressionEstimator
+
+    checkpoint = args.checkpoint or (project.checkpoint if project is not None else None) or DEMO_CHECKPOINT
+    return ExpressionEstimator.for_checkpoint(model, checkpoint)
+
+
 def run_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -161,13 +201,17 @@ def run_batch(args: argparse.Namespace) -> int:
     for pose in job.poses:
         if len(pose.lam) != n:
             raise Export3DError(f"{pose.name!r} has {len(pose.lam)} λ values; the model has {n}")
+    fitter = None
+    if args.fit:
+        fitter = PortraitFitter(model, None if args.random_init else batch_estimator(model, args, project),
+                                args.fit_steps)
     job.out_dir.mkdir(exist_ok=True)
     session = PortraitSession(model)
     failed, started = [], time.perf_counter()
     with tqdm(portraits, desc="batch", unit="portrait") as bar:
         for portrait in bar:
             try:
-                bar.write(process_portrait(session, job, portrait, args.aligned))
+                bar.write(process_portrait(session, job, portrait, args.aligned, fitter))
             except Exception as exc:  # one bad portrait must never stop the batch
                 reason = str(exc) if isinstance(exc, Export3DError) else f"{type(exc).__name__}: {exc}"
                 bar.write(f"FAILED  {portrait.name}: {reason}")
@@ -195,5 +239,8 @@ def add_batch_command(subparsers) -> None:
     parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: the model's)")
     parser.add_argument("--mode", choices=RENDER_MODES, default="final")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--fit", action="store_true",
+                        help="fit a copy of the model to each portrait first (as `export3d fit`; slower)")
+    parser.add_argument("--fit-steps", type=int, default=FitSettings.steps, help="optimisation steps of --fit")
     add_project_model_arguments(parser)
     parser.set_defaults(handler=run_batch)

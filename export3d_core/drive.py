@@ -229,13 +229,16 @@ def keys_from_curves(times: np.ndarray, curves: np.ndarray, settings: DriveSetti
 class FaceReader:
     """A `Reader`: intake (detect, align, PnP camera) then the expression estimator.
 
-    `aligned=True` takes frames that are already crops at the model's framing (no detection, a
-    frontal head). Detection runs on a copy at most `max_side` pixels wide, because HOG time grows
-    with the pixel count and a face that fills a video frame needs no more.
+    `source` picks the estimator's β reader: "landmarks" (its default where it ships; suits any
+    face) or "image". `aligned=True` takes frames that are already crops at the model's framing (no
+    detection, a frontal head). Detection runs on a copy at most `max_side` pixels wide, because
+    HOG time grows with the pixel count and a face that fills a video frame needs no more.
     """
 
-    def __init__(self, estimator, size: int, *, aligned: bool = False, max_side: int = 640) -> None:
+    def __init__(self, estimator, size: int, *, aligned: bool = False, max_side: int = 640,
+                 source: str | None = None) -> None:
         self.estimator = estimator
+        self.source = source  # the estimator's β reader: None (its default), "landmarks" or "image"
         self.size = size
         self.aligned = aligned
         self.max_side = max_side
@@ -259,7 +262,7 @@ class FaceReader:
         return self._read(crop.image, yaw, pitch)
 
     def _read(self, aligned: np.ndarray, yaw: float, pitch: float) -> Reading:
-        estimate = self.estimator.estimate(aligned)
+        estimate = self.estimator.estimate(aligned, self.source)
         return Reading(np.asarray(estimate.lam, dtype=np.float64), yaw, pitch,
                        np.asarray(estimate.beta, dtype=np.float64))
 

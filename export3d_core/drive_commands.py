@@ -65,7 +65,8 @@ def read_video(args: argparse.Namespace, estimator, size: int) -> Performance:
 
     _, fps = video_source(args.video)
     fps = args.fps or fps or DEFAULT_FRAME_FOLDER_FPS
-    reader = FaceReader(estimator, size, aligned=args.aligned_video, max_side=max(640, 4 * size))
+    reader = FaceReader(estimator, size, aligned=args.aligned_video, max_side=max(640, 4 * size),
+                        source=args.reader)
     frames = source_frames(args)
     started = time.perf_counter()
     with tqdm(desc="reading", unit="frame") as bar:
@@ -150,7 +151,7 @@ def run_live(args: argparse.Namespace) -> int:
     session = open_portrait_session(args.checkpoint, args.portrait, device=args.device)
     model = session.model
     estimator = ExpressionEstimator.for_checkpoint(model, args.checkpoint or DEMO_CHECKPOINT)
-    reader = FaceReader(estimator, model.config.input_size)
+    reader = FaceReader(estimator, model.config.input_size, source=args.reader)
     driver = LiveDriver(reader, neutral_lambda(model), settings, session=session, quality="preview")
     reader(np.full((256, 256, 3), 128, np.uint8))  # warm-up: loads the face detector before the clock runs
     source = LatestFrameSource(args.camera if args.video is None else args.video)
@@ -184,6 +185,8 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--reader", choices=("landmarks", "image"), default=None,
+                        help="how β is read: dlib landmarks (default; any face) or the image regressor (synthetic)")
 
 
 def add_live_command(subparsers) -> None:
@@ -226,5 +229,7 @@ def add_drive_command(subparsers) -> None:
     parser.add_argument("--quality", choices=("full", "preview"), default="full")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--reader", choices=("landmarks", "image"), default=None,
+                        help="how β is read: dlib landmarks (default; any face) or the image regressor (synthetic)")
     parser.set_defaults(handler=run_drive)
     add_live_command(subparsers)

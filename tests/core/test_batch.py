@@ -80,3 +80,30 @@ def test_a_bad_presets_file_is_one_line_error(tmp_path, folder, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "export3d batch: error: presets.json: preset 'x': λ v1: 'a' is not a number"
     assert not (tmp_path / "o").exists()
+
+
+def test_fit_batch_renders_each_portrait_with_its_own_fitted_model(tmp_path, folder, capsys):
+    (folder / "b.png").unlink()
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"format": "export3d-studio-presets",
+                                   "presets": [{"name": "still", "lambda": [0.0] * N}]}))
+    plain, fitted = tmp_path / "plain", tmp_path / "fitted"
+    common = ["batch", "--preset", str(presets), "--portraits", str(folder), "--random-init", "tiny", "--aligned"]
+    assert main(common + ["-o", str(plain)]) == 0
+    assert main(common + ["-o", str(fitted), "--fit", "--fit-steps", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum("fitted in" in line for line in lines) == 2
+    for name in ("a.png", "c.png"):
+        before, after = (np.asarray(Image.open(folder_ / name)) for folder_ in (plain, fitted))
+        assert before.shape == after.shape and not np.array_equal(before, after)  # the fit changed the render
+
+
+def test_fit_without_an_expression_estimator_stops_before_the_first_portrait(tmp_path, folder, checkpoint,
+                                                                             capsys):
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"format": "export3d-studio-presets", "presets": [{"lambda": [0.0] * N}]}))
+    assert main(["batch", "--preset", str(presets), "--portraits", str(folder), "--checkpoint", str(checkpoint),
+                 "--aligned", "--fit", "-o", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert "expression estimates need one" in captured.err and "FAILED" not in captured.out
+    assert not (tmp_path / "out").exists()
