@@ -189,28 +189,8 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
         for step, (index, frame) in enumerate(iter_frames(source, options.stride, options.max_frames)):
             if step >= len(kept) or not kept[step]:
                 continue
-            transform = quad_transform(*_quad_axes(quads[step]), size, target=canonical_quad(size))
-            points = landmarks[step]
-            crop_points = None if points is None else points @ transform[:, :2].T + transform[:, 2]
-            pose = None if crop_points is None else estimate_pose(crop_points, size, template)
-            if pose is not None:
-                camera = OrbitCamera(yaw=pose.yaw, pitch=pose.pitch).params().numpy()
-            elif coeffs is not None:
-                yaw, pitch = deep3d_view_angles(coeffs[index])
-                camera = OrbitCamera(yaw=yaw, pitch=pitch).params().numpy()
-            else:
-                camera = frontal_camera()
-            if beta_source == "deep3d":
-                beta = coeffs[index, DEEP3D_EXP]
-            elif beta_source == "landmarks":
-                beta = read_frame_beta(reader, frame, quads[step])
-            else:
-                beta = np.zeros(BETA_DIM, dtype=np.float32)
-            name = corpus.frame_file(len(records))
-            save_image_atomic(partial / name, warp_crop(frame, transform, size))
-            records.append(corpus.FrameRecord(
-                file=name, beta=[float(v) for v in beta], camera=[float(v) for v in camera],
-                landmarks=None if crop_points is None else crop_points.tolist(), landmarks3d=None))
+            frame_in = _FrameIn(frame, quads[step], landmarks[step], None if coeffs is None else coeffs[index])
+            records.append(_write_frame(frame_in, partial, len(records), size, template, beta_source, reader))
         report.skipped_frames = {k: v for k, v in skipped.items() if v}
         if not records:
             report.message = "no usable frame"
@@ -230,6 +210,40 @@ def prepare_source(source: Source, out_dir: Path, clip: str, beta_source: str,
         report.message = f"unexpected {type(exc).__name__}: {exc}"
     shutil.rmtree(partial, ignore_errors=True)
     return report
+
+
+@dataclass
+class _FrameIn:
+    """One decoded frame with what tracking found in it."""
+    frame: np.ndarray  # (H, W, 3) uint8
+    quad: np.ndarray  # the smoothed crop square
+    points: np.ndarray | None  # 68 landmarks in frame pixels, when found
+    coeffs: np.ndarray | None  # its Deep3DFaceRecon coefficients, when given
+
+
+def _write_frame(item: _FrameIn, partial: Path, number: int, size: int, template, beta_source: str,
+                 reader) -> corpus.FrameRecord:
+    """Crop one frame into the clip folder; its camera (PnP, else Deep3D's angles, else frontal) and β."""
+    transform = quad_transform(*_quad_axes(item.quad), size, target=canonical_quad(size))
+    crop_points = None if item.points is None else item.points @ transform[:, :2].T + transform[:, 2]
+    pose = None if crop_points is None else estimate_pose(crop_points, size, template)
+    if pose is not None:
+        camera = OrbitCamera(yaw=pose.yaw, pitch=pose.pitch).params().numpy()
+    elif item.coeffs is not None:
+        yaw, pitch = deep3d_view_angles(item.coeffs)
+        camera = OrbitCamera(yaw=yaw, pitch=pitch).params().numpy()
+    else:
+        camera = frontal_camera()
+    if beta_source == "deep3d":
+        beta = item.coeffs[DEEP3D_EXP]
+    elif beta_source == "landmarks":
+        beta = read_frame_beta(reader, item.frame, item.quad)
+    else:
+        beta = np.zeros(BETA_DIM, dtype=np.float32)
+    name = corpus.frame_file(number)
+    save_image_atomic(partial / name, warp_crop(item.frame, transform, size))
+    return corpus.FrameRecord(file=name, beta=[float(v) for v in beta], camera=[float(v) for v in camera],
+                              landmarks=None if crop_points is None else crop_points.tolist(), landmarks3d=None)
 
 
 READER_SIDE = 256  # side of the aligned crop the expression reader's landmarks are read on (any --res)
