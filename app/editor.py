@@ -6,7 +6,6 @@ failed load leaves everything as it was, so the app stays usable after any bad f
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +159,7 @@ class EditorController(QObject):
         return max(size, PORTRAIT_MIN_SIDE)
 
     @staticmethod
-    def read_portrait(path: Path, crop: tuple | None, size: int) -> tuple[np.ndarray, str]:
+    def read_portrait(path: Path, crop: tuple | None, size: int) -> tuple[np.ndarray, str, np.ndarray | None]:
         """(aligned image, method, camera or None), not applied; Export3DError (or NoPortraitFace) in one line."""
         try:
             if crop is not None:
@@ -406,8 +405,8 @@ class EditorController(QObject):
 
     def save_project(self, path: str | Path) -> bool:
         try:
-            fit = self._fit_beside(Path(path))
-            save_project(path, dataclasses.replace(self.project(), fit=fit))
+            self._fit_beside(Path(path))  # the project names its fit relative to itself
+            save_project(path, self.project())
         except Export3DError as exc:
             self.error.emit(str(exc))
             return False

@@ -373,6 +373,7 @@ class MainWindow(QMainWindow):
         self._update_title()
 
     def _on_portrait(self, path) -> None:
+        self.domain_banner.hide()  # until the new portrait is measured (controller.check_domain)
         self.portrait_info.setText(str(path) if path else "built-in placeholder (no demo portrait shipped)")
         if path:
             self.recent.add(Path(path))
