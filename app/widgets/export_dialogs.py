@@ -54,10 +54,14 @@ class StillDialog(QDialog):
         self.alpha.setToolTip("Transparent background where the rays hit nothing")
         form.addRow(self.alpha)
         self.paste_back = _paste_option(form, paste_problem)
-        # The composite is opaque: alpha and paste-back exclude each other.
-        self.paste_back.toggled.connect(lambda on: self.alpha.setEnabled(not on) or self.alpha.setChecked(False)
-                                        if on else self.alpha.setEnabled(True))
+        self.paste_back.toggled.connect(self._paste_toggled)
         _buttons(self, form)
+
+    def _paste_toggled(self, on: bool) -> None:
+        """The composite is opaque: alpha and paste-back exclude each other."""
+        if on:
+            self.alpha.setChecked(False)
+        self.alpha.setEnabled(not on)
 
 
 class TurntableDialog(QDialog):

@@ -134,6 +134,10 @@ def test_a_project_with_a_fit_reopens_to_the_same_image(qtbot, window, photo, id
     _fit(qtbot, window, idle, window.fit_portrait)
     fitted = window.controller.last_frame.image.copy()
     assert not np.array_equal(fitted, unfitted)
+    still = tmp_path / "fitted.png"
+    job = window.run_export(window.controller.export_spec("still", still))
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    assert np.array_equal(np.asarray(Image.open(still)), fitted)  # exports render the fitted model too
     project = tmp_path / "me.e3d.json"
     assert window.save_project(project)
     data = json.loads(project.read_text())
@@ -178,6 +182,9 @@ def test_paste_back_option_follows_the_photo_and_the_pose_limit(qtbot, window, p
                                                         pitch_deg=np.degrees(photo_view.pitch)))
     dialog = StillDialog(window, problem)
     assert dialog.paste_back.isEnabled()
+    dialog.alpha.setChecked(True)
+    dialog.paste_back.setChecked(True)  # the composite is opaque
+    assert not dialog.alpha.isChecked() and not dialog.alpha.isEnabled()
     turntable = TurntableDialog(window, problem)
     assert not turntable.paste_back.isEnabled()  # the default orbit swings beyond the limit
     assert "only right within" in turntable.paste_back.toolTip()
