@@ -2,7 +2,8 @@
 
 A project stores the portrait and checkpoint paths (relative to the project file when they sit
 beside it, so a project folder can move), λ with its names, the camera, the render mode and the
-expression presets, and the portrait's fit file (app/fit_job.py; saved beside the project). Reading validates everything and raises `Export3DError` with one line.
+expression presets, and the portrait's fit file (app/fit_job.py; copied beside the project on save).
+Reading validates everything and raises `Export3DError` with one line.
 """
 from __future__ import annotations
 
