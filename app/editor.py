@@ -296,9 +296,10 @@ class EditorController(QObject):
 
     def apply_fit(self, fitted: FittedPortrait) -> None:
         """Renders and exports of this portrait use the fitted model from now on (an unsaved change)."""
-        self._set_fit(fitted)
+        self.fit = fitted
         self.mark_changed()
         self._rebuild_session()
+        self.fit_changed.emit(fitted.path)  # after the rebuild: thumbnails asked for now render the fit
         self.status.emit(f"portrait fitted; fit saved as {fitted.path}")
 
     def _fit_beside(self, project_path: Path) -> Path | None:

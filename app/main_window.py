@@ -149,7 +149,7 @@ class MainWindow(QMainWindow):
         c.job_ready.connect(self._on_job)
         c.fit_folder = self.settings_folder / FITS_FOLDER
         c.domain_checked.connect(self.domain_banner.show_measure)
-        c.fit_changed.connect(lambda _path: self.domain_banner.hide())
+        c.fit_changed.connect(self._on_fit)
         self.domain_banner.fit_requested.connect(self.fit_portrait)
         # A bound method, not a lambda: Qt drops it with the window, so the undo stack's last signal
         # while it is destroyed after the window cannot reach a deleted MainWindow.
@@ -371,6 +371,14 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("No trained demo model found: running an UNTRAINED random tiny model",
                                          STATUS_MS * 3)
         self._update_title()
+
+    def _on_fit(self, path) -> None:
+        """A fit applied (or dropped): no banner; thumbnails show the model that now renders."""
+        self.domain_banner.hide()
+        if path is not None:
+            self.controller.refresh_presets()
+            if self.explore_on_load:
+                self.explorer.request()
 
     def _on_portrait(self, path) -> None:
         self.domain_banner.hide()  # until the new portrait is measured (controller.check_domain)

@@ -18,7 +18,8 @@ class DomainBanner(QFrame):
         super().__init__(parent)
         self.setObjectName("domainBanner")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setStyleSheet("#domainBanner { background: #6b5213; color: white; border-radius: 4px; }")
+        self.setStyleSheet("#domainBanner { background: #6b5213; border-radius: 4px; }"
+                           "#domainBanner QLabel { background: transparent; color: white; }")
         self.label = QLabel(BANNER_TEXT)
         self.label.setWordWrap(True)
         self.fit_button = QPushButton("Fit to this portrait")
