@@ -376,6 +376,8 @@ class MainWindow(QMainWindow):
         """A fit applied (or dropped): no banner; thumbnails show the model that now renders."""
         self.domain_banner.hide()
         if path is not None:
+            self.portrait_info.setText(f"{self.state.portrait_path}\nfitted to it: {Path(path).name}")
+            self.portrait_info.setToolTip(str(path))
             self.controller.refresh_presets()
             if self.explore_on_load:
                 self.explorer.request()

@@ -75,6 +75,7 @@ def test_banner_shows_for_an_out_of_domain_photo_and_goes_after_a_fit_from_the_m
     _fit(qtbot, window, idle, _menu_action(window, "Fit to this portrait").trigger)
 
     assert not window.domain_banner.isVisible()
+    assert "fitted to it" in window.portrait_info.text()
     assert [p.name for p in _fits(window)] == [window.controller.fit.path.name]
     assert window.controller.render_model is window.controller.fit.model
     assert not np.array_equal(window.controller.last_frame.image, before)  # the viewport shows the fit
