@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         def grab() -> None:
             window.grab().save(str(args.screenshot))
             print(f"saved {args.screenshot}")
+            window.controller.mark_saved()  # a screenshot run (a --fit included) quits without asking to save
             app.quit()
 
         def grab_when_idle(waited: int = 0) -> None:
