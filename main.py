@@ -1,7 +1,9 @@
-"""Export3D Studio: `python main.py [PORTRAIT] [--checkpoint C] [--screenshot PNG] [--theme dark|light]`.
+"""Export3D Studio: `python main.py [PORTRAIT] [--checkpoint C] [--fit] [--screenshot PNG] [--theme dark|light]`.
 
 Thin entry point: arguments -> QApplication -> MainWindow. `--screenshot` opens the editor, waits
 for the first full-quality frame, saves a PNG of the whole window and exits 0 (smoke tests, README).
+`--fit` fits the model to the portrait once it is open ("Fit to this portrait"); with `--screenshot`,
+the picture is taken after the fit.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("portrait", nargs="?", type=Path, help="portrait photo (default: a shipped demo portrait)")
     parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped demo model)")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the window after the first full frame, exit")
+    parser.add_argument("--fit", action="store_true", help="fit the model to the portrait once it is open")
     parser.add_argument("--theme", choices=("dark", "light"), default=None, help="colour theme (default: dark)")
     return parser.parse_args(argv)
 
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         def grab() -> None:
             window.grab().save(str(args.screenshot))
             print(f"saved {args.screenshot}")
+            window.controller.mark_saved()  # a screenshot run (a --fit included) quits without asking to save
             app.quit()
 
         def grab_when_idle(waited: int = 0) -> None:
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                 QTimer.singleShot(POLL_MS, lambda: grab_when_idle(waited + POLL_MS))
 
         def on_frame(frame) -> None:
-            if frame.request.quality == "full" and not result.get("armed"):
+            fitted = not args.fit or window.controller.fit is not None
+            if frame.request.quality == "full" and fitted and not result.get("armed"):
                 result["armed"] = True
                 grab_when_idle()
 
@@ -66,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         window.controller.frame_shown.connect(on_frame)
         QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, give_up)
     QTimer.singleShot(0, lambda: window.startup(args.portrait, args.checkpoint, recover=args.screenshot is None))
+    if args.fit:
+        QTimer.singleShot(0, window.fit_portrait)
     code = app.exec()
     window.controller.shutdown()
     return result["code"] or code

@@ -87,8 +87,9 @@ def placeholder_portrait(size: int) -> np.ndarray:
     return image
 
 
-def load_portrait_image(path: str | Path, size: int) -> tuple[np.ndarray, str]:
-    """(aligned uint8 (size, size, 3) image, method). No face -> `NoPortraitFace`."""
+def load_portrait_image(path: str | Path, size: int) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """(aligned uint8 (size, size, 3) image, method, the photo's estimated camera (25,) or None).
+    No face -> `NoPortraitFace`."""
     from export3d_core import NoFaceFoundError, load_portrait
 
     try:
@@ -102,7 +103,7 @@ def load_portrait_image(path: str | Path, size: int) -> tuple[np.ndarray, str]:
         raise
     except Exception as exc:  # a strange file must never take the editor down
         raise Export3DError(f"could not read {Path(path).name}: {type(exc).__name__}: {exc}") from None
-    return loaded.image, loaded.method
+    return loaded.image, loaded.method, loaded.camera
 
 
 def crop_by_hand(image: np.ndarray, center_xy: tuple[float, float], side: float, size: int) -> np.ndarray:

@@ -12,10 +12,11 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
-from export3d_core import Export3DError
+from export3d_core import Export3DError, FitSettings, OrbitCamera
 
 from app import backend
-from app.export_jobs import ExportJob, ExportSpec
+from app.export_jobs import ExportJob, ExportSpec, PhotoSource
+from app.fit_job import FitJob, FitRequest, FittedPortrait, copy_atomic, fit_file_name, load_fitted
 from app.presets import Preset, PresetLibrary
 from app.project import Project, load_project, save_project
 from app.render_service import REST_MS, FrameResult, RenderService
@@ -35,6 +36,8 @@ class EditorController(QObject):
     presets_changed = Signal(object, object)  # library presets, the open project's own presets
     job_ready = Signal(str, object, object)  # tag, key, image
     unsaved_changed = Signal()  # whether there is unsaved work may have changed
+    domain_checked = Signal(bool, float)  # outside the model's domain, reconstruction PSNR (dB)
+    fit_changed = Signal(object)  # the fit file in use, or None
 
     def __init__(self, rest_ms: int = REST_MS, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +48,10 @@ class EditorController(QObject):
         self.loaded: backend.LoadedModel | None = None
         self.portrait_image: np.ndarray | None = None
         self.portrait_crop: tuple[tuple[float, float], float] | None = None
+        self.portrait_camera: np.ndarray | None = None  # (25,) the photo's estimated camera, when known
+        self.fit: FittedPortrait | None = None  # the portrait's fit: renders and exports use its model
+        self.fit_folder: Path | None = None  # where new fits are written (the window: settings folder/fits)
+        self.fit_settings = FitSettings()
         self.expression_source: str | None = None  # what the last expression estimate read: "landmarks" | "image"
         self.library: PresetLibrary | None = None  # the shared preset library file; None: none attached
         self.project_presets: list[Preset] = []  # the open project's presets, apart from the library
@@ -59,6 +66,7 @@ class EditorController(QObject):
         self.service.render_failed.connect(lambda msg: self.error.emit(f"render failed: {msg}"))
         self.service.session_failed.connect(lambda msg: self.error.emit(f"model failed: {msg}"))
         self.service.job_ready.connect(self.job_ready)
+        self.service.job_ready.connect(self._on_domain)
 
     # -- unsaved work --------------------------------------------------------------------------------
     def has_unsaved_changes(self) -> bool:
@@ -117,15 +125,21 @@ class EditorController(QObject):
 
     def _apply_model(self, loaded: backend.LoadedModel) -> None:
         self.loaded = loaded
+        self._set_fit(None)  # a fit belongs to one checkpoint
         self.state.checkpoint_path = loaded.path
         self.state.resize_basis(loaded.model.config.n_basis)
         self.model_changed.emit(loaded)
         self._rebuild_session()
 
+    @property
+    def render_model(self):
+        """What renders and exports use: the portrait's fitted copy, else the loaded model."""
+        return self.fit.model if self.fit is not None else self.loaded.model
+
     def _rebuild_session(self) -> None:
         if self.loaded is None or self.portrait_image is None:
             return
-        model, image = self.loaded.model, self.portrait_image
+        model, image = self.render_model, self.portrait_image
 
         def build(_old):
             from export3d_core import PortraitSession, pick_device
@@ -134,8 +148,9 @@ class EditorController(QObject):
             session.set_portrait(image)
             return session
 
-        self.service.load(build)
+        self.service.load(build)  # runs on the worker between frames: a fitted model is swapped in safely
         self.request_render()
+        self.check_domain()
 
     # -- portrait ----------------------------------------------------------------------------------
     def portrait_size(self, loaded: backend.LoadedModel | None = None) -> int:
@@ -144,14 +159,14 @@ class EditorController(QObject):
         return max(size, PORTRAIT_MIN_SIDE)
 
     @staticmethod
-    def read_portrait(path: Path, crop: tuple | None, size: int) -> tuple[np.ndarray, str]:
-        """(aligned image, method), not applied; Export3DError (or NoPortraitFace) with one line."""
+    def read_portrait(path: Path, crop: tuple | None, size: int) -> tuple[np.ndarray, str, np.ndarray | None]:
+        """(aligned image, method, camera or None), not applied; Export3DError (or NoPortraitFace) in one line."""
         try:
             if crop is not None:
                 from export3d_core import load_image
 
                 (center, side) = crop
-                return backend.crop_by_hand(load_image(path), tuple(center), float(side), size), "manual"
+                return backend.crop_by_hand(load_image(path), tuple(center), float(side), size), "manual", None
             return backend.load_portrait_image(path, size)
         except Export3DError:
             raise
@@ -162,7 +177,7 @@ class EditorController(QObject):
         """Intake a photo (detect, align, crop). No face -> `no_face` (the window offers a manual crop)."""
         path = Path(path)
         try:
-            image, method = self.read_portrait(path, crop, self.portrait_size())
+            image, method, camera = self.read_portrait(path, crop, self.portrait_size())
         except backend.NoPortraitFace as exc:
             exc.path = path
             self.no_face.emit(exc)
@@ -171,13 +186,16 @@ class EditorController(QObject):
             self.error.emit(str(exc))
             return False
         self.portrait_crop = tuple(crop) if crop is not None else None
-        self.set_portrait_image(image, path)
+        self.set_portrait_image(image, path, camera)
         read = f"; expression read from its {self.expression_source}" if self.expression_source else ""
         self.status.emit(f"portrait {path.name} ({method}){read}")
         return True
 
-    def set_portrait_image(self, image: np.ndarray, path: Path | None) -> None:
+    def set_portrait_image(self, image: np.ndarray, path: Path | None, camera: np.ndarray | None = None,
+                           fit: FittedPortrait | None = None) -> None:
         self.portrait_image = image
+        self.portrait_camera = camera
+        self._set_fit(fit)
         self.state.portrait_path = path
         self.state.set_portrait_lam(self.estimate_lam(image, path))
         self.state.reset_to_portrait_expression()
@@ -211,7 +229,7 @@ class EditorController(QObject):
             return False
         path = Path(path)
         try:
-            image, _method = backend.load_portrait_image(path, self.portrait_size())
+            image, _method, _camera = backend.load_portrait_image(path, self.portrait_size())
         except Export3DError as exc:
             self.error.emit(str(exc))
             return False
@@ -224,6 +242,77 @@ class EditorController(QObject):
 
     def apply_manual_crop(self, path: Path, center: tuple[float, float], side: float) -> bool:
         return self.open_portrait(path, crop=(tuple(center), float(side)))
+
+    # -- the portrait's fit and whether it needs one ---------------------------------------------------
+    def _set_fit(self, fit: FittedPortrait | None) -> None:
+        if fit is not self.fit:
+            self.fit = fit
+            self.fit_changed.emit(fit.path if fit else None)
+
+    def photo_camera(self) -> np.ndarray:
+        """The photo's estimated camera (25,), frontal when intake found no landmarks."""
+        if self.portrait_camera is not None:
+            return np.asarray(self.portrait_camera, np.float32)
+        return OrbitCamera().params().numpy().astype(np.float32)
+
+    def check_domain(self) -> None:
+        """Off the UI thread (a render-service job): is this unfitted photo unlike the training faces?
+        Measured by `out_of_domain` (the unfitted model's reconstruction at the photo's camera)."""
+        if self.loaded is None or self.portrait_image is None or self.state.portrait_path is None or self.fit:
+            return
+        from export3d_core import out_of_domain
+
+        model, image, camera = self.loaded.model, self.portrait_image, self.photo_camera()
+        lam = list(self.state.portrait_lam) if self.state.portrait_lam else None
+        self.service.submit_job("domain", self.state.portrait_path,
+                                lambda _session: out_of_domain(model, image, camera, lam))
+
+    def _on_domain(self, tag: str, key: object, result) -> None:
+        if tag == "domain" and key == self.state.portrait_path and self.fit is None:
+            outside, psnr = result
+            self.domain_checked.emit(bool(outside), float(psnr))
+
+    def start_fit(self) -> FitJob | None:
+        """Fit a copy of the model to this portrait in the background; `apply_fit` when it succeeds."""
+        if self.loaded is None or self.portrait_image is None:
+            self.error.emit("nothing to fit yet: open a portrait first")
+            return None
+        folder = self.fit_folder or Path.home() / ".export3d" / "fits"
+        lam = tuple(self.state.portrait_lam) if self.state.portrait_lam else (0.0,) * self.state.n_basis
+        request = FitRequest(self.loaded.model, self.loaded.path, self.portrait_image, self.photo_camera(), lam,
+                             folder / fit_file_name(self.portrait_image, self.loaded.path),
+                             self.state.camera.to_orbit(), self.fit_settings)
+        job = FitJob(request)
+        image, model = self.portrait_image, self.loaded.model
+        # Applied only when the portrait and the model are still the ones the fit was made for.
+        job.succeeded.connect(lambda fitted: self.apply_fit(fitted) if self.portrait_image is image
+                              and self.loaded is not None and self.loaded.model is model else None)
+        job.failed.connect(lambda msg: self.error.emit(f"fit failed: {msg}"))
+        job.cancelled.connect(lambda: self.status.emit("fit cancelled; nothing was written"))
+        job.finished.connect(lambda: self.jobs.remove(job) if job in self.jobs else None)
+        self.jobs.append(job)
+        job.start()
+        return job
+
+    def apply_fit(self, fitted: FittedPortrait) -> None:
+        """Renders and exports of this portrait use the fitted model from now on (an unsaved change)."""
+        self.fit = fitted
+        self.mark_changed()
+        self._rebuild_session()
+        self.fit_changed.emit(fitted.path)  # after the rebuild: thumbnails asked for now render the fit
+        self.status.emit(f"portrait fitted; fit saved as {fitted.path}")
+
+    def _fit_beside(self, project_path: Path) -> Path | None:
+        """The fit file beside the project (copied there when it lives elsewhere), for a relative path."""
+        if self.fit is None:
+            return None
+        name = project_path.name
+        stem = name[:-len(".e3d.json")] if name.endswith(".e3d.json") else project_path.stem
+        target = project_path.parent / f"{stem}.fit.safetensors"
+        if self.fit.path.resolve() != target.resolve():
+            copy_atomic(self.fit.path, target)
+            self.fit.path = target
+        return target
 
     # -- edits (each one undo step) ----------------------------------------------------------------
     def apply_lam(self, lam, text: str = "Set λ") -> bool:
@@ -313,10 +402,11 @@ class EditorController(QObject):
         state = self.state
         presets = self.project_presets + [p for p in self.presets if p not in self.project_presets]
         return Project(state.portrait_path, state.checkpoint_path, state.lam, state.names, state.camera,
-                       state.mode, presets, self.portrait_crop)
+                       state.mode, presets, self.portrait_crop, self.fit.path if self.fit else None)
 
     def save_project(self, path: str | Path) -> bool:
         try:
+            self._fit_beside(Path(path))  # the project names its fit relative to itself
             save_project(path, self.project())
         except Export3DError as exc:
             self.error.emit(str(exc))
@@ -340,7 +430,7 @@ class EditorController(QObject):
         except Export3DError as exc:  # NoPortraitFace included: the project's portrait must open as saved
             self.error.emit(str(exc))
             return False
-        self._apply_project(project, loaded, portrait)
+        self._apply_project(project, loaded, portrait, self._project_fit(project, model, portrait))
         self.status.emit(f"opened {Path(path).name}")
         return True
 
@@ -351,12 +441,22 @@ class EditorController(QObject):
             return self.read_model(project.checkpoint)
         return None
 
-    def _apply_project(self, project: Project, loaded, portrait) -> None:
+    def _project_fit(self, project: Project, model: backend.LoadedModel | None, portrait) -> FittedPortrait | None:
+        """The project's fit applied to a copy of its model; one line and no fit when it belongs elsewhere."""
+        if project.fit is None or portrait is None or model is None:
+            return None
+        try:
+            return load_fitted(project.fit, model.model, model.path, portrait[0])
+        except Export3DError as exc:  # the project opens unfitted; the artist can fit again
+            self.error.emit(f"{exc} (opened without it)")
+            return None
+
+    def _apply_project(self, project: Project, loaded, portrait, fit: FittedPortrait | None = None) -> None:
         if loaded is not None:
             self._apply_model(loaded)
         if portrait is not None:
             self.portrait_crop = project.crop
-            self.set_portrait_image(portrait[0], project.portrait)
+            self.set_portrait_image(portrait[0], project.portrait, portrait[2], fit)
         self.state.set_names(project.names)
         self.state.set_lam(project.lam)
         self.state.set_camera(project.camera)
@@ -367,14 +467,43 @@ class EditorController(QObject):
         self.mark_saved()
 
     # -- exports -----------------------------------------------------------------------------------
-    def export_spec(self, kind: str, path: Path, **settings) -> ExportSpec:
+    def paste_back_problem(self, turntable=None) -> str:
+        """Why paste-back into the original photo cannot be offered ("" when it can): no photo, a hand-placed
+        crop, a mode other than final, or the view (every camera of `turntable`, a TurntableSettings, when
+        given) beyond the measured pose limit."""
+        from export3d_core import pose_supported, turntable_cameras
+
+        if self.state.portrait_path is None or self.portrait_image is None:
+            return "there is no original photo to paste into"
+        if self.portrait_crop is not None:
+            return "the crop was placed by hand, so the photo's alignment is not known"
+        if self.state.mode != "final":
+            return "paste-back composites the final image; switch the view to Final"
+        photo = OrbitCamera.from_params(self.photo_camera())
+        view = self.paste_back_camera()
+        for camera in turntable_cameras(view, turntable) if turntable is not None else [view]:
+            ok, why = pose_supported(camera, photo)
+            if not ok:
+                return why[0].upper() + why[1:]
+        return ""
+
+    def paste_back_camera(self) -> OrbitCamera:
+        """The view's angles in the photo's own framing (its distance, field of view and pivot), so the
+        render lines up with the photo it is pasted into."""
+        photo, view = OrbitCamera.from_params(self.photo_camera()), self.state.camera.to_orbit()
+        return photo.replace(yaw=view.yaw, pitch=view.pitch)
+
+    def export_spec(self, kind: str, path: Path, paste_back: bool = False, **settings) -> ExportSpec:
+        if paste_back:
+            settings["paste_back"] = PhotoSource(Path(self.state.portrait_path), self.portrait_image.shape[0],
+                                                 self.paste_back_camera())
         return ExportSpec(kind, Path(path), self.state.lam, self.state.camera, self.state.mode, **settings)
 
     def start_export(self, spec: ExportSpec) -> ExportJob | None:
         if self.loaded is None or self.portrait_image is None:
             self.error.emit("nothing to export yet: open a portrait first")
             return None
-        job = ExportJob(self.loaded.model, self.portrait_image, spec)
+        job = ExportJob(self.render_model, self.portrait_image, spec)
         job.failed.connect(lambda msg: self.error.emit(f"export failed: {msg}"))
         job.succeeded.connect(lambda p: self.status.emit(f"wrote {p}"))
         job.cancelled.connect(lambda: self.status.emit("export cancelled; nothing was written"))

@@ -3,6 +3,8 @@
 Each job runs on its own thread with its own `PortraitSession` over the shared (read-only) model,
 so the viewport keeps rendering. Writing goes through `export3d_core.export` (the same code as
 the headless commands): atomic, and a cancelled job raises `ExportCancelled` and leaves no file.
+With `paste_back`, each frame is composited into the original photo at its own resolution
+(`export3d_core.Compositor`, as `--paste-back` on the command line).
 """
 from __future__ import annotations
 
@@ -29,6 +31,15 @@ class SweepSettings:
 
 
 @dataclass(frozen=True)
+class PhotoSource:
+    """The original photo a paste-back export composites into, and the camera it is seen from."""
+
+    path: Path
+    crop_size: int  # the side of the editor's aligned crop of it
+    camera: object  # OrbitCamera: the view's angles in the photo's framing
+
+
+@dataclass(frozen=True)
 class ExportSpec:
     kind: str  # "still" | "turntable" | "sweep"
     path: Path
@@ -41,6 +52,7 @@ class ExportSpec:
     sweep: SweepSettings | None = None
     mesh: object | None = None  # mesh only: export3d_core.mesh.MeshSettings (None: its defaults)
     names: tuple[str, ...] = ()  # mesh only: the sliders' names, given to the morph targets
+    paste_back: PhotoSource | None = None  # still/turntable/sweep: composite into the original photo
 
     @property
     def total(self) -> int:
@@ -102,6 +114,8 @@ class ExportJob(QThread):
         session = PortraitSession(self.model)
         session.set_portrait(self.portrait)
         camera = spec.camera.to_orbit()
+        if spec.paste_back is not None:
+            return self._export_pasted(session)
         if spec.kind == "still":
             output = session.render(spec.lam, camera, "full")
             cfg = session.config.render
@@ -123,6 +137,35 @@ class ExportJob(QThread):
             fps, loop = sweep.fps, True
         else:
             raise Export3DError(f"unknown export kind {spec.kind!r}")
+        return write_animation(spec.path, frames, fps, loop=loop, overwrite=spec.overwrite, total=spec.total,
+                               progress=self._report, should_cancel=self._cancel.is_set)
+
+    def _export_pasted(self, session) -> Path:
+        """Still, turntable or sweep composited into the original photo (final image, opaque)."""
+        from export3d_core import Compositor, OrbitCamera, photo_and_transform, sweep_lambdas, turntable_cameras
+
+        spec, source = self.spec, self.spec.paste_back
+        original, transform, photo_camera = photo_and_transform(source.path, source.crop_size)
+        photo = OrbitCamera() if photo_camera is None else OrbitCamera.from_params(photo_camera)
+        compositor = Compositor(original, transform, source.crop_size, photo)
+        if spec.kind == "still":
+            image = compositor.frame(session, spec.lam, source.camera)
+            if self._cancel.is_set():
+                raise ExportCancelled()
+            path = write_png(spec.path, image, overwrite=spec.overwrite)
+            self._report(1, 1)
+            return path
+        if spec.kind == "turntable":
+            settings = spec.turntable or TurntableSettings()
+            views = [(spec.lam, c) for c in turntable_cameras(source.camera, settings)]
+            fps, loop = settings.fps, settings.loop
+        elif spec.kind == "sweep":
+            sweep = spec.sweep
+            rows = sweep_lambdas(spec.lam, sweep.basis_index, sweep.start, sweep.stop, sweep.steps)
+            views, fps, loop = [(row, source.camera) for row in rows], sweep.fps, True
+        else:
+            raise Export3DError(f"paste-back is for stills, turntables and sweeps, not {spec.kind}")
+        frames = (compositor.frame(session, lam, c) for lam, c in views)
         return write_animation(spec.path, frames, fps, loop=loop, overwrite=spec.overwrite, total=spec.total,
                                progress=self._report, should_cancel=self._cancel.is_set)
 

@@ -50,17 +50,23 @@ def ask_target(parent: QWidget, title: str, default: str, filters: str) -> tuple
     return path, False
 
 
-def ask_export(parent: QWidget, kind: str, names: tuple[str, ...]) -> tuple[Path, bool, dict] | None:
-    """The export's settings dialog, then its target: (path, overwrite, `export_spec` keywords)."""
+def ask_export(parent: QWidget, kind: str, names: tuple[str, ...],
+               paste_problem=None) -> tuple[Path, bool, dict] | None:
+    """The export's settings dialog, then its target: (path, overwrite, `export_spec` keywords).
+
+    `paste_problem(turntable settings or nothing)` says why "Paste into the original photo" cannot be offered
+    ("" when it can; `EditorController.paste_back_problem`); None: the option is not offered."""
     if kind == "mesh":
         return ask_mesh_export(parent, names)
     from app.widgets.export_dialogs import StillDialog, SweepDialog, TurntableDialog
 
-    dialog = {"still": lambda: StillDialog(parent), "turntable": lambda: TurntableDialog(parent),
-              "sweep": lambda: SweepDialog(names, parent)}[kind]()
+    dialog = {"still": lambda: StillDialog(parent, paste_problem),
+              "turntable": lambda: TurntableDialog(parent, paste_problem),
+              "sweep": lambda: SweepDialog(names, parent, paste_problem)}[kind]()
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
     options = {"alpha": dialog.alpha.isChecked()} if kind == "still" else {kind: dialog.settings()}
+    options["paste_back"] = dialog.paste_back.isEnabled() and dialog.paste_back.isChecked()
     target = ask_target(parent, *EXPORT_TARGETS[kind])
     return None if target is None else (*target, options)
 

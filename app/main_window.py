@@ -19,6 +19,7 @@ from app import APP_NAME, file_dialogs, unsaved
 from app.autosave import DEFAULT_INTERVAL_S, INTERVAL_KEY, Autosaver
 from app.editor import EditorController
 from app.export_jobs import ExportJob, ExportSpec
+from app.fit_job import FITS_FOLDER
 from app.menus import SEPARATOR, Entry, Item, Submenu, build_menu_bar
 from app.presets import PresetLibrary
 from app.recent import RecentFiles
@@ -27,6 +28,7 @@ from app.state import ViewCamera
 from app.theme import apply_theme
 from app.widgets.camera_panel import MODE_LABELS, CameraPanel
 from app.widgets.coefficients import CoefficientsPanel
+from app.widgets.domain_banner import DomainBanner
 from app.widgets.explorer import ExplorerPanel
 from app.widgets.lambda_chart import LambdaChart
 from app.widgets.presets_panel import PresetsPanel
@@ -76,7 +78,13 @@ class MainWindow(QMainWindow):
     # -- composition -------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         self.viewport = Viewport()
-        self.setCentralWidget(self.viewport)
+        self.domain_banner = DomainBanner()
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.addWidget(self.domain_banner)
+        centre_layout.addWidget(self.viewport, 1)
+        self.setCentralWidget(centre)
         self.camera_panel = CameraPanel()
         self.model_info = QLabel("no model")
         self.model_info.setWordWrap(True)
@@ -139,6 +147,10 @@ class MainWindow(QMainWindow):
         c.no_face.connect(lambda exc: self.ask_manual_crop(exc))
         c.presets_changed.connect(self.presets_panel.set_presets)
         c.job_ready.connect(self._on_job)
+        c.fit_folder = self.settings_folder / FITS_FOLDER
+        c.domain_checked.connect(self.domain_banner.show_measure)
+        c.fit_changed.connect(self._on_fit)
+        self.domain_banner.fit_requested.connect(self.fit_portrait)
         # A bound method, not a lambda: Qt drops it with the window, so the undo stack's last signal
         # while it is destroyed after the window cannot reach a deleted MainWindow.
         c.unsaved_changed.connect(self._update_title)
@@ -236,6 +248,9 @@ class MainWindow(QMainWindow):
             Entry("reset_lambda", "Reset λ to portrait", self.coefficients.reset_portrait_requested.emit, "Ctrl+R"),
             Entry("match", "Match expression from photo…", self.match_expression_dialog,
                   tip="Set λ to the expression of a reference photo", enabled=False),  # until a model has an estimator
+            SEPARATOR,
+            Entry("fit", "Fit to this portrait", self.fit_portrait,
+                  tip="Tune a copy of the model to this photo (background job); saved with the project"),
         ]
 
     def _view_entries(self) -> list[Item]:
@@ -279,7 +294,7 @@ class MainWindow(QMainWindow):
         return path is not None and self.save_project(path)
 
     def export_dialog(self, kind: str) -> None:
-        answer = file_dialogs.ask_export(self, kind, self.state.names)
+        answer = file_dialogs.ask_export(self, kind, self.state.names, self.controller.paste_back_problem)
         if answer:
             path, overwrite, options = answer
             self.run_export(self.controller.export_spec(kind, path, overwrite=overwrite, **options))
@@ -357,7 +372,18 @@ class MainWindow(QMainWindow):
                                          STATUS_MS * 3)
         self._update_title()
 
+    def _on_fit(self, path) -> None:
+        """A fit applied (or dropped): no banner; thumbnails show the model that now renders."""
+        self.domain_banner.hide()
+        if path is not None:
+            self.portrait_info.setText(f"{self.state.portrait_path}\nfitted to it: {Path(path).name}")
+            self.portrait_info.setToolTip(str(path))
+            self.controller.refresh_presets()
+            if self.explore_on_load:
+                self.explorer.request()
+
     def _on_portrait(self, path) -> None:
+        self.domain_banner.hide()  # until the new portrait is measured (controller.check_domain)
         self.portrait_info.setText(str(path) if path else "built-in placeholder (no demo portrait shipped)")
         if path:
             self.recent.add(Path(path))
@@ -479,6 +505,15 @@ class MainWindow(QMainWindow):
         job.finished.connect(dialog.reset)
         job.finished.connect(dialog.deleteLater)
         self.export_dialog = dialog
+        return job
+
+    def fit_portrait(self):
+        """Fit to this portrait in the background: progress, time left, previews in the viewport, Cancel."""
+        from app.widgets.fit_progress import show_fit_progress
+
+        job = self.controller.start_fit()
+        if job is not None:
+            self.fit_dialog = show_fit_progress(self, job, self.viewport)
         return job
 
     # -- Qt events ---------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A project stores the portrait and checkpoint paths (relative to the project file when they sit
 beside it, so a project folder can move), λ with its names, the camera, the render mode and the
-expression presets. Reading validates everything and raises `Export3DError` with one line.
+expression presets, and the portrait's fit file (app/fit_job.py; copied beside the project on save).
+Reading validates everything and raises `Export3DError` with one line.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Project:
     mode: str = "final"
     presets: list[Preset] = field(default_factory=list)
     crop: tuple[tuple[float, float], float] | None = None  # manual crop (centre, side) when no face was found
+    fit: Path | None = None  # the portrait's fit file (export3d_core.fit_file), used by every render and export
 
 
 def _rel(path: Path | None, base: Path) -> str | None:
@@ -65,6 +67,7 @@ def save_project(path: str | Path, project: Project) -> Path:
         "camera": project.camera.to_dict(),
         "mode": project.mode,
         "presets": [p.to_dict() for p in project.presets],
+        "fit": _rel(project.fit, base),
         "crop": None if project.crop is None else {"center": list(project.crop[0]), "side": project.crop[1]},
     }
     try:
@@ -111,6 +114,7 @@ def load_project(path: str | Path) -> Project:
     _check_version(path.name, data.get("version"))
     try:
         portrait, checkpoint = _path_field(data, "portrait"), _path_field(data, "checkpoint")
+        fit = _path_field(data, "fit")
         if not isinstance(data.get("lambda"), list):
             raise ValueError("lambda must be a list of numbers")
         lam = check_lambda(data["lambda"])
@@ -123,4 +127,5 @@ def load_project(path: str | Path) -> Project:
         raise Export3DError(f"{path.name} has invalid values: {exc}") from None
     mode = data.get("mode", "final")
     return Project(_abs(portrait, path.parent), _abs(checkpoint, path.parent),
-                   lam, names, camera, mode if mode in RENDER_MODES else "final", presets, crop)
+                   lam, names, camera, mode if mode in RENDER_MODES else "final", presets, crop,
+                   _abs(fit, path.parent))

@@ -1,4 +1,8 @@
-"""Settings dialogs for the three exports; each returns plain settings, the window runs the job."""
+"""Settings dialogs for the three exports; each returns plain settings, the window runs the job.
+
+Each offers "Paste into the original photo" when the portrait came from a photo with a known
+alignment; it is disabled, with the reason as its tooltip, without one or beyond the measured pose
+limit (the turntable re-checks its own path whenever its settings change)."""
 from __future__ import annotations
 
 import math
@@ -15,6 +19,25 @@ MAX_FPS = 120
 DEFAULT_TURNTABLE = TurntableSettings()
 
 
+PASTE_TEXT = "Paste into the original photo"
+PASTE_TIP = "Composite the rendered face into the original photo at the photo's own resolution"
+
+
+def _paste_option(form: QFormLayout, paste_problem) -> QCheckBox:
+    """The paste-back check box, enabled only when `paste_problem()` finds nothing against it."""
+    box = QCheckBox(PASTE_TEXT)
+    _update_paste(box, paste_problem() if paste_problem is not None else "there is no original photo to paste into")
+    form.addRow(box)
+    return box
+
+
+def _update_paste(box: QCheckBox, problem: str) -> None:
+    box.setEnabled(not problem)
+    if problem:
+        box.setChecked(False)
+    box.setToolTip(f"Disabled: {problem}" if problem else PASTE_TIP)
+
+
 def _buttons(dialog: QDialog, form: QFormLayout) -> None:
     box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
     box.accepted.connect(dialog.accept)
@@ -23,18 +46,26 @@ def _buttons(dialog: QDialog, form: QFormLayout) -> None:
 
 
 class StillDialog(QDialog):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, paste_problem=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export still PNG")
         form = QFormLayout(self)
         self.alpha = QCheckBox("Use the rendered opacity as alpha")
         self.alpha.setToolTip("Transparent background where the rays hit nothing")
         form.addRow(self.alpha)
+        self.paste_back = _paste_option(form, paste_problem)
+        self.paste_back.toggled.connect(self._paste_toggled)
         _buttons(self, form)
+
+    def _paste_toggled(self, on: bool) -> None:
+        """The composite is opaque: alpha and paste-back exclude each other."""
+        if on:
+            self.alpha.setChecked(False)
+        self.alpha.setEnabled(not on)
 
 
 class TurntableDialog(QDialog):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, paste_problem=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export turntable")
         form = QFormLayout(self)
@@ -59,7 +90,17 @@ class TurntableDialog(QDialog):
         form.addRow("Amplitude", self.amplitude)
         form.addRow("Path", self.path)
         form.addRow(self.loop)
+        self.paste_back = _paste_option(form, paste_problem)
+        if paste_problem is not None:
+            self._paste_problem = paste_problem
+            for signal in (self.amplitude.valueChanged, self.path.currentIndexChanged, self.frames.valueChanged):
+                signal.connect(self._check_paste)
+            self._check_paste()
         _buttons(self, form)
+
+    def _check_paste(self, *_args) -> None:
+        """Every camera of the turntable's path must be within the paste-back pose limit."""
+        _update_paste(self.paste_back, self._paste_problem(self.settings()))
 
     def settings(self) -> TurntableSettings:
         yaw = math.radians(self.amplitude.value())
@@ -69,7 +110,7 @@ class TurntableDialog(QDialog):
 
 
 class SweepDialog(QDialog):
-    def __init__(self, names: tuple[str, ...], parent: QWidget | None = None) -> None:
+    def __init__(self, names: tuple[str, ...], parent: QWidget | None = None, paste_problem=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export basis sweep")
         form = QFormLayout(self)
@@ -92,6 +133,7 @@ class SweepDialog(QDialog):
         form.addRow("To λ", self.stop)
         form.addRow("Steps", self.steps)
         form.addRow("FPS", self.fps)
+        self.paste_back = _paste_option(form, paste_problem)
         _buttons(self, form)
 
     def settings(self) -> SweepSettings:

@@ -1,0 +1,26 @@
+"""The fit's progress dialog: steps, time left, Cancel; the fit's previews go to the viewport."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QProgressDialog, QWidget
+
+
+def show_fit_progress(parent: QWidget, job, viewport) -> QProgressDialog:
+    """A window-modal progress dialog for a running `FitJob`; Cancel stops it (nothing is written)."""
+    total = job.request.settings.steps
+    dialog = QProgressDialog("Fitting the model to this portrait…", "Cancel", 0, total, parent)
+    dialog.setWindowTitle("Fit to this portrait")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(0)
+    dialog.canceled.connect(job.cancel)
+
+    def progress(step: int, steps: int, eta_s: float) -> None:
+        dialog.setLabelText(f"Fitting the model to this portrait: step {step} of {steps}, about {eta_s:.0f} s left")
+        dialog.setValue(min(step, steps))
+
+    job.progress.connect(progress)
+    job.preview.connect(lambda image, step, steps: viewport.set_image(image, f"fit preview · step {step}/{steps}"))
+    job.finished.connect(dialog.reset)
+    job.finished.connect(dialog.deleteLater)
+    dialog.show()
+    return dialog
