@@ -34,7 +34,7 @@ from export3d_core.camera import OrbitCamera  # noqa: E402
 from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint  # noqa: E402
 from export3d_core.data.face_pose import frontal_camera  # noqa: E402
 from export3d_core.domain import reconstruction_psnr  # noqa: E402
-from export3d_core.eval.metrics import psnr, ssim  # noqa: E402
+from export3d_core.metrics import psnr, ssim  # noqa: E402
 from export3d_core.expression_estimate import ExpressionEstimator  # noqa: E402
 from export3d_core.fit import FitSettings, fit_portrait  # noqa: E402
 from export3d_core.paste_back import face_region  # noqa: E402
@@ -181,7 +181,7 @@ def real_photo(spec: str, model, estimator, ident: Identity, sheets: Path | None
 def synthetic(k: int, model, estimator) -> dict:
     """Fit the source frame of K held-out clips; re-enact their driving frames unfitted and fitted."""
     from export3d_core.eval.clips import generate_heldout
-    from export3d_core.eval.regressor import load_regressor
+    from export3d_core.faces.regressor import load_regressor
     from export3d_core.eval.runner import ModelRunner
 
     regressor = load_regressor(DEMO_CHECKPOINT.parent / "attribute_regressor.safetensors")
