@@ -313,7 +313,7 @@ class EditorController(QObject):
         state = self.state
         presets = self.project_presets + [p for p in self.presets if p not in self.project_presets]
         return Project(state.portrait_path, state.checkpoint_path, state.lam, state.names, state.camera,
-                       state.mode, presets, self.portrait_crop)
+                       state.mode, presets, self.portrait_crop, state.animation)
 
     def save_project(self, path: str | Path) -> bool:
         try:
@@ -361,6 +361,7 @@ class EditorController(QObject):
         self.state.set_lam(project.lam)
         self.state.set_camera(project.camera)
         self.state.set_mode(project.mode)
+        self.state.set_animation(project.animation)
         self.project_presets = list(project.presets)
         self.refresh_presets()
         self.undo_stack.clear()
