@@ -17,6 +17,8 @@ EXPORT_TARGETS = {
     "turntable": ("Export turntable", "turntable.gif", "GIF (*.gif);;MP4 (*.mp4)"),
     "sweep": ("Export basis sweep", "sweep.gif", "GIF (*.gif);;MP4 (*.mp4)"),
     "mesh": ("Export mesh", "head.glb", "glTF with morph targets (*.glb);;PLY (*.ply);;OBJ (*.obj)"),
+    "animation": ("Export animation", "animation.mp4",
+                  "MP4 (*.mp4);;GIF (*.gif);;PNG sequence: a folder name without an extension (*)"),
 }
 GLB_FACES = 60_000  # on the demo model: a 9 MB GLB, its ten morph targets projected in about a minute on 2 cores
 
@@ -76,3 +78,25 @@ def ask_mesh_export(parent: QWidget, names: tuple[str, ...]) -> tuple[Path, bool
     glb = path.suffix.lower() == ".glb"
     settings = MeshSettings(morph_targets=glb, faces=GLB_FACES if glb else None)
     return path, overwrite, {"mesh": settings, "names": names}
+
+
+def ask_animation_export(parent: QWidget, animation, mode: str) -> tuple[Path, bool, dict] | None:
+    """The timeline's export: range, fps and size, then an .mp4, a .gif or a folder for PNGs."""
+    from export3d_core import Export3DError
+
+    from app.widgets.export_dialogs import AnimationDialog
+
+    if animation is None:
+        QMessageBox.information(parent, "Export animation", "The timeline has no keys yet: add a key first.")
+        return None
+    dialog = AnimationDialog(animation, parent)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return None
+    try:
+        settings = dialog.settings(mode)
+        animation.frame_times(settings.fps, settings.start, settings.end)  # a bad range: say so before asking where
+    except Export3DError as exc:
+        QMessageBox.warning(parent, "Export animation", str(exc))
+        return None
+    target = ask_target(parent, *EXPORT_TARGETS["animation"])
+    return None if target is None else (*target, {"animation": animation, "animation_settings": settings})
