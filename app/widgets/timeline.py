@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton,
                                QVBoxLayout, QWidget)
 
@@ -149,7 +149,9 @@ class TimelinePanel(QWidget):
         line = pg.InfiniteLine(time, movable=True, pen=KEY_PEN, hoverPen=SELECTED_PEN)
         line.setZValue(5)
         line.sigClicked.connect(lambda _line, _ev, i=index: self._on_key_clicked(i))
-        line.sigPositionChangeFinished.connect(lambda l, i=index: self.timeline.move_key(i, l.value()))
+        # Deferred: the move rebuilds the lines, and this one is still inside its own mouse event.
+        line.sigPositionChangeFinished.connect(
+            lambda l, i=index: QTimer.singleShot(0, lambda: self.timeline.move_key(i, l.value())))
         self.plot.addItem(line)
         return line
 

@@ -219,3 +219,28 @@ def test_the_menus_list_the_export_and_the_dock(window):
     file_menu, _edit, view = (a.menu() for a in window.menuBar().actions()[:3])
     assert "Export animation…" in [a.text() for a in file_menu.actions()]
     assert "Timeline" in [a.text() for a in view.actions()]
+
+
+def test_the_dock_buttons_and_lines_edit_the_keys(qtbot, window):
+    from PySide6.QtCore import Qt
+
+    panel, timeline = window.timeline_panel, window.timeline
+    timeline.scrub(0.0)
+    qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    timeline.scrub(1.0)
+    window.state.set_coefficient(0, 3.0)
+    qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    assert window.state.animation.times == (0.0, 1.0) and timeline.selected == 1
+    panel.easing.setCurrentIndex(panel.easing.findData("hold"))
+    panel.easing.activated.emit(panel.easing.currentIndex())
+    assert window.state.animation.keys[1].easing == "hold"
+    panel.playhead.setValue(0.5)  # dragging the playhead scrubs
+    panel.playhead.sigDragged.emit(panel.playhead)
+    assert timeline.time == pytest.approx(0.5) and window.state.lam[0] == pytest.approx(1.5)  # smooth-step midpoint
+    line = panel.key_lines[1]
+    line.setValue(1.52)  # a key dragged in time lands on a frame (30 fps)
+    line.sigPositionChangeFinished.emit(line)
+    qtbot.waitUntil(lambda: window.state.animation.times[1] != 1.0)
+    assert window.state.animation.times == (0.0, pytest.approx(46 / 30))
+    qtbot.mouseClick(panel.delete_button, Qt.MouseButton.LeftButton)
+    assert window.state.animation.times == (0.0,) and not panel.delete_button.isEnabled()
