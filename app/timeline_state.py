@@ -178,8 +178,9 @@ class Timeline(QObject):
         self.time = min(max(0.0, float(t)), self.duration)
         if self.animation is not None:
             lam, camera = self.animation.sample(self.time)
-            self.state.set_lam(lam)
-            self.state.set_camera(view_camera(camera))
+            with self.controller.one_render():
+                self.state.set_lam(lam)
+                self.state.set_camera(view_camera(camera))
         self.time_changed.emit(self.time)
 
     def play(self) -> None:

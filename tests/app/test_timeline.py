@@ -244,3 +244,30 @@ def test_the_dock_buttons_and_lines_edit_the_keys(qtbot, window):
     assert window.state.animation.times == (0.0, pytest.approx(46 / 30))
     qtbot.mouseClick(panel.delete_button, Qt.MouseButton.LeftButton)
     assert window.state.animation.times == (0.0,) and not panel.delete_button.isEnabled()
+
+
+def test_playing_previews_take_the_reference_renderer_and_the_rest_frame_the_accelerated(qtbot, window, idle,
+                                                                                          monkeypatch):
+    from export3d_core.session import PortraitSession
+
+    calls: list[tuple[str, str]] = []
+    original = PortraitSession.render_image
+
+    def logged(self, lam, camera, mode="final", quality="full"):
+        calls.append((quality, self.renderer))
+        return original(self, lam, camera, mode, quality)
+
+    monkeypatch.setattr(PortraitSession, "render_image", logged)
+    timeline = window.timeline
+    _two_keys(window)
+    timeline.set_timing(10.0, 1.0)
+    timeline.loop = False
+    timeline.scrub(0.0)
+    idle(window)
+    calls.clear()
+    timeline.play()
+    qtbot.waitUntil(lambda: not timeline.playing, timeout=10_000)
+    idle(window)
+    previews = [renderer for quality, renderer in calls if quality == "preview"]
+    assert previews and set(previews[1:]) == {"reference"}  # λ moves every frame: no grid per λ
+    assert calls[-1] == ("full", "accelerated")
