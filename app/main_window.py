@@ -306,6 +306,7 @@ class MainWindow(QMainWindow):
     def set_theme(self, name: str) -> None:
         self.theme = apply_theme(QApplication.instance(), name)
         self.chart.refresh_colours()
+        self.timeline_panel.refresh_colours()
         self.settings.setValue("theme", self.theme)
 
     def show_shortcuts(self) -> None:

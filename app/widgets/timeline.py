@@ -108,6 +108,14 @@ class TimelinePanel(QWidget):
         self.plot.addItem(self.playhead)
         self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
 
+    def refresh_colours(self) -> None:
+        """Follow pyqtgraph's current background/foreground (after a theme change)."""
+        self.plot.setBackground(pg.getConfigOption("background"))
+        for name in ("left", "bottom"):
+            axis = self.plot.getAxis(name)
+            axis.setPen(pg.getConfigOption("foreground"))
+            axis.setTextPen(pg.getConfigOption("foreground"))
+
     # -- drawing what the model says --------------------------------------------------------------
     def refresh(self, rebuild: bool = False) -> None:
         """Curves, key lines and controls from the animation (after any edit, undo or project load)."""
