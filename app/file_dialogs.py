@@ -81,22 +81,18 @@ def ask_mesh_export(parent: QWidget, names: tuple[str, ...]) -> tuple[Path, bool
 
 
 def ask_animation_export(parent: QWidget, animation, mode: str) -> tuple[Path, bool, dict] | None:
-    """The timeline's export: range, fps and size, then an .mp4, a .gif or a folder for PNGs."""
+    """The timeline's export: range, fps and size, then an .mp4, a .gif or a folder for PNGs.
+    Export3DError with one line when there are no keys or the range is refused (before asking where)."""
     from export3d_core import Export3DError
 
     from app.widgets.export_dialogs import AnimationDialog
 
     if animation is None:
-        QMessageBox.information(parent, "Export animation", "The timeline has no keys yet: add a key first.")
-        return None
+        raise Export3DError("nothing to export: the timeline has no keys (add a key first)")
     dialog = AnimationDialog(animation, parent)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
-    try:
-        settings = dialog.settings(mode)
-        animation.frame_times(settings.fps, settings.start, settings.end)  # a bad range: say so before asking where
-    except Export3DError as exc:
-        QMessageBox.warning(parent, "Export animation", str(exc))
-        return None
+    settings = dialog.settings(mode)
+    animation.frame_times(settings.fps, settings.start, settings.end)
     target = ask_target(parent, *EXPORT_TARGETS["animation"])
     return None if target is None else (*target, {"animation": animation, "animation_settings": settings})

@@ -13,7 +13,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeyS
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressDialog,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
-from export3d_core import RENDER_MODES
+from export3d_core import RENDER_MODES, Export3DError
 
 from app import APP_NAME, file_dialogs, unsaved
 from app.autosave import DEFAULT_INTERVAL_S, INTERVAL_KEY, Autosaver
@@ -298,7 +298,11 @@ class MainWindow(QMainWindow):
             self.run_export(self.controller.export_spec(kind, path, overwrite=overwrite, **options))
 
     def export_animation_dialog(self) -> None:
-        answer = file_dialogs.ask_animation_export(self, self.state.animation, self.state.mode)
+        try:
+            answer = file_dialogs.ask_animation_export(self, self.state.animation, self.state.mode)
+        except Export3DError as exc:
+            self.show_error(str(exc))
+            return
         if answer:
             path, overwrite, options = answer
             self.run_export(self.controller.export_spec("animation", path, overwrite=overwrite, **options))

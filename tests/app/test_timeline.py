@@ -271,3 +271,31 @@ def test_playing_previews_take_the_reference_renderer_and_the_rest_frame_the_acc
     previews = [renderer for quality, renderer in calls if quality == "preview"]
     assert previews and set(previews[1:]) == {"reference"}  # λ moves every frame: no grid per λ
     assert calls[-1] == ("full", "accelerated")
+
+
+def test_the_export_menu_asks_then_writes_and_never_replaces_unasked(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox
+
+    from app.widgets.export_dialogs import AnimationDialog
+
+    window.export_animation_dialog()
+    assert window.errors[-1] == "nothing to export: the timeline has no keys (add a key first)"
+    _two_keys(window)
+    target = tmp_path / "anim.gif"
+    target.write_bytes(b"keep me")
+
+    def accept(dialog):
+        dialog.fps.setValue(3)
+        dialog.size.setValue(24)
+        return QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(AnimationDialog, "exec", accept)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    window.export_animation_dialog()  # "Replace it?" No: nothing runs
+    assert not window.controller.jobs and target.read_bytes() == b"keep me"
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window.export_animation_dialog()
+    _finish(qtbot, window, window.controller.jobs[0])
+    gif = Image.open(target)
+    assert gif.n_frames == 10 and gif.size == (24, 24)  # the default 3 s length at 3 fps, both ends
