@@ -97,7 +97,7 @@ class Timeline(QObject):
             easing = self.animation.keys[previous].easing if previous is not None else DEFAULT_EASING
         key = AnimationKey(t, self.state.lam, pose_camera(self.state.camera), easing)
         if self.animation is None:
-            animation = Animation((key,), self._fps, max(self._duration, t) if t > 0 else self._duration)
+            animation = Animation((key,), self._fps, max(self._duration, t))
         else:
             animation = self.animation.with_key(key)
         self._edit(f"Add key at {t:.2f} s", animation)

@@ -219,6 +219,10 @@ def test_the_menus_list_the_export_and_the_dock(window):
     file_menu, _edit, view = (a.menu() for a in window.menuBar().actions()[:3])
     assert "Export animation…" in [a.text() for a in file_menu.actions()]
     assert "Timeline" in [a.text() for a in view.actions()]
+    add = next(a for a in _edit.actions() if a.text() == "Add key at playhead")
+    assert add.shortcut().toString() == "K"
+    add.trigger()
+    assert window.state.animation.keys[0].lam == window.state.lam
 
 
 def test_the_dock_buttons_and_lines_edit_the_keys(qtbot, window):
