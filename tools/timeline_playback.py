@@ -11,7 +11,6 @@ pose when a newer one is waiting, so the count is what an artist sees) and their
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -86,8 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    # Skip interpreter teardown: collecting PySide6/pyqtgraph objects after QApplication's end
-    # aborts ("none_dealloc"), which would turn a finished measurement into a failure exit code.
-    os._exit(code)
+    sys.exit(main())

@@ -21,6 +21,7 @@ KEY_PEN = pg.mkPen((170, 170, 170), width=2)
 SELECTED_PEN = pg.mkPen((255, 210, 60), width=3)
 PLAYHEAD_PEN = pg.mkPen((230, 60, 60), width=2)
 MAX_LENGTH_S = 600.0
+MIN_HALF_RANGE = 1.0  # the λ axis never collapses below ±1
 
 
 def curve_colour(index: int, count: int) -> tuple[int, int, int]:
@@ -39,10 +40,16 @@ class TimelinePanel(QWidget):
         layout.addWidget(self.plot, 1)
         self.key_lines: list[pg.InfiniteLine] = []
         self.curves: list[pg.PlotDataItem] = []
-        timeline.state.animation_changed.connect(lambda _a: self.refresh())
-        timeline.state.names_changed.connect(lambda _n: self.refresh(rebuild=True))
+        # What is drawn, so nothing is redrawn unchanged: with PySide6 6.12 and pyqtgraph 0.14 every
+        # graphics update drops a reference to True and None, and enough of them abort the interpreter.
+        self._drawn: tuple | None = None  # (animation, names)
+        self._x_range: float | None = None
+        # Bound methods, not lambdas: Qt drops them with this panel, so the state (which outlives the
+        # window) never calls into a deleted panel, and the interpreter's exit does not crash.
+        timeline.state.animation_changed.connect(self._on_animation)
+        timeline.state.names_changed.connect(self._on_names)
         timeline.time_changed.connect(self._on_time)
-        timeline.selection_changed.connect(lambda _i: self._on_selection())
+        timeline.selection_changed.connect(self._on_selection)
         timeline.playing_changed.connect(self._on_playing)
         self.refresh()
 
@@ -96,6 +103,7 @@ class TimelinePanel(QWidget):
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.disableAutoRange()  # ranges set once per redraw: far fewer graphics updates
         self.plot.hideButtons()
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", "time (s)")
@@ -121,37 +129,49 @@ class TimelinePanel(QWidget):
         """Curves, key lines and controls from the animation (after any edit, undo or project load)."""
         t = self.timeline
         if rebuild:  # other names: new legend entries
-            self.curves = []
+            for curve in self.curves:
+                self.plot.removeItem(curve)
+            self.curves, self._drawn = [], None
         animation = t.animation
         for box, value in ((self.fps_box, t.fps), (self.length_box, t.duration)):
             box.blockSignals(True)
             box.setValue(value)
             box.blockSignals(False)
-        self._draw_curves(animation)
-        for line in self.key_lines:
-            self.plot.removeItem(line)
-        self.key_lines = [self._key_line(index, key.time) for index, key in
-                          enumerate(animation.keys if animation else ())]
-        self.plot.setXRange(0.0, t.duration, padding=0.02)
+        if self._drawn != (animation, t.state.names):
+            self._drawn = (animation, t.state.names)
+            self._draw_curves(animation)
+            for line in self.key_lines:
+                self.plot.removeItem(line)
+            self.key_lines = [self._key_line(index, key.time) for index, key in
+                              enumerate(animation.keys if animation else ())]
+        if self._x_range != t.duration:
+            self._x_range = t.duration
+            self.plot.setXRange(0.0, t.duration, padding=0.02)
         self._on_selection()
         self._on_time(t.time)
 
     def _draw_curves(self, animation) -> None:
         names = self.timeline.state.names
+        if animation is None and not self.curves:
+            return  # made with the first keys: an editor that never animates draws nothing here
         if len(self.curves) != len(names):
-            self.plot.clear()  # removes the playhead too: put it back
-            self.plot.addItem(self.playhead)
-            self.key_lines = []
-            self.curves = [self.plot.plot([], [], pen=pg.mkPen(curve_colour(i, len(names)), width=2), name=name)
+            for curve in self.curves:
+                self.plot.removeItem(curve)
+            self.curves = [pg.PlotCurveItem(pen=pg.mkPen(curve_colour(i, len(names)), width=2), name=name)
                            for i, name in enumerate(names)]
+            for curve in self.curves:
+                self.plot.addItem(curve)
         if animation is None:
             for curve in self.curves:
-                curve.setData([], [])
+                if curve.xData is not None and len(curve.xData):
+                    curve.setData([], [])
             return
         times = np.linspace(0.0, animation.duration, CURVE_SAMPLES)
         values = np.array([animation.sample_values(x)[:animation.n_basis] for x in times])
         for index, curve in enumerate(self.curves):
             curve.setData(times, values[:, index])
+        half = max(MIN_HALF_RANGE, float(np.abs(values).max(initial=0.0)) * 1.1)
+        self.plot.setYRange(-half, half, padding=0)
 
     def _key_line(self, index: int, time: float) -> pg.InfiniteLine:
         line = pg.InfiniteLine(time, movable=True, pen=KEY_PEN, hoverPen=SELECTED_PEN)
@@ -173,6 +193,12 @@ class TimelinePanel(QWidget):
         point = self.plot.getPlotItem().vb.mapSceneToView(event.scenePos())
         self.timeline.scrub(point.x())
 
+    def _on_animation(self, _animation) -> None:
+        self.refresh()
+
+    def _on_names(self, _names) -> None:
+        self.refresh(rebuild=True)
+
     def _on_time(self, time: float) -> None:
         self.playhead.blockSignals(True)
         self.playhead.setValue(time)
@@ -180,7 +206,7 @@ class TimelinePanel(QWidget):
         frame = round(time * self.timeline.fps)
         self.time_label.setText(f"{time:6.2f} s · frame {frame}")
 
-    def _on_selection(self) -> None:
+    def _on_selection(self, _index=None) -> None:
         t = self.timeline
         selected = t.selected
         for index, line in enumerate(self.key_lines):
