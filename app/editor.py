@@ -6,6 +6,8 @@ failed load leaves everything as it was, so the app stays usable after any bad f
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,8 @@ class EditorController(QObject):
         self.project_presets: list[Preset] = []  # the open project's presets, apart from the library
         self.last_frame: FrameResult | None = None
         self.jobs: list[ExportJob] = []
+        self._held_renders = 0  # inside `one_render()`: requests wait for its end
+        self._render_wanted = False
         self._changed = False  # unsaved changes the undo stack does not hold (mode, project presets, recovery)
         self.state.mode_changed.connect(lambda _mode: self.mark_changed())
         self.undo_stack.cleanChanged.connect(self.unsaved_changed)
@@ -85,9 +89,25 @@ class EditorController(QObject):
 
     # -- rendering ---------------------------------------------------------------------------------
     def request_render(self, *_args) -> None:
+        if self._held_renders:
+            self._render_wanted = True
+            return
         if self.portrait_image is None or self.loaded is None:
             return
         self.service.request(self.state.lam, self.state.camera, self.state.mode, rest=True)
+
+    @contextmanager
+    def one_render(self) -> Iterator[None]:
+        """Several state changes, one render request: a scrubbed pose moves λ and the camera at once,
+        and two requests would render a preview of a pose that is never shown."""
+        self._held_renders += 1
+        try:
+            yield
+        finally:
+            self._held_renders -= 1
+            if not self._held_renders and self._render_wanted:
+                self._render_wanted = False
+                self.request_render()
 
     def _on_frame(self, result: FrameResult) -> None:
         self.last_frame = result
@@ -402,7 +422,8 @@ class EditorController(QObject):
         state = self.state
         presets = self.project_presets + [p for p in self.presets if p not in self.project_presets]
         return Project(state.portrait_path, state.checkpoint_path, state.lam, state.names, state.camera,
-                       state.mode, presets, self.portrait_crop, self.fit.path if self.fit else None)
+                       state.mode, presets, self.portrait_crop, self.fit.path if self.fit else None,
+                       state.animation)
 
     def save_project(self, path: str | Path) -> bool:
         try:
@@ -461,6 +482,7 @@ class EditorController(QObject):
         self.state.set_lam(project.lam)
         self.state.set_camera(project.camera)
         self.state.set_mode(project.mode)
+        self.state.set_animation(project.animation)
         self.project_presets = list(project.presets)
         self.refresh_presets()
         self.undo_stack.clear()

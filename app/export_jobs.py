@@ -1,4 +1,5 @@
-"""Exports as background jobs: a still PNG, a turntable GIF/MP4 or a basis-sweep GIF.
+"""Exports as background jobs: a still PNG, a turntable GIF/MP4, a basis-sweep GIF, a mesh, or the
+timeline's animation as MP4, GIF or a folder of PNGs.
 
 Each job runs on its own thread with its own `PortraitSession` over the shared (read-only) model,
 so the viewport keeps rendering. Writing goes through `export3d_core.export` (the same code as
@@ -53,6 +54,8 @@ class ExportSpec:
     mesh: object | None = None  # mesh only: export3d_core.mesh.MeshSettings (None: its defaults)
     names: tuple[str, ...] = ()  # mesh only: the sliders' names, given to the morph targets
     paste_back: PhotoSource | None = None  # still/turntable/sweep: composite into the original photo
+    animation: object | None = None  # animation only: export3d_core Animation (the timeline's keys)
+    animation_settings: object | None = None  # animation only: export3d_core AnimationExportSettings
 
     @property
     def total(self) -> int:
@@ -63,6 +66,10 @@ class ExportSpec:
         if self.kind == "mesh":
             from export3d_core import MeshSettings, mesh_progress_total
             return mesh_progress_total(self.mesh or MeshSettings(), len(self.lam))
+        if self.kind == "animation" and self.animation is not None:
+            settings = self.animation_settings
+            return len(self.animation.frame_times(settings.fps, settings.start, settings.end) if settings else
+                       self.animation.frame_times())
         return 1
 
 
@@ -111,6 +118,8 @@ class ExportJob(QThread):
         spec = self.spec
         if spec.kind == "mesh":
             return self._export_mesh()
+        if spec.kind == "animation":
+            return self._export_animation()
         session = PortraitSession(self.model)
         session.set_portrait(self.portrait)
         camera = spec.camera.to_orbit()
@@ -179,3 +188,16 @@ class ExportJob(QThread):
                                       progress=lambda done, total, _stage: self._report(done, total),
                                       should_cancel=self._cancel.is_set)
         return path
+
+    def _export_animation(self) -> Path:
+        """The keys through `export3d_core.animation_export` (the same code as `export3d animate`)."""
+        from export3d_core import AnimationExportSettings, PortraitSession, export_animation
+
+        spec = self.spec
+        if spec.animation is None:
+            raise Export3DError("the timeline has no keys: add a key first")
+        session = PortraitSession(self.model)
+        session.set_portrait(self.portrait)
+        settings = spec.animation_settings or AnimationExportSettings(mode=spec.mode)
+        return export_animation(session, spec.animation, spec.path, settings, overwrite=spec.overwrite,
+                                progress=self._report, should_cancel=self._cancel.is_set)

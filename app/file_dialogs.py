@@ -17,6 +17,8 @@ EXPORT_TARGETS = {
     "turntable": ("Export turntable", "turntable.gif", "GIF (*.gif);;MP4 (*.mp4)"),
     "sweep": ("Export basis sweep", "sweep.gif", "GIF (*.gif);;MP4 (*.mp4)"),
     "mesh": ("Export mesh", "head.glb", "glTF with morph targets (*.glb);;PLY (*.ply);;OBJ (*.obj)"),
+    "animation": ("Export animation", "animation.mp4",
+                  "MP4 (*.mp4);;GIF (*.gif);;PNG sequence: a folder name without an extension (*)"),
 }
 GLB_FACES = 60_000  # on the demo model: a 9 MB GLB, its ten morph targets projected in about a minute on 2 cores
 
@@ -82,3 +84,21 @@ def ask_mesh_export(parent: QWidget, names: tuple[str, ...]) -> tuple[Path, bool
     glb = path.suffix.lower() == ".glb"
     settings = MeshSettings(morph_targets=glb, faces=GLB_FACES if glb else None)
     return path, overwrite, {"mesh": settings, "names": names}
+
+
+def ask_animation_export(parent: QWidget, animation, mode: str) -> tuple[Path, bool, dict] | None:
+    """The timeline's export: range, fps and size, then an .mp4, a .gif or a folder for PNGs.
+    Export3DError with one line when there are no keys or the range is refused (before asking where)."""
+    from export3d_core import Export3DError
+
+    from app.widgets.export_dialogs import AnimationDialog
+
+    if animation is None:
+        raise Export3DError("nothing to export: the timeline has no keys (add a key first)")
+    dialog = AnimationDialog(animation, parent)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return None
+    settings = dialog.settings(mode)
+    animation.frame_times(settings.fps, settings.start, settings.end)
+    target = ask_target(parent, *EXPORT_TARGETS["animation"])
+    return None if target is None else (*target, {"animation": animation, "animation_settings": settings})

@@ -13,7 +13,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeyS
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressDialog,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
-from export3d_core import RENDER_MODES
+from export3d_core import RENDER_MODES, Export3DError
 
 from app import APP_NAME, file_dialogs, unsaved
 from app.autosave import DEFAULT_INTERVAL_S, INTERVAL_KEY, Autosaver
@@ -26,12 +26,14 @@ from app.recent import RecentFiles
 from app.render_service import REST_MS, FrameResult
 from app.state import ViewCamera
 from app.theme import apply_theme
+from app.timeline_state import Timeline
 from app.widgets.camera_panel import MODE_LABELS, CameraPanel
 from app.widgets.coefficients import CoefficientsPanel
 from app.widgets.domain_banner import DomainBanner
 from app.widgets.explorer import ExplorerPanel
 from app.widgets.lambda_chart import LambdaChart
 from app.widgets.presets_panel import PresetsPanel
+from app.widgets.timeline import TimelinePanel
 from app.widgets.viewport import Viewport
 
 ZOOM_PER_NOTCH = 0.95  # wheel notch -> radius factor
@@ -46,6 +48,7 @@ SHORTCUTS_HELP = """<table>
 <tr><td>Ctrl+S / Ctrl+Shift+S</td><td>Save project / as</td></tr><tr><td>Ctrl+P</td><td>Open project</td></tr>
 <tr><td>Ctrl+E / Ctrl+T / Ctrl+B / Ctrl+M</td><td>Export still / turntable / basis sweep / mesh</td></tr>
 <tr><td>Ctrl+Z / Ctrl+Shift+Z</td><td>Undo / redo</td></tr><tr><td>Ctrl+0 / Ctrl+R</td><td>Zero all / reset to portrait</td></tr>
+<tr><td>K / Space / Ctrl+Shift+E</td><td>Add key / play or stop / export animation</td></tr>
 <tr><td>1–4</td><td>Final / raw / depth / opacity</td></tr><tr><td>F</td><td>Frontal view</td></tr>
 <tr><td>Drag / wheel / double-click</td><td>Orbit / zoom / frontal (Shift: fine)</td></tr></table>"""
 
@@ -121,6 +124,11 @@ class MainWindow(QMainWindow):
         explorer_dock = self._dock("Basis explorer", self.explorer, Qt.DockWidgetArea.BottomDockWidgetArea)
         presets_dock = self._dock("Presets", self.presets_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(explorer_dock, presets_dock)
+        self.timeline = Timeline(self.controller, self)
+        self.timeline.message.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
+        self.timeline_panel = TimelinePanel(self.timeline)
+        self.tabifyDockWidget(presets_dock, self._dock("Timeline", self.timeline_panel,
+                                                       Qt.DockWidgetArea.BottomDockWidgetArea))
         explorer_dock.raise_()
         self._bottom_dock, self._sized = explorer_dock, False
         self.frame_label = QLabel("—")
@@ -237,6 +245,8 @@ class MainWindow(QMainWindow):
                   "GIF of one coefficient swept over a range"),
             Entry("export_mesh", "Export mesh…", lambda: self.export_dialog("mesh"), "Ctrl+M",
                   "The head as a coloured mesh; a .glb also gets one morph target per slider"),
+            Entry("export_animation", "Export animation…", self.export_animation_dialog, "Ctrl+Shift+E",
+                  "The timeline's keys rendered to MP4, GIF or a folder of PNGs"),
             SEPARATOR,
             Entry("quit", "Quit", self.close, "Ctrl+Q"),
         ]
@@ -251,6 +261,9 @@ class MainWindow(QMainWindow):
             SEPARATOR,
             Entry("fit", "Fit to this portrait", self.fit_portrait,
                   tip="Tune a copy of the model to this photo (background job); saved with the project"),
+            SEPARATOR,
+            Entry("add_key", "Add key at playhead", self.timeline.add_key, "K", "Timeline: the current λ and camera"),
+            Entry("play", "Play / stop timeline", self.timeline.toggle_play, "Space"),
         ]
 
     def _view_entries(self) -> list[Item]:
@@ -299,9 +312,20 @@ class MainWindow(QMainWindow):
             path, overwrite, options = answer
             self.run_export(self.controller.export_spec(kind, path, overwrite=overwrite, **options))
 
+    def export_animation_dialog(self) -> None:
+        try:
+            answer = file_dialogs.ask_animation_export(self, self.state.animation, self.state.mode)
+        except Export3DError as exc:
+            self.show_error(str(exc))
+            return
+        if answer:
+            path, overwrite, options = answer
+            self.run_export(self.controller.export_spec("animation", path, overwrite=overwrite, **options))
+
     def set_theme(self, name: str) -> None:
         self.theme = apply_theme(QApplication.instance(), name)
         self.chart.refresh_colours()
+        self.timeline_panel.refresh_colours()
         self.settings.setValue("theme", self.theme)
 
     def show_shortcuts(self) -> None:

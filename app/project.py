@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export3d_core import RENDER_MODES, Export3DError, write_json_atomic
+from export3d_core import RENDER_MODES, Animation, CameraPose, Export3DError, write_json_atomic
 
 from app.presets import Preset
 from app.state import ViewCamera, check_lambda
@@ -33,6 +33,7 @@ class Project:
     presets: list[Preset] = field(default_factory=list)
     crop: tuple[tuple[float, float], float] | None = None  # manual crop (centre, side) when no face was found
     fit: Path | None = None  # the portrait's fit file (export3d_core.fit_file), used by every render and export
+    animation: Animation | None = None  # the timeline's keys (docs/animation.md); None: no keys
 
 
 def _rel(path: Path | None, base: Path) -> str | None:
@@ -70,6 +71,8 @@ def save_project(path: str | Path, project: Project) -> Path:
         "fit": _rel(project.fit, base),
         "crop": None if project.crop is None else {"center": list(project.crop[0]), "side": project.crop[1]},
     }
+    if project.animation is not None:  # the same JSON as `export3d animate` reads
+        data["animation"] = project.animation.to_dict()
     try:
         return write_json_atomic(path, data, for_people=True)
     except OSError as exc:
@@ -125,7 +128,18 @@ def load_project(path: str | Path) -> Project:
         crop = None if not crop else ((float(crop["center"][0]), float(crop["center"][1])), float(crop["side"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise Export3DError(f"{path.name} has invalid values: {exc}") from None
+    animation = _animation(path.name, data.get("animation"), len(lam), camera)
     mode = data.get("mode", "final")
     return Project(_abs(portrait, path.parent), _abs(checkpoint, path.parent),
                    lam, names, camera, mode if mode in RENDER_MODES else "final", presets, crop,
-                   _abs(fit, path.parent))
+                   _abs(fit, path.parent), animation)
+
+
+def _animation(name: str, data: Any, n_basis: int, camera: ViewCamera) -> Animation | None:
+    """The "animation" key, checked by the core (a key's missing camera field takes the project's)."""
+    if data is None:
+        return None
+    try:
+        return Animation.from_dict(data, n_basis, CameraPose(**camera.to_dict()))
+    except Export3DError as exc:
+        raise Export3DError(f"{name} has an invalid animation: {exc}") from None

@@ -4,8 +4,12 @@ Requests are immutable. Interactive frames go through one slot where the newest 
 request waiting there is replaced, never queued behind); results come back on the main thread
 through signals, and a result that a newer request or a newer portrait/model has made stale is
 dropped there. While the input changes the service renders a fast preview at once and, when the
-input has rested for `rest_ms`, one full-quality frame. Background jobs (explorer cells, preset
-thumbnails) run only when no interactive frame is waiting. `wait_until_idle()` is for tests.
+input has rested for `rest_ms`, one full-quality frame. Frames go through the core's
+`PoseRenderer`: a preview whose λ differs from the previous frame's (a slider drag, a playing
+timeline) takes the reference renderer, which builds no occupancy grid per λ (about 28 against
+77 ms a demo preview frame, docs/animation.md); full frames and camera-only changes keep the
+accelerated path. Background jobs (explorer cells, preset thumbnails) run only when no
+interactive frame is waiting. `wait_until_idle()` is for tests.
 """
 from __future__ import annotations
 
@@ -73,6 +77,7 @@ class _Worker(QThread):
         super().__init__()
         self._q, self._cond = queues, cond
         self.session = None
+        self.poses = None  # export3d_core.PoseRenderer over `session`: picks the renderer per frame
         self.generation = 0
 
     def run(self) -> None:  # noqa: D401 - Qt override
@@ -105,7 +110,10 @@ class _Worker(QThread):
     def _run_setup(self, setup: Callable) -> None:
         generation, build = setup
         try:
+            from export3d_core import PoseRenderer
+
             self.session = build(self.session)
+            self.poses = PoseRenderer(self.session)
             self.generation = generation
             self.setup_done.emit(generation, None)
         except Exception as exc:  # the model or portrait failed: say so in the window, keep the old one
@@ -117,8 +125,7 @@ class _Worker(QThread):
         try:
             if self.session is None or request.generation != self.generation:
                 raise RuntimeError("no portrait loaded yet")
-            image = self.session.render_image(request.lam, request.camera.to_orbit(), request.mode,
-                                              request.quality)
+            image = self.poses.render(request.lam, request.camera, request.mode, request.quality)
             self.frame_done.emit(FrameResult(request, image, time.perf_counter() - start, device))
         except Exception as exc:
             self.frame_done.emit(FrameResult(request, None, time.perf_counter() - start, device, _message(exc)))

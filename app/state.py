@@ -87,6 +87,7 @@ class Snapshot:
     lam: tuple[float, ...]
     names: tuple[str, ...]
     camera: ViewCamera
+    animation: object = None  # export3d_core Animation (immutable) or None: no keys
 
 
 def default_names(n: int) -> tuple[str, ...]:
@@ -103,6 +104,7 @@ class EditorState(QObject):
     portrait_changed = Signal(object)  # Path | None
     checkpoint_changed = Signal(object)  # Path | None
     portrait_lam_changed = Signal(object)  # tuple | None: the portrait's own expression, if estimated
+    animation_changed = Signal(object)  # Animation | None
 
     def __init__(self, n_basis: int = DEFAULT_N_BASIS, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -110,6 +112,7 @@ class EditorState(QObject):
         self._names: tuple[str, ...] = default_names(n_basis)
         self._camera = ViewCamera()
         self._mode = "final"
+        self._animation = None  # the timeline's keys: an immutable export3d_core Animation, or None
         self.portrait_path = None
         self.checkpoint_path = None
         # λ estimated from the portrait itself; None until an expression estimator exists.
@@ -146,6 +149,7 @@ class EditorState(QObject):
         self._lam, self._names = lam, names
         self.names_changed.emit(names)
         self.lam_changed.emit(lam)
+        self.set_animation(None)  # keys of another basis mean nothing to this one
 
     def zero_all(self) -> None:
         self.set_lam((0.0,) * self.n_basis)
@@ -201,9 +205,22 @@ class EditorState(QObject):
             self._mode = mode
             self.mode_changed.emit(mode)
 
+    # -- animation keys ----------------------------------------------------------------------------
+    @property
+    def animation(self):
+        return self._animation
+
+    def set_animation(self, animation) -> None:
+        """The timeline's keys (None: none); their λ count must be this basis's."""
+        if animation is not None and animation.n_basis != self.n_basis:
+            raise ValueError(f"the keys have {animation.n_basis} λ values; the model has {self.n_basis}")
+        if animation != self._animation:
+            self._animation = animation
+            self.animation_changed.emit(animation)
+
     # -- snapshots (undo) --------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        return Snapshot(self._lam, self._names, self._camera)
+        return Snapshot(self._lam, self._names, self._camera, self._animation)
 
     def restore(self, snap: Snapshot) -> None:
         if len(snap.lam) != self.n_basis:
@@ -211,3 +228,4 @@ class EditorState(QObject):
         self.set_names(snap.names)
         self.set_lam(snap.lam)
         self.set_camera(snap.camera)
+        self.set_animation(snap.animation)

@@ -58,6 +58,15 @@ _EXPORTS = {
     "write_animation": "export3d_core.export",
     "write_png": "export3d_core.export",
     "MeshSettings": "export3d_core.mesh",
+    # keyframe animation: keys of λ and the camera, sampled poses, rendered to MP4/GIF/PNGs
+    "Animation": "export3d_core.animation",
+    "AnimationKey": "export3d_core.animation",
+    "CameraPose": "export3d_core.animation",
+    "DEFAULT_EASING": "export3d_core.animation",
+    "EASINGS": "export3d_core.animation",
+    "AnimationExportSettings": "export3d_core.animation_export",
+    "PoseRenderer": "export3d_core.animation_export",
+    "export_animation": "export3d_core.animation_export",
     "export_head_mesh": "export3d_core.mesh_export",
     "mesh_progress_total": "export3d_core.mesh_export",
     "sweep_lambdas": "export3d_core.export",
@@ -84,7 +93,10 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+_RENAMED = {"AnimationKey": "Key"}  # public name -> the sub-module's (a bare "Key" says too little)
+
+
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
+        return getattr(import_module(_EXPORTS[name]), _RENAMED.get(name, name))
     raise AttributeError(f"module 'export3d_core' has no attribute {name!r}")

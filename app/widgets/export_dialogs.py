@@ -1,4 +1,4 @@
-"""Settings dialogs for the three exports; each returns plain settings, the window runs the job.
+"""Settings dialogs for the exports; each returns plain settings, the window runs the job.
 
 Each offers "Paste into the original photo" when the portrait came from a photo with a known
 alignment; it is disabled, with the reason as its tooltip, without one or beyond the measured pose
@@ -10,7 +10,7 @@ import math
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
                                QSpinBox, QWidget)
 
-from export3d_core import TurntableSettings
+from export3d_core import AnimationExportSettings, TurntableSettings
 
 from app.export_jobs import SweepSettings
 
@@ -139,3 +139,37 @@ class SweepDialog(QDialog):
     def settings(self) -> SweepSettings:
         return SweepSettings(self.basis.currentData(), self.start.value(), self.stop.value(), self.steps.value(),
                              self.fps.value())
+
+
+class AnimationDialog(QDialog):
+    """Frames per second, the time range and the output size of an animation export."""
+
+    def __init__(self, animation, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export animation")
+        form = QFormLayout(self)
+        self.fps = QSpinBox()
+        self.fps.setRange(1, MAX_FPS)
+        self.fps.setValue(round(animation.fps))
+        self.start, self.end = QDoubleSpinBox(), QDoubleSpinBox()
+        for spin, value in ((self.start, 0.0), (self.end, animation.duration)):
+            spin.setRange(0.0, animation.duration)
+            spin.setDecimals(2)
+            spin.setSuffix(" s")
+            spin.setValue(value)
+        self.size = QSpinBox()
+        self.size.setRange(0, 4096)
+        self.size.setSpecialValueText("the model's output")
+        self.size.setSuffix(" px")
+        self.size.setToolTip("Side of the square frames; the model's output size when left at its minimum")
+        form.addRow("FPS", self.fps)
+        form.addRow("From", self.start)
+        form.addRow("To (inclusive)", self.end)
+        form.addRow("Size", self.size)
+        _buttons(self, form)
+
+    def settings(self, mode: str) -> AnimationExportSettings:
+        """Export3DError with one line for a range or size the core refuses."""
+        size = self.size.value() or None
+        return AnimationExportSettings(fps=self.fps.value(), start=self.start.value(), end=self.end.value(),
+                                       size=size, mode=mode)
