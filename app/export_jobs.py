@@ -9,16 +9,16 @@ With `paste_back`, each frame is composited into the original photo at its own r
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 
 from export3d_core import (Export3DError, ExportCancelled, TurntableSettings, opacity_to_alpha, sweep_frames,
                            turntable_frames, write_animation, write_png)
 
+from app.background_job import CancellableJob
 from app.state import ViewCamera
 
 
@@ -83,31 +83,17 @@ def opacity_alpha(output, size: tuple[int, int]) -> np.ndarray:
     return alpha
 
 
-class ExportJob(QThread):
+class ExportJob(CancellableJob):
     progress = Signal(int, int)  # done, total
     succeeded = Signal(str)  # path
-    failed = Signal(str)
-    cancelled = Signal()
+    cancelled_error = ExportCancelled
 
     def __init__(self, model, portrait: np.ndarray, spec: ExportSpec) -> None:
         super().__init__()
         self.model, self.portrait, self.spec = model, portrait, spec
-        self._cancel = threading.Event()
 
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:  # noqa: D401 - Qt override
-        try:
-            path = self._export()
-        except ExportCancelled:
-            self.cancelled.emit()
-        except Export3DError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # shown in the window, never a crash
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
-        else:
-            self.succeeded.emit(str(path))
+    def _work(self) -> str:
+        return str(self._export())
 
     def _report(self, done: int, total: int | None) -> None:
         self.progress.emit(done, total or self.spec.total)

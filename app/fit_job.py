@@ -18,14 +18,15 @@ import dataclasses
 import os
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 
 from export3d_core import Export3DError, FitCancelled, FitSettings
+
+from app.background_job import CancellableJob
 
 FITS_FOLDER = "fits"  # inside the settings folder
 FIT_SUFFIX = ".safetensors"
@@ -85,33 +86,19 @@ class FitRequest:
     settings: FitSettings = FitSettings()
 
 
-class FitJob(QThread):
+class FitJob(CancellableJob):
     progress = Signal(int, int, float)  # step, total, seconds left
     preview = Signal(object, int, int)  # uint8 image, step, total
     succeeded = Signal(object)  # FittedPortrait
-    failed = Signal(str)
-    cancelled = Signal()
+    cancelled_error = FitCancelled
 
     def __init__(self, request: FitRequest) -> None:
         super().__init__()
         self.request = request
-        self._cancel = threading.Event()
         self._preview_model = None
 
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:  # noqa: D401 - Qt override
-        try:
-            fitted = self._fit()
-        except FitCancelled:
-            self.cancelled.emit()
-        except Export3DError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # shown in the window, never a crash
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
-        else:
-            self.succeeded.emit(fitted)
+    def _work(self) -> object:
+        return self._fit()
 
     def _fit(self) -> FittedPortrait:
         from export3d_core import fit_portrait, save_fit

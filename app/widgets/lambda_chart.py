@@ -11,6 +11,15 @@ NEGATIVE = (255, 140, 90)
 MIN_HALF_RANGE = 1.0  # the y axis never collapses below ±1
 
 
+
+def follow_theme(plot: pg.PlotWidget) -> None:
+    """Give `plot` pyqtgraph's current background and foreground (after a theme change)."""
+    plot.setBackground(pg.getConfigOption("background"))
+    for name in ("left", "bottom"):
+        axis = plot.getAxis(name)
+        axis.setPen(pg.getConfigOption("foreground"))
+        axis.setTextPen(pg.getConfigOption("foreground"))
+
 class LambdaChart(QWidget):
     def __init__(self, n_basis: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -31,12 +40,7 @@ class LambdaChart(QWidget):
         self._values = np.zeros(n_basis)
 
     def refresh_colours(self) -> None:
-        """Follow pyqtgraph's current background/foreground (after a theme change)."""
-        self.plot.setBackground(pg.getConfigOption("background"))
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setPen(pg.getConfigOption("foreground"))
-            axis.setTextPen(pg.getConfigOption("foreground"))
+        follow_theme(self.plot)
 
     def set_names(self, names: tuple[str, ...]) -> None:
         self._names = names

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout
 from export3d_core import EASINGS
 
 from app.timeline_state import EASING_LABELS, Timeline
+from app.widgets.lambda_chart import follow_theme
 
 CURVE_SAMPLES = 240  # points per λ curve across the timeline
 KEY_PEN = pg.mkPen((170, 170, 170), width=2)
@@ -117,12 +118,7 @@ class TimelinePanel(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
 
     def refresh_colours(self) -> None:
-        """Follow pyqtgraph's current background/foreground (after a theme change)."""
-        self.plot.setBackground(pg.getConfigOption("background"))
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setPen(pg.getConfigOption("foreground"))
-            axis.setTextPen(pg.getConfigOption("foreground"))
+        follow_theme(self.plot)
 
     # -- drawing what the model says --------------------------------------------------------------
     def refresh(self, rebuild: bool = False) -> None:
