@@ -58,6 +58,7 @@ class LiveSession(QObject):
         driver = LiveDriver(reader, neutral_lambda(model), DriveSettings(),
                             base_camera=pose_camera(self.controller.state.camera))
         self.source = LatestFrameSource(source)  # raises before anything changes
+        self.timeline.stop()  # one thing drives the pose at a time
         self.driver, self.poses_shown = driver, 0
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="live-drive", daemon=True)

@@ -54,6 +54,9 @@ class LivePanel(QDialog):
         layout.addLayout(buttons, 2, 0, 1, 3)
         layout.addWidget(self.status, 3, 0, 1, 3)
         session.ended.connect(self._on_ended)
+        # λ and the reader belong to one model and portrait: a new one ends the live run
+        session.controller.model_changed.connect(lambda _loaded: self.stop())
+        session.controller.portrait_loaded.connect(lambda _path: self.stop())
         self._update_buttons()
 
     def source(self) -> int | str:

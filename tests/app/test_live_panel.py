@@ -43,10 +43,13 @@ def _start_file(panel):
 def test_a_video_source_drives_the_viewport(live_window, qtbot, idle):
     win = live_window
     panel = win.live_panel
-    frames = []
+    frames, lam_before = [], win.state.lam
     win.controller.frame_shown.connect(frames.append)
     _start_file(panel)
     _wait(qtbot, lambda: panel.session.poses_shown >= 3 and len(frames) >= 3)
+    driver = panel.session.driver
+    assert driver.frames - driver.faceless >= 1  # the actor's face is read
+    assert win.state.lam != lam_before  # and drives λ
     assert panel.start_button.text() == "Stop"
     panel.start_button.click()
     assert not panel.session.running and panel.start_button.text() == "Start"
@@ -88,6 +91,10 @@ def test_a_source_that_cannot_be_opened_is_one_line_and_changes_nothing(live_win
         assert not panel.session.running
         assert panel.status.text() and "\n" not in panel.status.text()
         assert panel.start_button.text() == "Start" and not panel.record_button.isEnabled()
+    panel.camera_choice.setChecked(True)
+    panel.camera_index.setValue(99)  # no such capture device here
+    panel.start_button.click()
+    assert not panel.session.running and panel.status.text() == "cannot open camera 99"
     idle(win)
     assert win.state.lam == lam and win.state.camera == camera
     assert win.state.animation is None and win.controller.undo_stack.count() == 0
@@ -102,3 +109,24 @@ def test_live_without_an_estimator_says_why(window):
     assert not panel.session.running
     assert "expression estimator" in panel.status.text()
     panel.close()
+
+
+
+def test_a_file_that_ends_while_recording_bakes_the_take_and_stops(live_window, qtbot):
+    win = live_window
+    panel = win.live_panel
+    _start_file(panel)
+    panel.record_button.click()
+    _wait(qtbot, lambda: not panel.session.running, timeout=30.0)  # the 2 s clip runs out
+    assert win.state.animation is not None and len(win.state.animation.keys) >= 2
+    assert panel.status.text().startswith("the live source ended")
+    assert panel.start_button.text() == "Start" and not panel.record_button.isEnabled()
+
+
+def test_a_new_portrait_stops_live(live_window, qtbot, make_portrait, idle):
+    win = live_window
+    panel = win.live_panel
+    _start_file(panel)
+    win.controller.set_portrait_image(make_portrait(96, 7), None)
+    assert not panel.session.running
+    idle(win)
