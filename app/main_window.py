@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
         presets_dock = self._dock("Presets", self.presets_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(explorer_dock, presets_dock)
         self.timeline = Timeline(self.controller, self)
+        self.live_panel = None  # the Live dialog, made when first asked for
         self.timeline.message.connect(lambda msg: self.statusBar().showMessage(msg, STATUS_MS))
         self.timeline_panel = TimelinePanel(self.timeline)
         self.tabifyDockWidget(presets_dock, self._dock("Timeline", self.timeline_panel,
@@ -213,6 +214,7 @@ class MainWindow(QMainWindow):
         built = build_menu_bar(self.menuBar(), self, self._menu_table())
         self.match_action = built["match"]
         self.import_presets_action = built["import_presets"]
+        self.live_action = built["live"]
         for mode in RENDER_MODES:  # the View menu follows a mode chosen elsewhere (panel, project, undo)
             self.state.mode_changed.connect(lambda m, a=built[f"mode:{mode}"], mm=mode: a.setChecked(m == mm))
         self.recent = RecentFiles(self.settings, built["recent"], self.open_portrait_path)
@@ -264,6 +266,8 @@ class MainWindow(QMainWindow):
             SEPARATOR,
             Entry("add_key", "Add key at playhead", self.timeline.add_key, "K", "Timeline: the current λ and camera"),
             Entry("play", "Play / stop timeline", self.timeline.toggle_play, "Space"),
+            Entry("live", "Live from webcam…", self.show_live_panel,
+                  tip="A camera (or a video file) drives the portrait; a recorded take becomes the timeline's keys"),
         ]
 
     def _view_entries(self) -> list[Item]:
@@ -289,6 +293,16 @@ class MainWindow(QMainWindow):
         path = file_dialogs.ask_open(self, "Match expression from photo", file_dialogs.IMAGE_FILTER)
         if path:
             self.controller.match_expression(path)
+
+    def show_live_panel(self) -> None:
+        """The non-modal Live dialog (one per window, kept while the window lives)."""
+        if self.live_panel is None:
+            from app.live_session import LiveSession
+            from app.widgets.live_panel import LivePanel
+
+            self.live_panel = LivePanel(LiveSession(self.controller, self.timeline, self), self)
+        self.live_panel.show()
+        self.live_panel.raise_()
 
     def open_checkpoint_dialog(self) -> None:
         path = file_dialogs.ask_open(self, "Open checkpoint", file_dialogs.CHECKPOINT_FILTER)
@@ -565,6 +579,8 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.autosaver.close()
+        if self.live_panel is not None:
+            self.live_panel.stop()  # the capture thread ends before the render service does
         self.controller.shutdown()
         super().closeEvent(event)
 

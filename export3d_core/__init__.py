@@ -64,6 +64,12 @@ _EXPORTS = {
     "CameraPose": "export3d_core.animation",
     "DEFAULT_EASING": "export3d_core.animation",
     "EASINGS": "export3d_core.animation",
+    # driving from a video or live from a camera (a video file standing in for one)
+    "DriveSettings": "export3d_core.drive",
+    "FaceReader": "export3d_core.drive",
+    "LatestFrameSource": "export3d_core.live",
+    "LiveDriver": "export3d_core.live",
+    "neutral_lambda": "export3d_core.drive_commands",
     "AnimationExportSettings": "export3d_core.animation_export",
     "PoseRenderer": "export3d_core.animation_export",
     "export_animation": "export3d_core.animation_export",
