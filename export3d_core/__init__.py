@@ -69,7 +69,7 @@ _EXPORTS = {
     "FaceReader": "export3d_core.drive",
     "LatestFrameSource": "export3d_core.live",
     "LiveDriver": "export3d_core.live",
-    "neutral_lambda": "export3d_core.drive_commands",
+    "neutral_lambda": "export3d_core.drive",
     "AnimationExportSettings": "export3d_core.animation_export",
     "PoseRenderer": "export3d_core.animation_export",
     "export_animation": "export3d_core.animation_export",

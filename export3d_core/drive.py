@@ -28,6 +28,15 @@ DEFAULT_BETA = 0.05
 
 
 # -- One Euro filter (Casiez, Roussel, Vogel, CHI 2012) ------------------------------------------------
+
+def neutral_lambda(model) -> np.ndarray:
+    """λ of the neutral expression (β = 0): the centre the gain scales around."""
+    import torch  # deferred: reading a performance needs no torch
+
+    with torch.no_grad():
+        beta = torch.zeros(1, model.config.beta_dim, device=next(model.parameters()).device)
+        return model.coefficients(beta)[0].double().cpu().numpy()
+
 @dataclass(frozen=True)
 class OneEuroSettings:
     min_cutoff: float = DEFAULT_MIN_CUTOFF_HZ  # Hz; lower = smoother at rest, more lag

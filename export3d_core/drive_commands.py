@@ -12,8 +12,8 @@ import torch
 from export3d_core.animation import CameraPose
 from export3d_core.animation_export import (AnimationExportSettings, animation_frames, beside, check_output,
                                            write_frames)
-from export3d_core.drive import (DriveSettings, FaceReader, Performance, bake, jitter, performance_curves,
-                                 read_performance)
+from export3d_core.drive import (DriveSettings, FaceReader, Performance, bake, jitter, neutral_lambda,
+                                 performance_curves, read_performance)
 from export3d_core.errors import Export3DError
 from export3d_core.project_file import check_project_target
 from export3d_core.session import tensor_to_image
@@ -44,13 +44,6 @@ def video_source(path: Path):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise Export3DError(f"cannot open video {path.name}: {first}") from None
     return Source(path, "video"), fps
-
-
-def neutral_lambda(model) -> np.ndarray:
-    """λ of the neutral expression (β = 0): the centre the gain scales around."""
-    with torch.no_grad():
-        beta = torch.zeros(1, model.config.beta_dim, device=next(model.parameters()).device)
-        return model.coefficients(beta)[0].double().cpu().numpy()
 
 
 def source_frames(args: argparse.Namespace):
