@@ -307,12 +307,7 @@ class EditorController(QObject):
         # Applied only when the portrait and the model are still the ones the fit was made for.
         job.succeeded.connect(lambda fitted: self.apply_fit(fitted) if self.portrait_image is image
                               and self.loaded is not None and self.loaded.model is model else None)
-        job.failed.connect(lambda msg: self.error.emit(f"fit failed: {msg}"))
-        job.cancelled.connect(lambda: self.status.emit("fit cancelled; nothing was written"))
-        job.finished.connect(lambda: self.jobs.remove(job) if job in self.jobs else None)
-        self.jobs.append(job)
-        job.start()
-        return job
+        return self._start_job(job, "fit")
 
     def apply_fit(self, fitted: FittedPortrait) -> None:
         """Renders and exports of this portrait use the fitted model from now on (an unsaved change)."""
@@ -526,9 +521,14 @@ class EditorController(QObject):
             self.error.emit("nothing to export yet: open a portrait first")
             return None
         job = ExportJob(self.render_model, self.portrait_image, spec)
-        job.failed.connect(lambda msg: self.error.emit(f"export failed: {msg}"))
         job.succeeded.connect(lambda p: self.status.emit(f"wrote {p}"))
-        job.cancelled.connect(lambda: self.status.emit("export cancelled; nothing was written"))
+        return self._start_job(job, "export")
+
+    def _start_job(self, job, what: str):
+        """Run a background job (export or fit): its failure and cancel reach the status line; the
+        editor keeps it until it finishes, so quitting can cancel and wait for it."""
+        job.failed.connect(lambda msg: self.error.emit(f"{what} failed: {msg}"))
+        job.cancelled.connect(lambda: self.status.emit(f"{what} cancelled; nothing was written"))
         job.finished.connect(lambda: self.jobs.remove(job) if job in self.jobs else None)
         self.jobs.append(job)
         job.start()
