@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
      "animation", "project_file"),  # keyframes of λ and the camera; the project file's fields they need
     # the staged, cached render path, what it writes, and what tunes it to one photo
     ("session", "export", "mesh", "mesh_pieces", "mesh_morph", "mesh_io", "mesh_raster", "mesh_export",
-     "fit", "fit_file", "paste_back", "domain",
+     "fit", "fit_file", "fit_upscale", "paste_back", "domain",
      "animation_export", "drive", "live"),  # animations rendered; a performance read from video into keys
     ("eval", "train"),  # the two consumers of everything below: neither imports the other
     ("bench", "view_commands", "mesh_command", "fit_command", "cli", "train.__main__",  # commands, entry points

@@ -1,0 +1,183 @@
+"""A per-photo 2× upscaler: one more super-resolution stage, learnt from the one photo a fit used.
+
+The demo model renders 128²; a photo usually holds more detail than that. After a fit, this stage
+is trained in seconds to turn the fitted model's final image at the photo's camera into the
+aligned photo at twice the size. It is a residual over a bicubic upsample of the final image (so
+an untrained stage is exactly bicubic), a few 3×3 convolutions at the model's output size and a
+pixel shuffle. Its inputs are the final image and, optionally, the hidden features of the model's
+last SR block: both come from the tri-plane, so they move with the surface when the camera turns.
+
+Why it stays local: the convolutions see only a few pixels around each output pixel and carry no
+position, so the stage learns "this patch of render becomes this sharper patch", not "the photo's
+eye sits here". Learnt at one view, it can then apply the same mapping at nearby views without
+pasting the frontal photo onto a turned head (ghosting). The training inputs are renders with
+jittered ray samples (`perturb`), cut into random patches, so it cannot memorise one noise pattern.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from export3d_core.errors import Export3DError
+from export3d_core.model import Export3D, RenderOutput
+from export3d_core.session import image_to_tensor
+
+LRELU_SLOPE = 0.2
+
+
+@dataclass(frozen=True)
+class UpscaleSettings:
+    """How the per-photo upscaler is built and trained."""
+
+    factor: int = 2  # output side / the model's output side (2: 128² -> 256²; 4: two 2× stages' worth)
+    width: int = 32  # channels of the hidden convolutions
+    layers: int = 3  # 3×3 convolutions before the pixel shuffle (receptive field 2·layers+1 pixels)
+    use_features: bool = True  # also feed the hidden features of the model's last SR block
+    steps: int = 300  # Adam steps
+    lr: float = 2e-3
+    patch: int = 48  # input patch side (pixels of the model's output) per training sample
+    batch: int = 4  # patches per step
+    renders: int = 4  # jittered renders of the fitted model at the photo's camera to cut patches from
+    loss: str = "l1"  # "l1" or "mse" against the photo
+    time_budget_s: float = 15.0  # training stops after this many seconds even if steps remain
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.factor not in (2, 4):
+            raise Export3DError(f"the upscaler's factor must be 2 or 4, got {self.factor}")
+        if self.layers < 1 or self.width < 1 or self.steps < 1 or self.renders < 1 or self.batch < 1:
+            raise Export3DError("layers, width, steps, renders and batch must be at least 1")
+        if self.loss not in ("l1", "mse"):
+            raise Export3DError(f"loss must be l1 or mse, got {self.loss!r}")
+
+
+class Upscaler(nn.Module):
+    """final image (B, 3, n, n) in [-1, 1] [+ SR features (B, C, n, n)] -> image (B, 3, f·n, f·n)."""
+
+    def __init__(self, feature_channels: int, settings: UpscaleSettings) -> None:
+        super().__init__()
+        self.factor = settings.factor
+        self.use_features = settings.use_features
+        generator = torch.Generator().manual_seed(settings.seed)
+        in_ch = 3 + (feature_channels if settings.use_features else 0)
+        convs = []
+        for _ in range(settings.layers):
+            convs.append(nn.Conv2d(in_ch, settings.width, 3, padding=1))
+            in_ch = settings.width
+        self.convs = nn.ModuleList(convs)
+        self.to_rgb = nn.Conv2d(in_ch, 3 * settings.factor ** 2, 3, padding=1)
+        with torch.no_grad():
+            for conv in self.convs:
+                nn.init.kaiming_uniform_(conv.weight, a=LRELU_SLOPE, generator=generator)
+                nn.init.zeros_(conv.bias)
+            # zero residual at the start: an untrained upscaler is exactly the bicubic upsample
+            nn.init.zeros_(self.to_rgb.weight)
+            nn.init.zeros_(self.to_rgb.bias)
+
+    def forward(self, image: Tensor, features: Tensor | None = None) -> Tensor:
+        x = torch.cat([image, features], dim=1) if self.use_features else image
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        detail = F.pixel_shuffle(self.to_rgb(x), self.factor)  # (B, 3, f·n, f·n)
+        return bicubic(image, self.factor) + detail
+
+
+def bicubic(image: Tensor, factor: int) -> Tensor:
+    """The baseline the upscaler adds its detail to (and is compared with)."""
+    return F.interpolate(image, scale_factor=factor, mode="bicubic", align_corners=False)
+
+
+@torch.no_grad()
+def sr_features(model: Export3D, out: RenderOutput) -> Tensor:
+    """The hidden features of the model's last SR block for a full-quality render (B, C, n, n).
+
+    Re-runs the (cheap) SR convolutions from the render's raw image and feature image; a preview
+    render (fewer rays than the model's neural size) has no SR and is refused."""
+    if out.features.shape[-1] != model.config.neural_size:
+        raise Export3DError("the upscaler needs a full-quality render (the model's own ray count)")
+    x, rgb = out.features, out.image_raw
+    for block in model.superres.blocks:
+        x, rgb = block(x.contiguous(), rgb)
+    return x.contiguous()
+
+
+@torch.no_grad()
+def upscale(model: Export3D, upscaler: Upscaler, out: RenderOutput) -> Tensor:
+    """A render's final image, upscaled: (B, 3, f·output_size, f·output_size) in [-1, 1]."""
+    features = sr_features(model, out) if upscaler.use_features else None
+    return upscaler(out.image, features).clamp(-1, 1)
+
+
+@dataclass
+class UpscaleResult:
+    upscaler: Upscaler  # eval mode, no gradients
+    losses: list[float]  # training loss per step
+    seconds: float  # wall time of the optimisation (the renders before it not included)
+    render_seconds: float  # wall time of the training renders
+    settings: UpscaleSettings = field(default_factory=UpscaleSettings)
+
+
+def train_upscaler(model: Export3D, aligned: np.ndarray, photo: np.ndarray, camera: np.ndarray | Tensor,
+                   lam: list[float], settings: UpscaleSettings = UpscaleSettings()) -> UpscaleResult:
+    """Learn an upscaler that maps the (fitted) model's renders of `aligned` at `camera` and `lam` to
+    `photo`, the same aligned crop at `factor` times the model's output size or larger (uint8)."""
+    cfg = model.config
+    side = cfg.output_size * settings.factor
+    if photo.shape[0] < side:
+        raise Export3DError(f"the upscaler learns from a photo crop of at least {side} px, got {photo.shape[0]}")
+    start = time.perf_counter()
+    inputs, features = _training_renders(model, aligned, camera, lam, settings)
+    render_seconds = time.perf_counter() - start
+    target = image_to_tensor(photo, side)  # (1, 3, side, side)
+    upscaler = Upscaler(features.shape[1], settings)
+    optimizer = torch.optim.Adam(upscaler.parameters(), lr=settings.lr)
+    generator = torch.Generator().manual_seed(settings.seed + 1)
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in range(settings.steps):
+        image, feats, wanted = _patches(inputs, features, target, settings, generator)
+        predicted = upscaler(image, feats if settings.use_features else None)
+        loss = F.l1_loss(predicted, wanted) if settings.loss == "l1" else F.mse_loss(predicted, wanted)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if time.perf_counter() - start > settings.time_budget_s:
+            break
+    upscaler.eval().requires_grad_(False)
+    return UpscaleResult(upscaler, losses, time.perf_counter() - start, render_seconds, settings)
+
+
+@torch.no_grad()
+def _training_renders(model: Export3D, aligned: np.ndarray, camera, lam: list[float],
+                      settings: UpscaleSettings) -> tuple[Tensor, Tensor]:
+    """`renders` final images (R, 3, n, n) and SR features at the photo's camera, rays jittered."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    source = image_to_tensor(aligned, cfg.input_size).to(device)
+    lam_t = torch.tensor([list(lam)], dtype=torch.float32, device=device)
+    planes = model.triplane(model.encode(source), model.expression(lam=lam_t))
+    cameras = torch.as_tensor(np.asarray(camera, dtype=np.float32)).reshape(1, -1).to(device)
+    images, features = [], []
+    for _ in range(settings.renders):
+        out = model.render(planes, cameras, perturb=True, generator=generator)
+        images.append(out.image)
+        features.append(sr_features(model, out))
+    return torch.cat(images).cpu(), torch.cat(features).cpu()
+
+
+def _patches(images: Tensor, features: Tensor, target: Tensor, settings: UpscaleSettings,
+             generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """`batch` random aligned patches: render (B, 3, p, p), features (B, C, p, p), photo (B, 3, f·p, f·p)."""
+    n, p, f = images.shape[-1], min(settings.patch, images.shape[-1]), settings.factor
+    picks = torch.randint(0, images.shape[0], (settings.batch,), generator=generator).tolist()
+    corners = torch.randint(0, n - p + 1, (settings.batch, 2), generator=generator).tolist()
+    crops = [(images[i, :, y:y + p, x:x + p], features[i, :, y:y + p, x:x + p],
+              target[0, :, f * y:f * (y + p), f * x:f * (x + p)]) for i, (y, x) in zip(picks, corners)]
+    return tuple(torch.stack(parts) for parts in zip(*crops))  # type: ignore[return-value]

@@ -1,0 +1,183 @@
+"""Measure the per-photo upscaler (export3d_core/fit_upscale.py) on fitted real photos.
+
+    python tools/fit_upscale_eval.py [PHOTO | lfw:N ...] [--set FIELD=VALUE ...] [--sheets DIR] [--json OUT]
+
+For each photo (default: the astronaut and LFW faces 0 and 10 of `skimage.data.lfw_subset()`;
+the LFW faces are 25 px greyscale upsampled, so they hold little detail beyond what the model
+renders): fit the demo model with default FitSettings, train the upscaler on the aligned crop at
+twice the model's output size, then compare (a) the fitted render bicubic-upsampled with (b) the
+fitted render through the upscaler:
+- PSNR and SSIM at the photo's camera against the aligned photo at the upscaled size, and two
+  references: the render at the model's own size against the photo at that size (what the fit
+  reports) and the photo itself downsampled to the model's size and bicubic-upsampled back (the
+  best a perfect 128² render could score with bicubic);
+- dlib identity distance to the aligned photo at the photo's camera, yaw ±20° and pitch ±10°;
+- sharpness: variance of the Laplacian of the grey image inside the aligned face box, at the
+  photo's camera and the side views, and of the photo itself;
+- the train time (renders and optimisation, one thread; the machine may be shared).
+--sheets writes, per photo, photo | bicubic | upscaled at the photo's view and at yaw +20°, plus a
+2× zoom of the eye region of each.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from export3d_core.camera import OrbitCamera  # noqa: E402
+from export3d_core.checkpoint import DEMO_CHECKPOINT, load_checkpoint  # noqa: E402
+from export3d_core.data.face_identity import descriptor_distance, identity_descriptor  # noqa: E402
+from export3d_core.data.face_pose import frontal_camera  # noqa: E402
+from export3d_core.data.landmarks_dlib import aligned_face_box  # noqa: E402
+from export3d_core.expression_estimate import ExpressionEstimator  # noqa: E402
+from export3d_core.fit import FitSettings, fit_portrait  # noqa: E402
+from export3d_core.fit_upscale import UpscaleSettings, bicubic, train_upscaler, upscale  # noqa: E402
+from export3d_core.metrics import psnr, ssim  # noqa: E402
+from export3d_core.session import PortraitSession, image_to_tensor, tensor_to_image  # noqa: E402
+
+VIEWS = {"photo": (0, 0), "yaw-20": (-20, 0), "yaw+20": (20, 0), "pitch-10": (0, -10), "pitch+10": (0, 10)}
+
+
+def load_photo(spec: str, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The aligned crop at `size` and its camera, through the same intake the fit uses."""
+    from export3d_core.data.intake import crop_portrait
+    from export3d_core.portrait import load_portrait
+
+    if spec.startswith("lfw:"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from fit_eval import lfw_photo
+
+        crop = crop_portrait(lfw_photo(int(spec[4:])), size=size)
+        return crop.image, crop.camera
+    portrait = load_portrait(spec, size)
+    return portrait.image, portrait.camera
+
+
+def sharpness(image: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image inside the aligned face box (higher: sharper)."""
+    left, top, right, bottom = (int(round(v)) for v in aligned_face_box(image.shape[0]))
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)[top:bottom, left:right]
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def eye_zoom(image: np.ndarray) -> np.ndarray:
+    """The eye band of an aligned crop, enlarged 2× with nearest neighbours (pixels stay visible)."""
+    s = image.shape[0]
+    band = image[int(.36 * s):int(.56 * s), int(.25 * s):int(.75 * s)]
+    return cv2.resize(band, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+
+
+def evaluate(spec: str, model, estimator, fit_settings: FitSettings, settings: UpscaleSettings,
+             sheets: Path | None) -> dict:
+    size = model.config.input_size
+    big = model.config.output_size * settings.factor
+    image, camera = load_photo(spec, size)
+    photo, camera_big = load_photo(spec, big)
+    camera = frontal_camera() if camera is None else camera
+    lam = estimator.estimate(image).lam
+    fitted = fit_portrait(model, image, camera, lam, fit_settings)
+    start = time.perf_counter()
+    result = train_upscaler(fitted.model, image, photo, camera, lam, settings)
+    train_seconds = time.perf_counter() - start
+    session = PortraitSession(fitted.model)
+    session.set_portrait(image)
+    reference = identity_descriptor(photo)
+    base = OrbitCamera.from_params(np.asarray(camera, dtype=np.float64))
+    row: dict = {"camera_shift_at_big_crop": None if camera_big is None else
+                 float(np.abs(np.asarray(camera_big) - np.asarray(camera)).max())}
+    pictures = {}
+    for name, (yaw, pitch) in VIEWS.items():
+        view = base.replace(yaw=base.yaw + math.radians(yaw), pitch=base.pitch + math.radians(pitch))
+        out = session.render(lam, view)
+        plain = tensor_to_image(bicubic(out.image, settings.factor).clamp(-1, 1))
+        sharp = tensor_to_image(upscale(fitted.model, result.upscaler, out))
+        pictures[name] = (plain, sharp)
+        if name == "photo":
+            row["psnr_128"] = float(psnr(tensor_to_image(out.image), image))  # what the fit reports
+            photo_small = image_to_tensor(photo, model.config.output_size)
+            row["psnr_photo_bicubic_ceiling"] = float(psnr(tensor_to_image(bicubic(photo_small, settings.factor)), photo))
+            for key, picture in (("bicubic", plain), ("upscaled", sharp)):
+                row[f"psnr_{key}"] = float(psnr(picture, photo))
+                row[f"ssim_{key}"] = float(ssim(picture, photo))
+            row["sharpness_photo"] = sharpness(photo)
+        for key, picture in (("bicubic", plain), ("upscaled", sharp)):
+            row[f"id_{name}_{key}"] = descriptor_distance(identity_descriptor(picture), reference)
+            row[f"sharpness_{name}_{key}"] = sharpness(picture)
+    row.update(train_seconds=round(train_seconds, 1), render_seconds=round(result.render_seconds, 1),
+               steps_done=len(result.losses), fit_seconds=round(fitted.seconds, 1),
+               loss_first=result.losses[0], loss_last=float(np.mean(result.losses[-20:])))
+    if sheets is not None:
+        write_sheet(sheets / f"{Path(spec.replace(':', '_')).stem}.png", photo, pictures)
+    return row
+
+
+def write_sheet(path: Path, photo: np.ndarray, pictures: dict) -> None:
+    """Rows: the photo's view, yaw +20°, and the eye band of each; columns: photo | bicubic | upscaled."""
+    blank = np.full_like(photo, 255)
+    rows = [[photo, *pictures["photo"]], [blank, *pictures["yaw+20"]]]
+    rows += [[eye_zoom(p) for p in row] for row in rows]
+    sheet = np.concatenate([np.concatenate(row, axis=1) for row in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
+def print_table(report: dict) -> None:
+    print("\n| photo | PSNR 128 | PSNR bicubic / upscaled (ceiling) | SSIM bicubic / upscaled | "
+          "id photo | id yaw −20 | id yaw +20 | id pitch −10 | id pitch +10 | sharpness photo / bicubic / "
+          "upscaled (photo view) | sharpness yaw ±20 bicubic / upscaled | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for spec, r in report.items():
+        ids = " | ".join(f"{r[f'id_{v}_bicubic']:.3f} / {r[f'id_{v}_upscaled']:.3f}" for v in VIEWS)
+        side_plain = np.mean([r["sharpness_yaw-20_bicubic"], r["sharpness_yaw+20_bicubic"]])
+        side_sharp = np.mean([r["sharpness_yaw-20_upscaled"], r["sharpness_yaw+20_upscaled"]])
+        print(f"| {spec} | {r['psnr_128']:.2f} | {r['psnr_bicubic']:.2f} / **{r['psnr_upscaled']:.2f}** "
+              f"({r['psnr_photo_bicubic_ceiling']:.2f}) | {r['ssim_bicubic']:.3f} / {r['ssim_upscaled']:.3f} | {ids} | "
+              f"{r['sharpness_photo']:.0f} / {r['sharpness_photo_bicubic']:.0f} / {r['sharpness_photo_upscaled']:.0f} | "
+              f"{side_plain:.0f} / {side_sharp:.0f} | {r['train_seconds']:.1f} |")
+
+
+def parse_settings(items: list[str]) -> UpscaleSettings:
+    changes = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        default = getattr(UpscaleSettings(), name)
+        changes[name] = (value.lower() == "true") if isinstance(default, bool) else type(default)(value)
+    return dataclasses.replace(UpscaleSettings(), **changes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", nargs="*", default=["resources/portraits/astronaut.png", "lfw:0", "lfw:10"])
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override an UpscaleSettings field, e.g. --set use_features=false")
+    parser.add_argument("--fit-steps", type=int, default=FitSettings.steps)
+    parser.add_argument("--sheets", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    settings = parse_settings(args.set)
+    model, _ = load_checkpoint(DEMO_CHECKPOINT)
+    estimator = ExpressionEstimator.for_checkpoint(model, DEMO_CHECKPOINT)
+    report = {}
+    for spec in args.photos:
+        report[spec] = evaluate(spec, model, estimator, FitSettings(steps=args.fit_steps), settings, args.sheets)
+        print(json.dumps({spec: report[spec]}, indent=1), flush=True)
+    print(f"\nsettings: {dataclasses.asdict(settings)}")
+    print_table(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"settings": dataclasses.asdict(settings), "photos": report}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
