@@ -36,7 +36,8 @@ class UpscaleSettings:
 
     factor: int = 2  # output side / the model's output side (2: 128² -> 256²; 4: two 2× stages' worth)
     width: int = 32  # channels of the hidden convolutions
-    layers: int = 3  # 3×3 convolutions before the pixel shuffle (receptive field 2·layers+1 pixels)
+    layers: int = 3  # convolutions before the pixel shuffle
+    kernel: int = 3  # their kernel side (1: a per-pixel colour map, a control; 3: local detail)
     use_features: bool = True  # also feed the hidden features of the model's last SR block
     steps: int = 300  # Adam steps
     lr: float = 2e-3
@@ -50,6 +51,8 @@ class UpscaleSettings:
     def __post_init__(self) -> None:
         if self.factor not in (2, 4):
             raise Export3DError(f"the upscaler's factor must be 2 or 4, got {self.factor}")
+        if self.kernel not in (1, 3, 5):
+            raise Export3DError(f"the upscaler's kernel must be 1, 3 or 5, got {self.kernel}")
         if self.layers < 1 or self.width < 1 or self.steps < 1 or self.renders < 1 or self.batch < 1:
             raise Export3DError("layers, width, steps, renders and batch must be at least 1")
         if self.loss not in ("l1", "mse"):
@@ -67,7 +70,7 @@ class Upscaler(nn.Module):
         in_ch = 3 + (feature_channels if settings.use_features else 0)
         convs = []
         for _ in range(settings.layers):
-            convs.append(nn.Conv2d(in_ch, settings.width, 3, padding=1))
+            convs.append(nn.Conv2d(in_ch, settings.width, settings.kernel, padding=settings.kernel // 2))
             in_ch = settings.width
         self.convs = nn.ModuleList(convs)
         self.to_rgb = nn.Conv2d(in_ch, 3 * settings.factor ** 2, 3, padding=1)
