@@ -15,8 +15,8 @@ fitted render through the upscaler:
 - sharpness: variance of the Laplacian of the grey image inside the aligned face box, at the
   photo's camera and the side views, and of the photo itself;
 - the train time (renders and optimisation, one thread; the machine may be shared).
---sheets writes, per photo, photo | bicubic | upscaled at the photo's view and at yaw +20°, plus a
-2× zoom of the eye region of each.
+--sheets writes, per photo, photo | bicubic | upscaled at the photo's view, yaw +20° and yaw +40°,
+plus a 2× zoom of the eye region of each.
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ from export3d_core.metrics import psnr, ssim  # noqa: E402
 from export3d_core.session import PortraitSession, image_to_tensor, tensor_to_image  # noqa: E402
 
 VIEWS = {"photo": (0, 0), "yaw-20": (-20, 0), "yaw+20": (20, 0), "pitch-10": (0, -10), "pitch+10": (0, 10)}
+SHEET_ONLY = {"yaw+40": (40, 0)}  # farther than the table goes: where ghosting of frontal detail would show most
 
 
 def load_photo(spec: str, size: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -109,7 +110,7 @@ def evaluate(spec: str, model, estimator, fit_settings: FitSettings, settings: U
     row: dict = {"camera_shift_at_big_crop": None if camera_big is None else
                  float(np.abs(np.asarray(camera_big) - np.asarray(camera)).max())}
     pictures = {}
-    for name, (yaw, pitch) in VIEWS.items():
+    for name, (yaw, pitch) in {**VIEWS, **SHEET_ONLY}.items():
         view = base.replace(yaw=base.yaw + math.radians(yaw), pitch=base.pitch + math.radians(pitch))
         out = session.render(lam, view)
         plain = tensor_to_image(bicubic(out.image, settings.factor).clamp(-1, 1))
@@ -128,7 +129,7 @@ def evaluate(spec: str, model, estimator, fit_settings: FitSettings, settings: U
             row["sharpness_photo"] = sharpness(photo)
             for key, picture in (("bicubic", plain), ("upscaled", sharp)):
                 row[f"high_band_error_{key}"] = high_band_error(picture, photo, model.config.output_size)
-        for key, picture in (("bicubic", plain), ("upscaled", sharp)):
+        for key, picture in (("bicubic", plain), ("upscaled", sharp)) if name in VIEWS else ():
             row[f"id_{name}_{key}"] = descriptor_distance(identity_descriptor(picture), reference)
             row[f"sharpness_{name}_{key}"] = sharpness(picture)
     row.update(train_seconds=round(train_seconds, 1), render_seconds=round(result.render_seconds, 1),
@@ -140,9 +141,9 @@ def evaluate(spec: str, model, estimator, fit_settings: FitSettings, settings: U
 
 
 def write_sheet(path: Path, photo: np.ndarray, pictures: dict) -> None:
-    """Rows: the photo's view, yaw +20°, and the eye band of each; columns: photo | bicubic | upscaled."""
+    """Rows: the photo's view, yaw +20°, yaw +40°, and the eye band of each; columns: photo | bicubic | upscaled."""
     blank = np.full_like(photo, 255)
-    rows = [[photo, *pictures["photo"]], [blank, *pictures["yaw+20"]]]
+    rows = [[photo, *pictures["photo"]], [blank, *pictures["yaw+20"]], [blank, *pictures["yaw+40"]]]
     rows += [[eye_zoom(p) for p in row] for row in rows]
     sheet = np.concatenate([np.concatenate(row, axis=1) for row in rows])
     path.parent.mkdir(parents=True, exist_ok=True)
