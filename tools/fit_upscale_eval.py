@@ -14,7 +14,8 @@ fitted render through the upscaler:
 - dlib identity distance to the aligned photo at the photo's camera, yaw ±20° and pitch ±10°;
 - sharpness: variance of the Laplacian of the grey image inside the aligned face box, at the
   photo's camera and the side views, and of the photo itself;
-- the train time (renders and optimisation, one thread; the machine may be shared).
+- the train time (renders and optimisation, one thread; the machine may be shared);
+- with --basis: under each basis edit (λ_k ± 10), the landmark motion and the worst identity distance.
 --sheets writes, per photo, photo | bicubic | upscaled at the photo's view, yaw +20° and yaw +40°,
 plus a 2× zoom of the eye region of each.
 """
@@ -92,7 +93,7 @@ def eye_zoom(image: np.ndarray) -> np.ndarray:
 
 
 def evaluate(spec: str, model, estimator, fit_settings: FitSettings, settings: UpscaleSettings,
-             sheets: Path | None) -> dict:
+             sheets: Path | None, basis: bool = False) -> dict:
     size = model.config.input_size
     big = model.config.output_size * settings.factor
     image, camera = load_photo(spec, size)
@@ -135,9 +136,43 @@ def evaluate(spec: str, model, estimator, fit_settings: FitSettings, settings: U
     row.update(train_seconds=round(train_seconds, 1), render_seconds=round(result.render_seconds, 1),
                steps_done=len(result.losses), fit_seconds=round(fitted.seconds, 1),
                loss_first=result.losses[0], loss_last=float(np.mean(result.losses[-20:])))
+    if basis:
+        row["basis"] = basis_check(fitted.model, result.upscaler, session, lam, base, reference, big, settings.factor)
     if sheets is not None:
         write_sheet(sheets / f"{Path(spec.replace(':', '_')).stem}.png", photo, pictures)
     return row
+
+
+def basis_check(model, upscaler, session, lam: list[float], camera: OrbitCamera, reference: np.ndarray,
+                big: int, factor: int) -> dict:
+    """Under each basis edit (λ_k ± 10 at the photo's camera), for bicubic and upscaled: the mean
+    68-landmark motion from the own-λ image over the inter-ocular distance, and the worst identity."""
+    from export3d_core.eval.real_photo import basis_lambdas, interocular
+    from export3d_core.data.landmarks_dlib import get_dlib_landmarker
+
+    landmarker, box = get_dlib_landmarker(), aligned_face_box(big)
+
+    def pair(row: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        out = session.render(row, camera)
+        return (tensor_to_image(bicubic(out.image, factor).clamp(-1, 1)),
+                tensor_to_image(upscale(model, upscaler, out)))
+
+    own = [landmarker.landmarks_in_box(image, box) for image in pair(lam)]
+    iod = [interocular(points) for points in own]
+    moves, worst = {"bicubic": [], "upscaled": []}, {"bicubic": 0.0, "upscaled": 0.0}
+    for minus, plus in basis_lambdas(lam, 10.0):
+        motion = {"bicubic": [], "upscaled": []}
+        for row in (minus, plus):
+            for i, (key, image) in enumerate(zip(("bicubic", "upscaled"), pair(row))):
+                points = landmarker.landmarks_in_box(image, box)
+                motion[key].append(float(np.linalg.norm(points - own[i], axis=1).mean() / iod[i]))
+                distance = descriptor_distance(identity_descriptor(image), reference)
+                worst[key] = max(worst[key], distance)
+        for key in moves:
+            moves[key].append(float(np.mean(motion[key])))
+    return {key: {"motion_iod": moves[key], "mean_motion_iod": float(np.mean(moves[key])),
+                  "vectors_over_3pc": int(sum(m >= 0.03 for m in moves[key])), "worst_identity": worst[key]}
+            for key in moves}
 
 
 def write_sheet(path: Path, photo: np.ndarray, pictures: dict) -> None:
@@ -181,6 +216,8 @@ def main() -> None:
                         help="override an UpscaleSettings field, e.g. --set use_features=false")
     parser.add_argument("--fit-steps", type=int, default=FitSettings.steps)
     parser.add_argument("--sheets", type=Path)
+    parser.add_argument("--basis", action="store_true",
+                        help="also measure landmark motion and identity under each basis edit (λ_k ± 10)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -189,10 +226,18 @@ def main() -> None:
     estimator = ExpressionEstimator.for_checkpoint(model, DEMO_CHECKPOINT)
     report = {}
     for spec in args.photos:
-        report[spec] = evaluate(spec, model, estimator, FitSettings(steps=args.fit_steps), settings, args.sheets)
+        report[spec] = evaluate(spec, model, estimator, FitSettings(steps=args.fit_steps), settings, args.sheets,
+                                args.basis)
         print(json.dumps({spec: report[spec]}, indent=1), flush=True)
     print(f"\nsettings: {dataclasses.asdict(settings)}")
     print_table(report)
+    if args.basis:
+        print("\n| photo | basis: mean landmark motion / IOD, bicubic / upscaled | vectors ≥ 3 % | worst identity |")
+        print("|---|---|---|---|")
+        for spec, r in report.items():
+            b, u = r["basis"]["bicubic"], r["basis"]["upscaled"]
+            print(f"| {spec} | {100 * b['mean_motion_iod']:.2f} % / {100 * u['mean_motion_iod']:.2f} % | "
+                  f"{b['vectors_over_3pc']} / {u['vectors_over_3pc']} | {b['worst_identity']:.3f} / {u['worst_identity']:.3f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"settings": dataclasses.asdict(settings), "photos": report}, indent=1))
