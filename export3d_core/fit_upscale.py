@@ -44,6 +44,9 @@ class UpscaleSettings:
     patch: int = 48  # input patch side (pixels of the model's output) per training sample
     batch: int = 4  # patches per step
     renders: int = 4  # jittered renders of the fitted model at the photo's camera to cut patches from
+    # The band of columns (fractions of the width) patches are cut from: (0, 0.5) learns from the
+    # left half only, so the right half measures how the mapping does on pixels it never saw.
+    columns: tuple[float, float] = (0.0, 1.0)
     loss: str = "l1"  # "l1" or "mse" against the photo
     time_budget_s: float = 15.0  # renders and training stop after this many seconds even if steps remain
     seed: int = 0
@@ -55,6 +58,8 @@ class UpscaleSettings:
             raise Export3DError(f"the upscaler's kernel must be 1, 3 or 5, got {self.kernel}")
         if self.layers < 1 or self.width < 1 or self.steps < 1 or self.renders < 1 or self.batch < 1:
             raise Export3DError("layers, width, steps, renders and batch must be at least 1")
+        if not 0.0 <= self.columns[0] < self.columns[1] <= 1.0:
+            raise Export3DError(f"columns must be fractions 0 <= a < b <= 1, got {self.columns}")
         if self.loss not in ("l1", "mse"):
             raise Export3DError(f"loss must be l1 or mse, got {self.loss!r}")
 
@@ -178,9 +183,13 @@ def _training_renders(model: Export3D, aligned: np.ndarray, camera, lam: list[fl
 def _patches(images: Tensor, features: Tensor, target: Tensor, settings: UpscaleSettings,
              generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """`batch` random aligned patches: render (B, 3, p, p), features (B, C, p, p), photo (B, 3, f·p, f·p)."""
-    n, p, f = images.shape[-1], min(settings.patch, images.shape[-1]), settings.factor
+    n, f = images.shape[-1], settings.factor
+    left, right = round(settings.columns[0] * n), round(settings.columns[1] * n)
+    p = min(settings.patch, right - left)
     picks = torch.randint(0, images.shape[0], (settings.batch,), generator=generator).tolist()
-    corners = torch.randint(0, n - p + 1, (settings.batch, 2), generator=generator).tolist()
+    rows = torch.randint(0, n - p + 1, (settings.batch,), generator=generator)
+    cols = torch.randint(left, right - p + 1, (settings.batch,), generator=generator)
+    corners = torch.stack([rows, cols], dim=1).tolist()
     crops = [(images[i, :, y:y + p, x:x + p], features[i, :, y:y + p, x:x + p],
               target[0, :, f * y:f * (y + p), f * x:f * (x + p)]) for i, (y, x) in zip(picks, corners)]
     return tuple(torch.stack(parts) for parts in zip(*crops))  # type: ignore[return-value]
