@@ -51,10 +51,13 @@ def test_the_upscaler_beats_bicubic_at_twice_the_size(tiny_model):
     assert len(result.losses) == FAST.steps and np.mean(result.losses[-5:]) < result.losses[0]
 
 
-def test_without_the_sr_features_and_at_four_times(tiny_model):
-    settings = dataclasses.replace(FAST, factor=4, use_features=False, steps=3)
+@pytest.mark.parametrize("changes", [{"factor": 4, "use_features": False}, {"high_band_only": True, "kernel": 1},
+                                     {"columns": (0.0, 0.5)}], ids=["x4-image-only", "high-band-1x1", "left-half"])
+def test_the_variants_train_and_keep_the_shape(tiny_model, changes):
+    settings = dataclasses.replace(FAST, steps=3, **changes)
     result = trained(tiny_model, settings)
-    assert upscale(tiny_model, result.upscaler, render(tiny_model)).shape[-1] == 4 * tiny_model.config.output_size
+    image = upscale(tiny_model, result.upscaler, render(tiny_model))
+    assert image.shape[-1] == settings.factor * tiny_model.config.output_size and bool(torch.isfinite(image).all())
 
 
 def test_the_same_seed_gives_the_same_upscaler(tiny_model):
@@ -81,6 +84,6 @@ def test_what_the_upscaler_refuses(tiny_model):
     preview = session.render([0.0] * cfg.n_basis, OrbitCamera(), quality="preview")
     with pytest.raises(Export3DError, match="full-quality render"):
         upscale(tiny_model, trained(tiny_model, dataclasses.replace(FAST, steps=1)).upscaler, preview)
-    for bad in ({"factor": 3}, {"kernel": 2}, {"loss": "l2"}, {"steps": 0}):
+    for bad in ({"factor": 3}, {"kernel": 2}, {"loss": "l2"}, {"steps": 0}, {"columns": (0.5, 0.5)}):
         with pytest.raises(Export3DError):
             dataclasses.replace(FAST, **bad)
