@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from export3d_core.errors import Export3DError
 from export3d_core.model import Export3D, RenderOutput
-from export3d_core.session import image_to_tensor
+from export3d_core.display import image_to_tensor
 
 LRELU_SLOPE = 0.2
 
