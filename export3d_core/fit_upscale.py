@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from export3d_core.display import image_to_tensor
 from export3d_core.errors import Export3DError
 from export3d_core.model import Export3D, RenderOutput
-from export3d_core.display import image_to_tensor
 
 LRELU_SLOPE = 0.2
 
