@@ -19,12 +19,12 @@ from safetensors.torch import save_file
 
 from export3d_core.atomic import atomic_path
 from export3d_core.errors import Export3DError
-from export3d_core.fit import FitResult, apply_tensors
+from export3d_core.fit import FitResult, apply_tensors, fit_shapes
 from export3d_core.model import Export3D
 from export3d_core.tensor_files import read_tensor_file
 
 FIT_FORMAT = "export3d-fit"
-FIT_VERSION = 1
+FIT_VERSION = 2  # 2: the offset follows λ (generator.expression_flow.*)
 FIT_SUFFIX = ".safetensors"
 
 
@@ -85,7 +85,8 @@ def read_fit(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str
     if header.get("format") != FIT_FORMAT:
         raise Export3DError(f"{path} is a safetensors file but not an Export3D fit (made by `export3d fit`)")
     if header.get("format_version") != str(FIT_VERSION):
-        raise Export3DError(f"{path} has fit format version {header.get('format_version')}; this build reads {FIT_VERSION}")
+        raise Export3DError(f"{path.name} has fit format version {header.get('format_version')} and this build reads "
+                            f"{FIT_VERSION}; fit the portrait again")
     try:
         meta = json.loads(header["meta"])
     except (KeyError, ValueError) as exc:
@@ -107,9 +108,9 @@ def load_fit(path: str | os.PathLike, model: Export3D, checkpoint: str | os.Path
     if meta.get("checkpoint_sha256") != file_digest(checkpoint):
         made_for = meta.get("checkpoint_name") or "a randomly initialised model"
         raise Export3DError(f"the fit {name} was made for another checkpoint ({made_for}); fit again with this one")
-    state = model.state_dict()
+    shapes = fit_shapes(model)
     for key, tensor in tensors.items():
-        if key not in state or state[key].shape != tensor.shape:
+        if key not in shapes or shapes[key] != tensor.shape:
             raise Export3DError(f"the fit {name} does not match this model's architecture (tensor {key})")
     apply_tensors(model, tensors)
     return meta

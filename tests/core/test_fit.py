@@ -43,10 +43,10 @@ def reconstruction_error(model, photo, lam) -> float:
     return float(((out.image - image_to_tensor(photo, model.config.output_size)) ** 2).mean())
 
 
-GENERATOR_TOO = dataclasses.replace(FAST, lr_appearance=1e-3, lr_triplane_head=1e-3, basis_weight=1.0, basis_size=8)
+GENERATOR_TOO = dataclasses.replace(FAST, lr_appearance=1e-3, lr_triplane_head=1e-3)
 
 
-@pytest.mark.parametrize("settings", [FAST, GENERATOR_TOO], ids=["offset-decoder-sr", "with-generator-and-basis"])
+@pytest.mark.parametrize("settings", [FAST, GENERATOR_TOO], ids=["offset-decoder-sr", "with-generator"])
 def test_fit_lowers_the_error_and_reloads_bit_identically(tmp_path, tiny_checkpoint, settings):
     model, _ = load_checkpoint(tiny_checkpoint)
     photo, lam = small_photo(), [0.0] * model.config.n_basis
@@ -64,7 +64,8 @@ def test_fit_lowers_the_error_and_reloads_bit_identically(tmp_path, tiny_checkpo
     tensors, meta = read_fit(path)
     assert set(tensors) == set(result.changed) and meta["steps"] == settings.steps
     assert any(name.startswith("generator.vit_blocks") for name in tensors) == (settings.lr_appearance > 0)
-    assert all(t.dtype == torch.float16 for t in tensors.values())
+    exact = {"generator.expression_flow.pivot", "generator.expression_flow.to_lam"}  # λ's readout stays float32
+    assert all(t.dtype == (torch.float32 if name in exact else torch.float16) for name, t in tensors.items())
     reloaded, _ = load_checkpoint(tiny_checkpoint)
     load_fit(path, reloaded, tiny_checkpoint, photo)
     camera = OrbitCamera(yaw=math.radians(15))
