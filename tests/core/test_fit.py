@@ -85,6 +85,11 @@ def test_a_fit_for_another_photo_or_checkpoint_is_refused(tmp_path, tiny_checkpo
     path = save_fit(tmp_path / "a.safetensors", result, tiny_checkpoint, photo)
     with pytest.raises(Export3DError, match="another photo"):
         load_fit(path, model, tiny_checkpoint, small_photo("synthetic_02.png"))
+    shifted = np.roll(photo, 6, axis=1)  # the same photo cropped 10 % to the side
+    with pytest.raises(Export3DError, match="another photo"):
+        load_fit(path, model, tiny_checkpoint, shifted)
+    # the same crop at another size (the editor keeps 256 px portraits, the CLI crops at the model's size)
+    load_fit(path, load_checkpoint(tiny_checkpoint)[0], tiny_checkpoint, small_photo(size=256))
     torch.manual_seed(1)
     other = save_checkpoint(type(model)(model.config), tmp_path / "other.safetensors")
     with pytest.raises(Export3DError, match="another checkpoint"):
