@@ -309,13 +309,30 @@ class EditorController(QObject):
                               and self.loaded is not None and self.loaded.model is model else None)
         return self._start_job(job, "fit")
 
-    def apply_fit(self, fitted: FittedPortrait) -> None:
+    def apply_fit(self, fitted: FittedPortrait, note: str = "portrait fitted; fit saved as") -> None:
         """Renders and exports of this portrait use the fitted model from now on (an unsaved change)."""
         self.fit = fitted
         self.mark_changed()
         self._rebuild_session()
         self.fit_changed.emit(fitted.path)  # after the rebuild: thumbnails asked for now render the fit
-        self.status.emit(f"portrait fitted; fit saved as {fitted.path}")
+        self.status.emit(f"{note} {fitted.path}")
+
+    def open_fit(self, path: Path) -> bool:
+        """Use a fit file made earlier (by `export3d fit` or another project) for this portrait;
+        one that belongs to another photo or checkpoint is refused in one line and changes nothing."""
+        if self.loaded is None or self.portrait_image is None:
+            self.error.emit("open a portrait first: a fit belongs to one portrait")
+            return False
+        try:
+            fitted = load_fitted(Path(path), self.loaded.model, self.loaded.path, self.portrait_image)
+        except Export3DError as exc:
+            self.error.emit(str(exc))
+            return False
+        except OSError as exc:
+            self.error.emit(f"could not read {Path(path).name}: {exc.strerror or exc}")
+            return False
+        self.apply_fit(fitted, "fit opened:")
+        return True
 
     def _fit_beside(self, project_path: Path) -> Path | None:
         """The fit file beside the project (copied there when it lives elsewhere), for a relative path."""

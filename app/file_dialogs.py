@@ -10,6 +10,7 @@ from app.project import PROJECT_SUFFIX
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors)"
+FIT_FILTER = "Fits (*.safetensors)"
 PROJECT_FILTER = f"Projects (*{PROJECT_SUFFIX} *.json)"
 # export kind -> the save dialog's title, default name and filters
 EXPORT_TARGETS = {
