@@ -273,3 +273,29 @@ def test_pasted_frames_turn_the_head_from_the_photos_pose_with_the_photos_distan
     problem = animation_paste_back_problem(animation, times, photo)
     assert "only right within 10° yaw" in problem and "(this view: 20° yaw, 4° pitch away); 2 of 5 frames" in problem
     assert animation_paste_back_problem(animation, times[:3], photo) == ""  # 0°, 5° and 10° away: within
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_animate_renders_with_the_projects_fit_and_refuses_one_for_another_photo(tmp_path, capsys):
+    from export3d_core.checkpoint import REPO_ROOT
+
+    photo = REPO_ROOT / "resources" / "portraits" / "astronaut.png"
+    fit = tmp_path / "me.fit.safetensors"
+    assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny", "--steps", "2"]) == 0
+    project = save_animation(tmp_path / "p.e3d.json", two_key_animation((0.0,) * N, (3.0,) * N, 0.5, fps=2),
+                             portrait=photo)
+    unfitted, fitted = tmp_path / "unfitted", tmp_path / "fitted"
+    assert main(["animate", str(project), "--random-init", "tiny", "-o", str(unfitted)]) == 0
+    data = json.loads(project.read_text())
+    project.write_text(json.dumps({**data, "fit": fit.name}))  # as the editor saves it: beside the project
+    assert main(["animate", str(project), "--random-init", "tiny", "-o", str(fitted)]) == 0
+    pairs = list(zip(sorted(unfitted.iterdir()), sorted(fitted.iterdir())))
+    assert len(pairs) == 2 and all(not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+                                   for a, b in pairs)
+    other = tmp_path / "mirrored.png"
+    Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    capsys.readouterr()
+    assert main(["animate", str(project), "--random-init", "tiny", "--fit", str(fit), "--portrait", str(other),
+                 "-o", str(tmp_path / "other.gif")]) == 2
+    assert "was made for another photo" in capsys.readouterr().err
+    assert not (tmp_path / "other.gif").exists()
