@@ -525,10 +525,13 @@ class EditorController(QObject):
         return ""
 
     def paste_back_camera(self) -> OrbitCamera:
-        """The view's angles in the photo's own framing (its distance, field of view and pivot), so the
-        render lines up with the photo it is pasted into."""
-        photo, view = OrbitCamera.from_params(self.photo_camera()), self.state.camera.to_orbit()
-        return photo.replace(yaw=view.yaw, pitch=view.pitch)
+        """The photo's own pose turned by the view's yaw and pitch, in the photo's framing (its distance,
+        field of view and pivot), so the render lines up with the photo it is pasted into. The same
+        rule as `--paste-back` and a pasted animation's keys: yaw 0, pitch 0 is the photo's pose."""
+        from export3d_core import turned_camera
+
+        view = self.state.camera.to_orbit()
+        return turned_camera(OrbitCamera.from_params(self.photo_camera()), view.yaw, view.pitch)
 
     def export_spec(self, kind: str, path: Path, paste_back: bool = False, **settings) -> ExportSpec:
         if paste_back:

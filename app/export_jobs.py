@@ -38,7 +38,7 @@ class PhotoSource:
 
     path: Path
     crop_size: int  # the side of the editor's aligned crop of it
-    camera: object  # OrbitCamera: the view's angles in the photo's framing
+    camera: object  # OrbitCamera: the photo's pose turned by the view's yaw and pitch (stills, turntables, sweeps)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from export3d_core.errors import Export3DError
 from export3d_core.camera import OrbitCamera
 from export3d_core.export import ANIMATION_SUFFIXES, ExportCancelled, check_target, write_animation
 from export3d_core.display import RENDER_MODES
-from export3d_core.paste_back import Compositor, limit_problem, turned
+from export3d_core.paste_back import Compositor, limit_problem, turned_camera
 from export3d_core.session import QUALITIES, PortraitSession
 
 Progress = Callable[[int, int | None], None]
@@ -241,7 +241,7 @@ def paste_back_cameras(animation: Animation, times: list[float], photo_camera: O
     cameras = []
     for t in times:
         orbit = animation.sample(t)[1].to_orbit()
-        cameras.append(turned(photo_camera, orbit.yaw, orbit.pitch))
+        cameras.append(turned_camera(photo_camera, orbit.yaw, orbit.pitch))
     return cameras
 
 

@@ -64,7 +64,7 @@ def pose_supported(camera: OrbitCamera, photo_camera: OrbitCamera) -> tuple[bool
     return True, ""
 
 
-def turned(photo_camera: OrbitCamera, yaw: float, pitch: float) -> OrbitCamera:
+def turned_camera(photo_camera: OrbitCamera, yaw: float, pitch: float) -> OrbitCamera:
     """The photo's own camera turned by `yaw` and `pitch` (radians): the view a pasted frame renders
     from. Distance, field of view and pivot stay the photo's, so the render lines up with it."""
     return photo_camera.replace(yaw=photo_camera.yaw + yaw, pitch=photo_camera.pitch + pitch)
@@ -165,8 +165,8 @@ class Compositor:
         self.photo_camera, self.settings = photo_camera, settings
 
     def turned(self, yaw: float, pitch: float) -> OrbitCamera:
-        """The photo's own camera turned by `yaw` and `pitch` (radians), as `turned`."""
-        return turned(self.photo_camera, yaw, pitch)
+        """The photo's own camera turned by `yaw` and `pitch` (radians), as `turned_camera`."""
+        return turned_camera(self.photo_camera, yaw, pitch)
 
     def frame(self, session, lam, camera: OrbitCamera) -> np.ndarray:
         """The final render of (λ, camera) pasted into the photo, (H, W, 3) uint8 at the photo's size."""

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QFileDialog
 from skimage.data import astronaut
 
-from export3d_core import AnimationExportSettings
+from export3d_core import AnimationExportSettings, OrbitCamera
 
 from app.state import ViewCamera
 from app.widgets.export_dialogs import PASTE_TEXT, AnimationDialog
@@ -97,6 +97,16 @@ def test_the_menu_writes_a_pasted_animation_at_the_photos_size(qtbot, window, ph
         same = np.all(frame == astronaut(), axis=-1).mean()
         assert 0.5 < same < 1.0  # the photo around the face, pixel for pixel; the face pasted in
     assert not np.array_equal(frames[0], frames[-1])  # λ and the view moved
+
+    # One rule for stills and animations: yaw and pitch turn the head from the photo's own pose.
+    window.timeline.scrub(0.0)  # the first key's pose: λ = 0, yaw 0
+    photo = OrbitCamera.from_params(window.controller.photo_camera())
+    view = window.controller.paste_back_camera()
+    assert (view.yaw, view.pitch, view.radius) == pytest.approx((photo.yaw, photo.pitch, photo.radius))
+    assert max(abs(photo.yaw), abs(photo.pitch)) > np.radians(1)  # not the frontal view: the rule shows
+    still = tmp_path / "still.png"
+    _finish(qtbot, window, window.run_export(window.controller.export_spec("still", still, paste_back=True)))
+    assert np.array_equal(np.asarray(Image.open(still)), frames[0])
 
 
 def test_a_cancelled_pasted_export_leaves_no_file(qtbot, window, photo, idle, tmp_path, monkeypatch):
