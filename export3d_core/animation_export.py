@@ -23,8 +23,8 @@ import numpy as np
 
 from export3d_core.animation import Animation, CameraPose
 from export3d_core.atomic import check_writable
-from export3d_core.errors import Export3DError
 from export3d_core.camera import OrbitCamera
+from export3d_core.errors import Export3DError
 from export3d_core.export import ANIMATION_SUFFIXES, ExportCancelled, check_target, write_animation
 from export3d_core.display import RENDER_MODES
 from export3d_core.paste_back import Compositor, limit_problem, turned_camera
