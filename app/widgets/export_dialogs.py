@@ -21,6 +21,8 @@ DEFAULT_TURNTABLE = TurntableSettings()
 
 PASTE_TEXT = "Paste into the original photo"
 PASTE_TIP = "Composite the rendered face into the original photo at the photo's own resolution"
+SIZE_TIP = "Side of the square frames; the model's output size when left at its minimum"
+PASTED_SIZE_TIP = "Frames pasted into the photo have the photo's own size"
 
 
 def _paste_option(form: QFormLayout, paste_problem) -> QCheckBox:
@@ -165,7 +167,7 @@ class AnimationDialog(QDialog):
         self.size.setRange(0, 4096)
         self.size.setSpecialValueText("the model's output")
         self.size.setSuffix(" px")
-        self.size.setToolTip("Side of the square frames; the model's output size when left at its minimum")
+        self.size.setToolTip(SIZE_TIP)
         form.addRow("FPS", self.fps)
         form.addRow("From", self.start)
         form.addRow("To (inclusive)", self.end)
@@ -193,6 +195,7 @@ class AnimationDialog(QDialog):
     def _paste_toggled(self, on: bool) -> None:
         """Pasted frames have the photo's own size."""
         self.size.setEnabled(not on)
+        self.size.setToolTip(PASTED_SIZE_TIP if on else SIZE_TIP)
 
     def pasted(self) -> bool:
         return self.paste_back.isEnabled() and self.paste_back.isChecked()

@@ -68,7 +68,7 @@ def test_the_option_follows_the_photo_and_the_pose_limit_over_the_range(window, 
     assert dialog.paste_back.isEnabled() and not dialog.paste_back.isChecked()
     dialog.size.setValue(48)
     dialog.paste_back.setChecked(True)
-    assert not dialog.size.isEnabled()  # pasted frames have the photo's size
+    assert not dialog.size.isEnabled() and "photo's own size" in dialog.size.toolTip()
     assert dialog.pasted() and dialog.settings().size is None
     window.state.set_mode("depth")
     dialog = _dialog(window)
