@@ -335,7 +335,8 @@ class MainWindow(QMainWindow):
 
     def export_animation_dialog(self) -> None:
         try:
-            answer = file_dialogs.ask_animation_export(self, self.state.animation, self.state.mode)
+            answer = file_dialogs.ask_animation_export(self, self.state.animation, self.state.mode,
+                                                       self.controller.animation_paste_back_problem)
         except Export3DError as exc:
             self.show_error(str(exc))
             return
