@@ -66,6 +66,7 @@ class FitSettings:
     samples: int = 12  # coarse and fine samples per ray while fitting (the model renders with its own)
     perturb: bool = True  # jitter the samples, so the fit cannot exploit their fixed positions
     side_weight: float = 1.0  # weight of the side-view depth and opacity regulariser (0: off)
+    offset_weight: float = 0.0  # weight of the offset's mean square: paint only what G cannot (0: off)
     side_views: int = 8  # fixed random side views the regulariser cycles through, one per step
     side_yaw_deg: float = 40.0  # side views' yaw within ± this
     side_pitch_deg: float = 15.0  # side views' pitch within ± this
@@ -157,6 +158,8 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
         out = fitted.render(planes, cameras, renderer=renderer, perturb=settings.perturb, generator=jitter)
         reconstruction = F.mse_loss(out.image, target) + settings.raw_weight * F.mse_loss(out.image_raw, target_raw)
         loss = reconstruction + settings.side_weight * _side_loss(fitted, planes, renderer, side[step % len(side)], settings)
+        if settings.offset_weight > 0:
+            loss = loss + settings.offset_weight * offset.delta.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -186,3 +186,14 @@ def test_eval_real_with_fit_measures_the_fitted_model_too(tmp_path, capsys):
     assert set(fitted) == set(item) - {"photo", "method", "lam_source", "fitted"} | {"fit_seconds", "fit_steps"}
     assert fitted["reconstruction"]["psnr"] > item["reconstruction"]["psnr"] + 2  # 4 steps already help
     assert "fitted (4 steps in" in capsys.readouterr().out
+
+
+def test_the_offset_penalty_keeps_the_paint_smaller(tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    photo, lam = small_photo(), [0.0] * model.config.n_basis
+    sizes = []
+    for weight in (0.0, 1000.0):
+        settings = dataclasses.replace(FAST, preview_every=0, offset_weight=weight)
+        offset = fit_portrait(model, photo, frontal_camera(), lam, settings).model.generator.expression_flow.offset
+        sizes.append(float(offset.float().pow(2).mean().sqrt()))
+    assert sizes[1] < 0.5 * sizes[0]
