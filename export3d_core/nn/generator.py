@@ -4,8 +4,8 @@ Split in two stages so the editor pays only for what changed (docs/architecture.
 `encode(S)` (conv encoder, patch merging, plain ViT blocks, high-resolution conv skip) gives an
 `Appearance` that depends on the source alone; `triplane(app, e)` runs the expression-conditioned
 EAdaLN-ViT blocks, pixel-shuffles the tokens to the plane resolution, fuses the skip, removes the
-patch-grid artefacts with a fixed Gaussian low-pass and adds the EMA tri-plane of Eq. (2).
-All initialisation is in `initialize_weights()`.
+patch-grid artefacts with a fixed Gaussian low-pass and adds the EMA tri-plane of Eq. (2) and, in
+a fitted copy, the portrait's offset warped along λ (`expression_flow.py`). All initialisation is in `initialize_weights()`.
 """
 from __future__ import annotations
 
