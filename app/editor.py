@@ -309,13 +309,30 @@ class EditorController(QObject):
                               and self.loaded is not None and self.loaded.model is model else None)
         return self._start_job(job, "fit")
 
-    def apply_fit(self, fitted: FittedPortrait) -> None:
+    def apply_fit(self, fitted: FittedPortrait, note: str = "portrait fitted; fit saved as") -> None:
         """Renders and exports of this portrait use the fitted model from now on (an unsaved change)."""
         self.fit = fitted
         self.mark_changed()
         self._rebuild_session()
         self.fit_changed.emit(fitted.path)  # after the rebuild: thumbnails asked for now render the fit
-        self.status.emit(f"portrait fitted; fit saved as {fitted.path}")
+        self.status.emit(f"{note} {fitted.path}")
+
+    def open_fit(self, path: Path) -> bool:
+        """Use a fit file made earlier (by `export3d fit` or another project) for this portrait;
+        one that belongs to another photo or checkpoint is refused in one line and changes nothing."""
+        if self.loaded is None or self.portrait_image is None:
+            self.error.emit("open a portrait first: a fit belongs to one portrait")
+            return False
+        try:
+            fitted = load_fitted(Path(path), self.loaded.model, self.loaded.path, self.portrait_image)
+        except Export3DError as exc:
+            self.error.emit(str(exc))
+            return False
+        except OSError as exc:
+            self.error.emit(f"could not read {Path(path).name}: {exc.strerror or exc}")
+            return False
+        self.apply_fit(fitted, "fit opened:")
+        return True
 
     def _fit_beside(self, project_path: Path) -> Path | None:
         """The fit file beside the project (copied there when it lives elsewhere), for a relative path."""
@@ -490,12 +507,9 @@ class EditorController(QObject):
         given) beyond the measured pose limit."""
         from export3d_core import pose_supported, turntable_cameras
 
-        if self.state.portrait_path is None or self.portrait_image is None:
-            return "there is no original photo to paste into"
-        if self.portrait_crop is not None:
-            return "the crop was placed by hand, so the photo's alignment is not known"
-        if self.state.mode != "final":
-            return "paste-back composites the final image; switch the view to Final"
+        problem = self._paste_back_photo_problem()
+        if problem:
+            return problem
         photo = OrbitCamera.from_params(self.photo_camera())
         view = self.paste_back_camera()
         for camera in turntable_cameras(view, turntable) if turntable is not None else [view]:
@@ -504,11 +518,37 @@ class EditorController(QObject):
                 return why[0].upper() + why[1:]
         return ""
 
+    def animation_paste_back_problem(self, settings) -> str:
+        """Why the timeline's animation cannot be pasted into the photo with these AnimationExportSettings
+        ("" when it can): as `paste_back_problem`, with every frame's camera the photo's own pose turned by
+        the keys' yaw and pitch (`export3d_core.animation_export`), within the measured limit."""
+        from export3d_core import animation_paste_back_problem
+
+        problem = self._paste_back_photo_problem()
+        animation = self.state.animation
+        if problem or animation is None:
+            return problem or "the timeline has no keys"
+        times = animation.frame_times(settings.fps, settings.start, settings.end)
+        problem = animation_paste_back_problem(animation, times, OrbitCamera.from_params(self.photo_camera()))
+        return problem[0].upper() + problem[1:] if problem else ""
+
+    def _paste_back_photo_problem(self) -> str:
+        if self.state.portrait_path is None or self.portrait_image is None:
+            return "there is no original photo to paste into"
+        if self.portrait_crop is not None:
+            return "the crop was placed by hand, so the photo's alignment is not known"
+        if self.state.mode != "final":
+            return "paste-back composites the final image; switch the view to Final"
+        return ""
+
     def paste_back_camera(self) -> OrbitCamera:
-        """The view's angles in the photo's own framing (its distance, field of view and pivot), so the
-        render lines up with the photo it is pasted into."""
-        photo, view = OrbitCamera.from_params(self.photo_camera()), self.state.camera.to_orbit()
-        return photo.replace(yaw=view.yaw, pitch=view.pitch)
+        """The photo's own pose turned by the view's yaw and pitch, in the photo's framing (its distance,
+        field of view and pivot), so the render lines up with the photo it is pasted into. The same
+        rule as `--paste-back` and a pasted animation's keys: yaw 0, pitch 0 is the photo's pose."""
+        from export3d_core import turned_camera
+
+        view = self.state.camera.to_orbit()
+        return turned_camera(OrbitCamera.from_params(self.photo_camera()), view.yaw, view.pitch)
 
     def export_spec(self, kind: str, path: Path, paste_back: bool = False, **settings) -> ExportSpec:
         if paste_back:

@@ -5,7 +5,8 @@ Each job runs on its own thread with its own `PortraitSession` over the shared (
 so the viewport keeps rendering. Writing goes through `export3d_core.export` (the same code as
 the headless commands): atomic, and a cancelled job raises `ExportCancelled` and leaves no file.
 With `paste_back`, each frame is composited into the original photo at its own resolution
-(`export3d_core.Compositor`, as `--paste-back` on the command line).
+(`export3d_core.Compositor`, as `--paste-back` on the command line); an animation's keys then turn
+the head from the photo's own pose, as `export3d animate --paste-back` does.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class PhotoSource:
 
     path: Path
     crop_size: int  # the side of the editor's aligned crop of it
-    camera: object  # OrbitCamera: the view's angles in the photo's framing
+    camera: object  # OrbitCamera: the photo's pose turned by the view's yaw and pitch (stills, turntables, sweeps)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ExportSpec:
     sweep: SweepSettings | None = None
     mesh: object | None = None  # mesh only: export3d_core.mesh.MeshSettings (None: its defaults)
     names: tuple[str, ...] = ()  # mesh only: the sliders' names, given to the morph targets
-    paste_back: PhotoSource | None = None  # still/turntable/sweep: composite into the original photo
+    paste_back: PhotoSource | None = None  # composite into the original photo (any kind but mesh)
     animation: object | None = None  # animation only: export3d_core Animation (the timeline's keys)
     animation_settings: object | None = None  # animation only: export3d_core AnimationExportSettings
 
@@ -137,12 +138,10 @@ class ExportJob(CancellableJob):
 
     def _export_pasted(self, session) -> Path:
         """Still, turntable or sweep composited into the original photo (final image, opaque)."""
-        from export3d_core import Compositor, OrbitCamera, photo_and_transform, sweep_lambdas, turntable_cameras
+        from export3d_core import photo_compositor, sweep_lambdas, turntable_cameras
 
         spec, source = self.spec, self.spec.paste_back
-        original, transform, photo_camera = photo_and_transform(source.path, source.crop_size)
-        photo = OrbitCamera() if photo_camera is None else OrbitCamera.from_params(photo_camera)
-        compositor = Compositor(original, transform, source.crop_size, photo)
+        compositor = photo_compositor(source.path, source.crop_size)
         if spec.kind == "still":
             image = compositor.frame(session, spec.lam, source.camera)
             if self._cancel.is_set():
@@ -185,5 +184,10 @@ class ExportJob(CancellableJob):
         session = PortraitSession(self.model)
         session.set_portrait(self.portrait)
         settings = spec.animation_settings or AnimationExportSettings(mode=spec.mode)
+        compositor = None
+        if spec.paste_back is not None:
+            from export3d_core import photo_compositor
+
+            compositor = photo_compositor(spec.paste_back.path, spec.paste_back.crop_size)
         return export_animation(session, spec.animation, spec.path, settings, overwrite=spec.overwrite,
-                                progress=self._report, should_cancel=self._cancel.is_set)
+                                progress=self._report, should_cancel=self._cancel.is_set, compositor=compositor)

@@ -10,6 +10,7 @@ from app.project import PROJECT_SUFFIX
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors)"
+FIT_FILTER = "Fits (*.safetensors)"
 PROJECT_FILTER = f"Projects (*{PROJECT_SUFFIX} *.json)"
 # export kind -> the save dialog's title, default name and filters
 EXPORT_TARGETS = {
@@ -86,19 +87,22 @@ def ask_mesh_export(parent: QWidget, names: tuple[str, ...]) -> tuple[Path, bool
     return path, overwrite, {"mesh": settings, "names": names}
 
 
-def ask_animation_export(parent: QWidget, animation, mode: str) -> tuple[Path, bool, dict] | None:
-    """The timeline's export: range, fps and size, then an .mp4, a .gif or a folder for PNGs.
-    Export3DError with one line when there are no keys or the range is refused (before asking where)."""
+def ask_animation_export(parent: QWidget, animation, mode: str,
+                         paste_problem=None) -> tuple[Path, bool, dict] | None:
+    """The timeline's export: range, fps, size and paste-back, then an .mp4, a .gif or a folder for PNGs.
+    Export3DError with one line when there are no keys or the range is refused (before asking where).
+    `paste_problem(settings)`: as in `AnimationDialog`; None: paste-back is not offered."""
     from export3d_core import Export3DError
 
     from app.widgets.export_dialogs import AnimationDialog
 
     if animation is None:
         raise Export3DError("nothing to export: the timeline has no keys (add a key first)")
-    dialog = AnimationDialog(animation, parent)
+    dialog = AnimationDialog(animation, parent, paste_problem, mode)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
-    settings = dialog.settings(mode)
+    settings = dialog.settings()
     animation.frame_times(settings.fps, settings.start, settings.end)
     target = ask_target(parent, *EXPORT_TARGETS["animation"])
-    return None if target is None else (*target, {"animation": animation, "animation_settings": settings})
+    options = {"animation": animation, "animation_settings": settings, "paste_back": dialog.pasted()}
+    return None if target is None else (*target, options)

@@ -4,10 +4,12 @@ A plain thread takes the newest captured frame (`LatestFrameSource` drops the re
 and smooths it (`LiveDriver.step`), and posts the pose to the main thread, which sets the editor's
 λ and camera without an undo step, like scrubbing. The render service then renders the newest pose
 as a preview (newest wins), so the machine shows as many frames as it renders and never queues.
-A recorded take replaces the timeline's animation in one undoable edit.
+A recorded take replaces the timeline's animation in one undoable edit. The gain on λ and the
+smoothing strength (`DriveSettings`, as `export3d drive --gain/--smoothing`) can change while it runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -34,6 +36,7 @@ class LiveSession(QObject):
         self._stop = threading.Event()
         self._lock = threading.Lock()  # `step` and the recording calls touch the driver's take
         self.poses_shown = 0
+        self.settings = DriveSettings()
         self.pose.connect(self._show)
 
     @property
@@ -55,7 +58,7 @@ class LiveSession(QObject):
             raise Export3DError(f"live needs an expression estimator: {loaded.estimator_note}")
         model = loaded.model
         reader = FaceReader(loaded.estimator, model.config.input_size)
-        driver = LiveDriver(reader, neutral_lambda(model), DriveSettings(),
+        driver = LiveDriver(reader, neutral_lambda(model), self.settings,
                             base_camera=pose_camera(self.controller.state.camera))
         self.source = LatestFrameSource(source)  # raises before anything changes
         self.timeline.stop()  # one thing drives the pose at a time
@@ -84,6 +87,20 @@ class LiveSession(QObject):
             self.controller.state.set_lam(lam)
             self.controller.state.set_camera(view_camera(camera))
         self.poses_shown += 1
+
+    def set_gain(self, gain: float) -> None:
+        """Scale the performance's λ around the neutral expression, from the next frame on."""
+        self._set_settings(dataclasses.replace(self.settings, gain=float(gain)))
+
+    def set_smoothing(self, strength: float) -> None:
+        """The One Euro filter's strength (0: off, 1: the default, 2: half the cutoff), from the next frame on."""
+        self._set_settings(dataclasses.replace(self.settings, smoothing=float(strength)))
+
+    def _set_settings(self, settings: DriveSettings) -> None:
+        self.settings = settings
+        with self._lock:
+            if self.driver is not None:
+                self.driver.set_settings(settings)
 
     def start_recording(self) -> None:
         if self.running:

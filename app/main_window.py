@@ -263,6 +263,8 @@ class MainWindow(QMainWindow):
             SEPARATOR,
             Entry("fit", "Fit to this portrait", self.fit_portrait,
                   tip="Tune a copy of the model to this photo (background job); saved with the project"),
+            Entry("open_fit", "Use fit file…", self.open_fit_dialog,
+                  tip="A fit made earlier for this photo and model (export3d fit, another project)"),
             SEPARATOR,
             Entry("add_key", "Add key at playhead", self.timeline.add_key, "K", "Timeline: the current λ and camera"),
             Entry("play", "Play / stop timeline", self.timeline.toggle_play, "Space"),
@@ -314,6 +316,11 @@ class MainWindow(QMainWindow):
         if path and self.confirm_discard(f"opening {path.name}"):
             self.open_project(path)
 
+    def open_fit_dialog(self) -> None:
+        path = file_dialogs.ask_open(self, "Use fit file", file_dialogs.FIT_FILTER)
+        if path:
+            self.controller.open_fit(path)
+
     def save_project_dialog(self, ask: bool) -> bool:
         """Save (asking where when the project has no file yet, or `ask`); True when it was saved."""
         path = None if ask else self.project_path
@@ -328,7 +335,8 @@ class MainWindow(QMainWindow):
 
     def export_animation_dialog(self) -> None:
         try:
-            answer = file_dialogs.ask_animation_export(self, self.state.animation, self.state.mode)
+            answer = file_dialogs.ask_animation_export(self, self.state.animation, self.state.mode,
+                                                       self.controller.animation_paste_back_problem)
         except Export3DError as exc:
             self.show_error(str(exc))
             return

@@ -90,7 +90,10 @@ _EXPORTS = {
     "out_of_domain": "export3d_core.domain",
     "Compositor": "export3d_core.paste_back",
     "photo_and_transform": "export3d_core.paste_back",
+    "photo_compositor": "export3d_core.paste_back",
+    "animation_paste_back_problem": "export3d_core.animation_export",
     "pose_supported": "export3d_core.paste_back",
+    "turned_camera": "export3d_core.paste_back",
     # files and errors
     "write_json_atomic": "export3d_core.atomic",
     "write_text_atomic": "export3d_core.atomic",

@@ -1,8 +1,10 @@
 """`export3d animate`: render a project's keyframe animation to MP4, GIF or a PNG folder.
 
-The project is the editor's `*.e3d.json` with an "animation" key; its portrait and checkpoint are
-used unless `--portrait` / `--checkpoint` override them. `--bench` times the timeline's preview
-playback and the full-quality export instead of writing anything the user asked for.
+The project is the editor's `*.e3d.json` with an "animation" key; its portrait, checkpoint and
+fit are used unless `--portrait` / `--checkpoint` / `--fit` override them. `--paste-back` pastes
+every frame into the original photo (`animation_export`: the keys' yaw and pitch turn the head from
+the photo's own pose). `--bench` times the timeline's preview playback and the full-quality export
+instead of writing anything the user asked for.
 """
 from __future__ import annotations
 
@@ -34,8 +36,11 @@ def load_aligned_portrait(path: Path, size: int, *, crop=None, aligned: bool = F
 
 
 def open_portrait_session(checkpoint: Path | None, portrait: Path | None, *, random_init: str | None = None,
-                          device: str | None = None, crop=None, aligned: bool = False) -> PortraitSession:
-    """A model (`checkpoint`, else the demo) with `portrait` (else a demo portrait) resident."""
+                          device: str | None = None, crop=None, aligned: bool = False,
+                          fit: Path | None = None) -> PortraitSession:
+    """A model (`checkpoint`, else the demo) with `portrait` (else a demo portrait) resident, and the
+    portrait's `fit` applied to the model first (refused in one line when made for another photo)."""
+    from export3d_core.checkpoint import DEMO_CHECKPOINT
     from export3d_core.portrait import default_portrait
     from export3d_core.view_commands import load_model
 
@@ -44,20 +49,53 @@ def open_portrait_session(checkpoint: Path | None, portrait: Path | None, *, ran
     model = load_model(argparse.Namespace(checkpoint=checkpoint, random_init=random_init, device=device))
     if portrait is None:
         portrait, crop = default_portrait().path, None
+    image = load_aligned_portrait(Path(portrait), model.config.input_size, crop=crop, aligned=aligned)
+    if fit is not None:
+        from export3d_core.fit_file import load_fit
+
+        load_fit(fit, model, None if random_init else (checkpoint or DEMO_CHECKPOINT), image)
     session = PortraitSession(model)
-    session.set_portrait(load_aligned_portrait(Path(portrait), model.config.input_size, crop=crop, aligned=aligned))
+    session.set_portrait(image)
     return session
 
 
 def project_session(project: ProjectFile, args: argparse.Namespace) -> PortraitSession:
-    """The project's model and portrait (each overridable from the command line), resident."""
+    """The project's model, portrait and fit (each overridable from the command line), resident. The
+    project's fit belongs to its portrait: another `--portrait` goes without it unless `--fit` names one."""
+    fit = args.fit or (project.fit if args.portrait is None else None)
     session = open_portrait_session(args.checkpoint or project.checkpoint, args.portrait or project.portrait,
                                     random_init=args.random_init, device=args.device,
-                                    crop=project.crop if args.portrait is None else None, aligned=args.aligned)
+                                    crop=project.crop if args.portrait is None else None, aligned=args.aligned,
+                                    fit=fit)
     n = session.config.n_basis
     if n != len(project.lam):
         raise Export3DError(f"{project.path.name} has {len(project.lam)} λ values; the model has {n}")
     return session
+
+
+def check_paste_back_arguments(project: ProjectFile, args: argparse.Namespace) -> None:
+    """Refuse options that a pasted animation cannot honour, before any model is loaded."""
+    from export3d_core.view_commands import check_paste_back_mode
+
+    check_paste_back_mode(args.mode)
+    if args.size is not None:
+        raise Export3DError("--paste-back writes frames at the photo's own size; drop --size")
+    if args.quality != "full":
+        raise Export3DError("--paste-back renders full-quality frames; drop --quality preview")
+    if args.bench:
+        raise Export3DError("--bench measures the timeline's own renders; drop --paste-back")
+    if args.portrait is None and project.portrait is not None and project.crop is not None:
+        raise Export3DError(f"{project.path.name}'s crop was placed by hand, so the photo's alignment is not known; "
+                            f"--paste-back needs a portrait that intake aligned")
+
+
+def animation_compositor(project: ProjectFile, args: argparse.Namespace, session: PortraitSession):
+    """The compositor into the photo the animation renders (the project's portrait unless overridden)."""
+    from export3d_core.paste_back import photo_compositor
+    from export3d_core.portrait import default_portrait
+
+    photo = args.portrait or project.portrait or default_portrait().path
+    return photo_compositor(photo, session.config.input_size, aligned=True if args.aligned else None)
 
 
 def export_settings(args: argparse.Namespace) -> AnimationExportSettings:
@@ -75,17 +113,28 @@ def run_animate(args: argparse.Namespace) -> int:
         raise Export3DError(f"{project.path.name} has no animation; add keys in the editor's timeline or "
                             f"bake them with `export3d drive --keys-out`")
     settings = export_settings(args)
+    if args.paste_back:
+        check_paste_back_arguments(project, args)
     if args.bench:
         return bench_animation(project, args, settings)
     if args.output is None:
         raise Export3DError("give -o OUT.mp4, OUT.gif or a folder")
     check_output(args.output, args.overwrite)
     session = project_session(project, args)
-    total = len(frame_times(project.animation, settings))
-    with tqdm(total=total, desc="animate", unit="frame") as bar:
+    times = frame_times(project.animation, settings)
+    compositor = None
+    if args.paste_back:
+        from export3d_core.animation_export import paste_back_cameras
+        from export3d_core.view_commands import warn_beyond_paste_back_limit
+
+        compositor = animation_compositor(project, args, session)
+        warn_beyond_paste_back_limit(compositor, paste_back_cameras(project.animation, times,
+                                                                    compositor.photo_camera))
+    with tqdm(total=len(times), desc="animate", unit="frame") as bar:
         path = export_animation(session, project.animation, args.output, settings, overwrite=args.overwrite,
-                                progress=lambda done, _total: bar.update(done - bar.n))
-    print(f"wrote {path} ({total} frames at {settings.fps or project.animation.fps:g} fps)")
+                                progress=lambda done, _total: bar.update(done - bar.n), compositor=compositor)
+    pasted = ", pasted into the photo" if compositor is not None else ""
+    print(f"wrote {path} ({len(times)} frames at {settings.fps or project.animation.fps:g} fps{pasted})")
     return 0
 
 
@@ -146,6 +195,11 @@ def add_animate_command(subparsers) -> None:
     parser.add_argument("project", type=Path, metavar="PROJECT", help="an editor project (*.e3d.json) with keys")
     parser.add_argument("-o", "--output", type=Path, help="OUT.mp4, OUT.gif, or a folder for a PNG sequence")
     parser.add_argument("--portrait", type=Path, help="portrait photo (default: the project's)")
+    parser.add_argument("--fit", type=Path,
+                        help="a fit file of the portrait (default: the project's, when it renders its own portrait)")
+    parser.add_argument("--paste-back", action="store_true",
+                        help="paste every frame into the original photo, at the photo's size; the keys' yaw "
+                             "and pitch then turn the head from the photo's own pose")
     add_project_model_arguments(parser)
     add_range_arguments(parser)
     parser.add_argument("--bench", action="store_true",

@@ -4,6 +4,11 @@ Frames come from a generator (one render per frame, so the caller shows progress
 between frames); MP4 and GIF go through `export.write_animation`, a PNG sequence is written into a
 hidden folder beside the target and renamed into place at the end. Either way a cancelled or failed
 export leaves nothing behind, and an existing target is replaced only with `overwrite`.
+
+With a `paste_back.Compositor` each frame is pasted into the original photo, at the photo's size:
+a key's yaw and pitch then turn the head from the photo's own pose (0°, 0° is the photo's pose, as
+`--yaw/--pitch` with `render --paste-back`, and as a performance baked by `drive` starts), and its
+distance and field of view are the photo's, so every frame lines up with the photo.
 """
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ import numpy as np
 
 from export3d_core.animation import Animation, CameraPose
 from export3d_core.atomic import check_writable
+from export3d_core.camera import OrbitCamera
 from export3d_core.errors import Export3DError
 from export3d_core.export import ANIMATION_SUFFIXES, ExportCancelled, check_target, write_animation
 from export3d_core.display import RENDER_MODES
+from export3d_core.paste_back import Compositor, limit_problem, turned_camera
 from export3d_core.session import QUALITIES, PortraitSession
 
 Progress = Callable[[int, int | None], None]
@@ -201,17 +208,53 @@ def check_output(output: str | Path, overwrite: bool) -> str:
 
 def export_animation(session: PortraitSession, animation: Animation, output: str | Path,
                      settings: AnimationExportSettings = AnimationExportSettings(), *, overwrite: bool = False,
-                     progress: Progress | None = None,
-                     should_cancel: Callable[[], bool] | None = None) -> Path:
-    """Render and write the animation; MP4/GIF by suffix, else a folder of PNGs."""
+                     progress: Progress | None = None, should_cancel: Callable[[], bool] | None = None,
+                     compositor: Compositor | None = None) -> Path:
+    """Render and write the animation; MP4/GIF by suffix, else a folder of PNGs. With `compositor`,
+    every frame is pasted into its photo (see the module's note for the camera)."""
     output = Path(output)
     check_output(output, overwrite)
     check_lambda_count(session, animation)
     times = frame_times(animation, settings)
-    frames = animation_frames(session, animation, settings, times)
+    if compositor is None:
+        frames = animation_frames(session, animation, settings, times)
+    else:
+        check_paste_back_settings(settings)
+        frames = pasted_frames(session, animation, times, compositor)
     fps = animation.fps if settings.fps is None else settings.fps
     return write_frames(output, frames, fps, total=len(times), overwrite=overwrite, progress=progress,
                         should_cancel=should_cancel)
+
+
+def check_paste_back_settings(settings: AnimationExportSettings) -> None:
+    """A pasted frame is the final image, rendered in full, at the photo's own size."""
+    if settings.mode != "final":
+        raise Export3DError(f"paste-back composites the final image, not the {settings.mode} view")
+    if settings.size is not None:
+        raise Export3DError("paste-back writes frames at the photo's own size; leave the size unset")
+    if settings.quality != "full":
+        raise Export3DError("paste-back renders full-quality frames; leave the quality at full")
+
+
+def paste_back_cameras(animation: Animation, times: list[float], photo_camera: OrbitCamera) -> list[OrbitCamera]:
+    """The camera of each pasted frame: the photo's pose turned by the sampled key camera's yaw and pitch."""
+    cameras = []
+    for t in times:
+        orbit = animation.sample(t)[1].to_orbit()
+        cameras.append(turned_camera(photo_camera, orbit.yaw, orbit.pitch))
+    return cameras
+
+
+def animation_paste_back_problem(animation: Animation, times: list[float], photo_camera: OrbitCamera) -> str:
+    """"" when every pasted frame is within the measured pose limit, else why not (`paste_back.limit_problem`)."""
+    return limit_problem(paste_back_cameras(animation, times, photo_camera), photo_camera)
+
+
+def pasted_frames(session: PortraitSession, animation: Animation, times: list[float],
+                  compositor: Compositor) -> Iterator[np.ndarray]:
+    cameras = paste_back_cameras(animation, times, compositor.photo_camera)
+    for t, camera in zip(times, cameras):
+        yield compositor.frame(session, animation.sample(t)[0], camera)
 
 
 def write_frames(output: str | Path, frames: Iterable[np.ndarray], fps: float, *, total: int | None = None,

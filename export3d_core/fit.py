@@ -4,10 +4,9 @@ In the spirit of pivotal tuning for 3D-aware GANs (PTI, Roich et al. 2022): the 
 camera are the pivot, and a few tensors are tuned until the render at that pivot matches the
 photo. What is tuned was chosen by measuring on the demo model (tools/fit_eval.py, `eval-real --fit`):
 
-- the EMA tri-plane of Eq. (2) (`generator.triplane_ema`), which the generator adds to every
-  tri-plane whatever λ is. Tuning it is a per-portrait tri-plane offset: G's expression response
-  (the planes' change with λ) stays exactly the unfitted model's, and G need not run in the loop
-  (its output is computed once per λ), so a step costs one render. On the astronaut, 60 steps
+- a per-portrait tri-plane offset added to G's planes (as the EMA tri-plane of Eq. (2) is): G's
+  expression response (the planes' change with λ) stays exactly the unfitted model's, and G need
+  not run in the loop (its output is computed once per λ), so a step costs one render. On the astronaut, 60 steps
   reach 27.4 dB at her camera; tuning G itself instead (encoder and tri-plane head at 1e-3 or
   3e-3, same steps) reached only 22.0 / 21.3 dB with identity distances of 0.64-0.74.
 - the decoder and the super-resolution, at small rates: colours the synthetic heads never had.
@@ -18,13 +17,12 @@ cannot learn the fixed sample positions of the coarse fit renderer (without jitt
 fitted depth and opacity at random side views close to the unfitted model's, so the head keeps
 its relief instead of flattening into a card painted with the photo.
 
-Known limit: the offset paints the photo's features where they are, so the basis still changes
-the planes as before but moves the painted eyes and mouth little (about 1 % of the inter-ocular
-distance at λ ± 10 against 3-7 % unfitted). An optional regulariser (`basis_weight`) asks the
-raw image's change under each basis move to stay the unfitted model's; at weights 30 / 300 /
-3000 it lifted the mean motion only from 1.0 to 1.5 / 1.6 / 1.8 % while PSNR fell to 27.0 / 25.0 /
-20.9 dB (astronaut, tools/fit_eval.py --set basis_weight=W),
-so it is off by default.
+The offset is painted at the photo's own λ (the pivot). Added as it is, it would hold the photo's
+eyes and mouth still while λ moves the model's own features under them (0.6-1.0 % of the
+inter-ocular distance at λ ± 10 on the astronaut). So after the fit the offset becomes an
+`ExpressionFlow` (nn/expression_flow.py): it is warped along the flow G's own planes undergo when λ
+leaves the pivot, estimated from G's planes at the pivot and at pivot ± 10 e_k. At the pivot the
+warp is the identity, so the optimised render is unchanged.
 
 Everything here is Qt-free: the editor runs `fit_portrait` in a worker thread with `progress` and
 `cancel`, then `save_fit`; renders use the returned model through the ordinary `PortraitSession`.
@@ -46,10 +44,11 @@ from torch import Tensor
 from export3d_core.camera import OrbitCamera
 from export3d_core.errors import Export3DError
 from export3d_core.model import Export3D
+from export3d_core.nn.expression_flow import ExpressionFlow, FlowEstimate, estimate_flow_fields, lam_readout
 from export3d_core.render.renderer import VolumeRenderer
 from export3d_core.session import image_to_tensor
 
-EMA_NAME = "generator.triplane_ema"
+FLOW_PREFIX = "generator.expression_flow."  # the state-dict names of a fitted portrait's offset and flow
 
 
 @dataclass(frozen=True)
@@ -67,15 +66,13 @@ class FitSettings:
     samples: int = 12  # coarse and fine samples per ray while fitting (the model renders with its own)
     perturb: bool = True  # jitter the samples, so the fit cannot exploit their fixed positions
     side_weight: float = 1.0  # weight of the side-view depth and opacity regulariser (0: off)
+    offset_weight: float = 0.0  # weight of the offset's mean square: paint only what G cannot (0: off)
     side_views: int = 8  # fixed random side views the regulariser cycles through, one per step
     side_yaw_deg: float = 40.0  # side views' yaw within ± this
     side_pitch_deg: float = 15.0  # side views' pitch within ± this
     side_size: int = 32  # rays per side of the side-view renders (no SR: only depth and opacity count)
-    # Keep the basis working: each step renders the pivot with one basis vector moved by
-    # ±basis_scale and asks the change of the raw image to stay the unfitted model's change.
-    basis_weight: float = 0.0  # weight of that regulariser (0: off)
-    basis_scale: float = 10.0  # the λ offset of the regulariser's renders (the sliders' ±10)
-    basis_size: int = 64  # rays per side of those renders (no SR)
+    follow_expression: bool = True  # warp the offset along G's flow under λ (False: it holds still)
+    flow: FlowEstimate = FlowEstimate()  # how that flow is estimated
     storage_dtype: str = "float16"  # how the fit file stores the tensors; the fitted model is rounded alike
     seed: int = 0  # side views and ray jitter, so a fit is reproducible
     preview_every: int = 0  # every this many steps the progress report carries the tensors so far (0: never)
@@ -97,8 +94,9 @@ class FitProgress:
     total: int
     loss: float  # the reconstruction loss of this step (MSE of final + raw)
     eta_s: float  # estimated seconds left
-    # Every `preview_every` steps: the changed tensors so far (name -> detached copy), for a preview;
-    # `apply_tensors(model_copy, preview)` shows them in any copy of the unfitted model.
+    # Every `preview_every` steps: the changed tensors so far (name -> detached copy), for a preview
+    # (the offset does not follow λ yet); `apply_tensors(model_copy, preview)` shows them in any
+    # copy of the unfitted model.
     preview: dict[str, Tensor] | None = None
 
 
@@ -134,7 +132,8 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     cameras = torch.as_tensor(np.asarray(camera, dtype=np.float32)).reshape(1, -1).to(device)
     if cameras.shape[1] != cfg.camera_dim:
         raise Export3DError(f"the photo's camera needs {cfg.camera_dim} numbers, got {cameras.shape[1]}")
-    lam_t = torch.tensor([list(lam)], dtype=torch.float32, device=device)
+    pivot = [float(v) for v in lam]
+    lam_t = torch.tensor([pivot], dtype=torch.float32, device=device)
     source = image_to_tensor(aligned, cfg.input_size).to(device)
     target = image_to_tensor(aligned, cfg.output_size).to(device)
     target_raw = image_to_tensor(aligned, cfg.neural_size).to(device)
@@ -142,14 +141,12 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     fitted = copy.deepcopy(model).eval()
     for parameter in fitted.parameters():
         parameter.requires_grad_(False)
-    ema = fitted.generator.triplane_ema
-    offset = _Offset(ema, settings.offset_resolution)
+    offset = _Offset(fitted.generator.triplane_ema, settings.offset_resolution)
     optimizer = torch.optim.Adam(_param_groups(fitted, offset.delta, settings), betas=(0.9, 0.99))
     planes_at = _PlaneSource(fitted, source, offset, settings.lr_appearance > 0 or settings.lr_triplane_head > 0)
     renderer = VolumeRenderer(dataclasses.replace(cfg.render, num_coarse=settings.samples, num_fine=settings.samples))
     with torch.no_grad():
         side = _side_targets(model, planes_at(lam_t), renderer, settings, generator, device)
-    basis = _basis_targets(model, source, lam_t, cameras, renderer, settings)
 
     losses: list[float] = []
     start = time.perf_counter()
@@ -161,9 +158,8 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
         out = fitted.render(planes, cameras, renderer=renderer, perturb=settings.perturb, generator=jitter)
         reconstruction = F.mse_loss(out.image, target) + settings.raw_weight * F.mse_loss(out.image_raw, target_raw)
         loss = reconstruction + settings.side_weight * _side_loss(fitted, planes, renderer, side[step % len(side)], settings)
-        if basis:
-            loss = loss + settings.basis_weight * _basis_loss(fitted, planes_at, planes, cameras, renderer,
-                                                              basis[step % len(basis)], settings)
+        if settings.offset_weight > 0:
+            loss = loss + settings.offset_weight * offset.delta.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -171,14 +167,14 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
         if progress is not None:
             elapsed = time.perf_counter() - start
             every = settings.preview_every
-            preview = _current_tensors(fitted, offset, settings) if every and (step + 1) % every == 0 else None
+            preview = _current_tensors(fitted, pivot, offset, settings) if every and (step + 1) % every == 0 else None
             progress(FitProgress(step + 1, settings.steps, losses[-1],
                                  elapsed / (step + 1) * (settings.steps - step - 1), preview))
+    flow = _expression_flow(fitted, source, pivot, offset, settings, cancel)
+    fitted.generator.expression_flow = flow.to(device)
     seconds = time.perf_counter() - start
-    with torch.no_grad():
-        ema.copy_(offset().detach())
     changed = _round_changed(fitted, settings)
-    return FitResult(fitted, changed, losses, seconds, [float(v) for v in lam],
+    return FitResult(fitted, changed, losses, seconds, pivot,
                      [float(v) for v in cameras[0].cpu()], settings)
 
 
@@ -196,19 +192,19 @@ def _param_groups(fitted: Export3D, offset: Tensor, settings: FitSettings) -> li
 
 
 class _Offset:
-    """The tuned EMA plane: the trained one plus a change, learnt at `resolution` texels per side
-    (0: the planes' own) and bilinearly upsampled, which keeps it smooth when coarser."""
+    """The tuned tri-plane offset, learnt at `resolution` texels per side (0: the planes' own) and
+    bilinearly upsampled, which keeps it smooth when coarser."""
 
-    def __init__(self, ema: Tensor, resolution: int) -> None:
-        self.base = ema.detach().clone()  # (3, C, R, R)
-        side = resolution or ema.shape[-1]
-        self.delta = torch.zeros(*ema.shape[:2], side, side, device=ema.device, requires_grad=True)
+    def __init__(self, like: Tensor, resolution: int) -> None:
+        self.size = like.shape[-2:]
+        side = resolution or like.shape[-1]
+        self.delta = torch.zeros(*like.shape[:2], side, side, device=like.device, requires_grad=True)
 
     def __call__(self) -> Tensor:
         delta = self.delta
-        if delta.shape[-1] != self.base.shape[-1]:
-            delta = F.interpolate(delta, size=self.base.shape[-2:], mode="bilinear", align_corners=False)
-        return self.base + delta
+        if delta.shape[-2:] != self.size:
+            delta = F.interpolate(delta, size=self.size, mode="bilinear", align_corners=False)
+        return delta
 
 
 APPEARANCE_PARTS = ("conv_encoder", "patch_merge", "patch_norm", "vit_blocks", "skip_encoder")  # what `encode` runs
@@ -220,8 +216,9 @@ def _generator_modules(model: Export3D, names: tuple[str, ...]) -> list[torch.nn
 
 
 class _PlaneSource:
-    """The tri-plane being fitted at any λ: G's planes without the EMA plane, plus the tuned offset.
-    With G's appearance frozen, G's planes are computed once per λ; tuned, once per step."""
+    """The tri-plane being fitted at any λ: G's planes plus the tuned offset (held still: the flow
+    that makes it follow λ is estimated after the fit). With G's appearance frozen, G's planes
+    are computed once per λ; tuned, once per step."""
 
     def __init__(self, fitted: Export3D, source: Tensor, offset: "_Offset", tune_appearance: bool) -> None:
         self.fitted, self.source, self.offset, self.tuned = fitted, source, offset, tune_appearance
@@ -233,20 +230,63 @@ class _PlaneSource:
             self.appearance = self.fitted.encode(self.source)
 
     def __call__(self, lam: Tensor) -> Tensor:
-        fitted, ema = self.fitted, self.fitted.generator.triplane_ema
+        fitted = self.fitted
         if self.tuned:
             appearance = self.appearance if self.appearance is not None else fitted.encode(self.source)
-            return fitted.triplane(appearance, fitted.expression(lam=lam)) - ema + self.offset()
+            return fitted.triplane(appearance, fitted.expression(lam=lam)) + self.offset()
         key = tuple(lam.flatten().tolist())
         if key not in self.cache:
             with torch.no_grad():
-                self.cache[key] = fitted.triplane(fitted.encode(self.source), fitted.expression(lam=lam)) - ema
+                self.cache[key] = fitted.triplane(fitted.encode(self.source), fitted.expression(lam=lam))
         return self.cache[key] + self.offset()
+
+
+def _expression_flow(fitted: Export3D, source: Tensor, lam: list[float], offset: "_Offset", settings: FitSettings,
+                     cancel: Callable[[], bool] | None) -> ExpressionFlow:
+    """The fitted offset as an `ExpressionFlow`: warped along G's own flow under λ (or held still)."""
+    flow = _held_flow(fitted, lam, offset)
+    if not settings.follow_expression:
+        return flow
+
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise FitCancelled("the fit was cancelled; nothing was written")
+
+    with torch.no_grad():
+        appearance = fitted.encode(source)
+
+    def planes_at(row: list[float]) -> Tensor:
+        lam_row = torch.tensor([row], dtype=torch.float32, device=source.device)
+        return fitted.triplane(appearance, fitted.expression(lam=lam_row))[0]
+
+    flow.fields.copy_(estimate_flow_fields(planes_at, lam, settings.flow, check))
+    return flow
+
+
+def _held_flow(fitted: Export3D, lam: list[float], offset: "_Offset") -> ExpressionFlow:
+    """The offset as an `ExpressionFlow` whose fields are still zero: it holds still under λ."""
+    flow = _empty_flow(fitted)
+    cfg = fitted.config
+    with torch.no_grad():
+        flow.offset.copy_(offset().detach())
+        flow.pivot.copy_(torch.tensor(lam, dtype=torch.float32))
+        flow.to_lam.copy_(lam_readout(fitted.basis(), cfg.lambda_scale, cfg.expression_gain))
+    return flow
+
+
+def _empty_flow(model: Export3D) -> ExpressionFlow:
+    """An `ExpressionFlow` of this model's shapes that changes nothing (zero offset and fields)."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    return ExpressionFlow(cfg.n_basis, cfg.expr_dim, cfg.plane_channels, cfg.plane_res).to(device)
+
+
+FLOW_EXACT = ("pivot", "to_lam")  # kept in float32 whatever storage_dtype: at the pivot the warp must be the identity
 
 
 def changed_names(model: Export3D, settings: FitSettings) -> list[str]:
     """The state-dict names a fit with `settings` changes (and its file stores)."""
-    names = [EMA_NAME]
+    names = [FLOW_PREFIX + name for name, _ in _empty_flow(model).named_buffers()]
     state = model.state_dict()
     for prefix, lr in (("decoder.", settings.lr_decoder), ("superres.", settings.lr_superres),
                        *((f"generator.{p}.", settings.lr_appearance) for p in APPEARANCE_PARTS),
@@ -256,16 +296,28 @@ def changed_names(model: Export3D, settings: FitSettings) -> list[str]:
     return names
 
 
-def _current_tensors(fitted: Export3D, offset: "_Offset", settings: FitSettings) -> dict[str, Tensor]:
-    """The changed tensors as they stand mid-fit (the offset is still outside the model)."""
+def fit_shapes(model: Export3D) -> dict[str, torch.Size]:
+    """Every name a fit file may hold for `model`, with its shape (the model's own and the flow's)."""
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    shapes.update({FLOW_PREFIX + name: tensor.shape for name, tensor in _empty_flow(model).named_buffers()})
+    return shapes
+
+
+def _current_tensors(fitted: Export3D, lam: list[float], offset: "_Offset", settings: FitSettings) -> dict[str, Tensor]:
+    """The changed tensors as they stand mid-fit: the offset so far, held still (no flow yet)."""
     state = fitted.state_dict()
-    tensors = {name: state[name].detach().clone() for name in changed_names(fitted, settings)}
-    tensors[EMA_NAME] = offset().detach().clone()
+    tensors = {name: state[name].detach().clone() for name in changed_names(fitted, settings)
+               if not name.startswith(FLOW_PREFIX)}
+    flow = _held_flow(fitted, lam, offset)
+    tensors.update({FLOW_PREFIX + name: tensor for name, tensor in flow.named_buffers()})
     return tensors
 
 
 def apply_tensors(model: Export3D, tensors: dict[str, Tensor]) -> Export3D:
-    """Copy `tensors` (state-dict names) into `model` in place; returns it."""
+    """Copy `tensors` (state-dict names) into `model` in place, giving it an expression flow if they
+    hold one; returns it."""
+    if any(name.startswith(FLOW_PREFIX) for name in tensors) and model.generator.expression_flow is None:
+        model.generator.expression_flow = _empty_flow(model)
     state = model.state_dict()
     with torch.no_grad():
         for name, tensor in tensors.items():
@@ -281,7 +333,8 @@ def _round_changed(fitted: Export3D, settings: FitSettings) -> dict[str, Tensor]
     changed = {}
     with torch.no_grad():
         for name in changed_names(fitted, settings):
-            stored = state[name].detach().to("cpu", dtype).contiguous()
+            exact = name.startswith(FLOW_PREFIX) and name[len(FLOW_PREFIX):] in FLOW_EXACT
+            stored = state[name].detach().to("cpu", torch.float32 if exact else dtype).contiguous()
             state[name].copy_(stored.to(state[name].dtype))
             changed[name] = stored
     for parameter in fitted.parameters():
@@ -321,42 +374,3 @@ def _side_loss(fitted: Export3D, planes: Tensor, renderer: VolumeRenderer, targe
     out = fitted.render(planes, target.cameras, neural_size=settings.side_size, renderer=renderer,
                         super_resolve=False)
     return ((out.depth - target.depth).abs() * target.alpha).mean() + (out.alpha - target.alpha).abs().mean()
-
-
-@dataclass
-class _BasisTarget:
-    lam: Tensor  # (1, n) the pivot λ with one basis vector moved
-    change: Tensor  # (1, 3, n, n) the unfitted model's change of the raw image
-
-
-@torch.no_grad()
-def _basis_targets(model: Export3D, source: Tensor, lam: Tensor, cameras: Tensor, renderer: VolumeRenderer,
-                   settings: FitSettings) -> list[_BasisTarget]:
-    """For each basis vector and sign: the unfitted model's change of the raw image at the pivot."""
-    if settings.basis_weight <= 0:
-        return []
-    appearance = model.encode(source)
-    pivot = model.triplane(appearance, model.expression(lam=lam))
-    targets = []
-    for sign in (1.0, -1.0):
-        for k in range(lam.shape[1]):
-            moved = lam.clone()
-            moved[0, k] += sign * settings.basis_scale
-            planes = model.triplane(appearance, model.expression(lam=moved))
-            images = _raw_pair(model, planes, pivot, cameras, renderer, settings)
-            targets.append(_BasisTarget(moved, images[:1] - images[1:]))
-    return targets
-
-
-def _raw_pair(model: Export3D, moved: Tensor, pivot: Tensor, cameras: Tensor, renderer: VolumeRenderer,
-              settings: FitSettings) -> Tensor:
-    """Raw images (2, 3, n, n) of the moved and the pivot planes, unjittered so their change is the planes'."""
-    return model.render(torch.cat([moved, pivot]), cameras.expand(2, -1), neural_size=settings.basis_size,
-                        renderer=renderer, super_resolve=False).image_raw
-
-
-def _basis_loss(fitted: Export3D, planes_at: _PlaneSource, pivot: Tensor, cameras: Tensor, renderer: VolumeRenderer,
-                target: _BasisTarget, settings: FitSettings) -> Tensor:
-    """MSE between the fitted and the unfitted model's change of the raw image for one basis move."""
-    images = _raw_pair(fitted, planes_at(target.lam), pivot, cameras, renderer, settings)
-    return F.mse_loss(images[:1] - images[1:], target.change)

@@ -111,6 +111,18 @@ class LiveDriver:
         self._take_start = 0.0
         self.frames = self.faceless = 0
 
+    def set_settings(self, settings: DriveSettings) -> None:
+        """New gain, smoothing (…) from the next frame on. The filter keeps its state when it only
+        changes strength, so turning the knob while live does not make the pose jump."""
+        one_euro = OneEuroSettings.from_strength(settings.smoothing)
+        if one_euro is None:
+            self._filter = None
+        elif self._filter is None:
+            self._filter = OneEuroFilter(one_euro)  # starts from the next reading: no jump either
+        else:
+            self._filter.settings = one_euro
+        self.settings = settings
+
     def step(self, frame: np.ndarray, t: float) -> LiveFrame:
         """Drive with `frame`, captured at `t` seconds (any clock, increasing)."""
         reading = self.reader(frame)

@@ -10,6 +10,10 @@ output is the photo, pixel for pixel.
 Far from the photo's own pose the photo around the mask no longer fits the head: the photo's own
 face shows beside the turned one. `pose_supported` says whether a camera is within the measured
 limit (`MAX_YAW_DEG`, `MAX_PITCH_DEG`); callers warn or disable paste-back beyond it.
+
+Every pasted view is the photo's own pose turned by a yaw and a pitch (`Compositor.turned`): the
+commands' `--yaw/--pitch` and an animation's camera keys alike, so 0°, 0° is the photo's pose. The
+distance and field of view are always the photo's, or the render would not line up with it.
 """
 from __future__ import annotations
 
@@ -46,14 +50,35 @@ class PasteBackSettings:
     colour_match: bool = True  # shift the render's mean colour in the feather band to the photo's
 
 
+def pose_offset_deg(camera: OrbitCamera, photo_camera: OrbitCamera) -> tuple[float, float]:
+    """How far `camera` turns from the photo's pose: absolute yaw and pitch differences in degrees."""
+    return abs(math.degrees(camera.yaw - photo_camera.yaw)), abs(math.degrees(camera.pitch - photo_camera.pitch))
+
+
 def pose_supported(camera: OrbitCamera, photo_camera: OrbitCamera) -> tuple[bool, str]:
     """Whether paste-back can be right at `camera` for a photo seen from `photo_camera`, and why not."""
-    yaw = abs(math.degrees(camera.yaw - photo_camera.yaw))
-    pitch = abs(math.degrees(camera.pitch - photo_camera.pitch))
+    yaw, pitch = pose_offset_deg(camera, photo_camera)
     if yaw > MAX_YAW_DEG or pitch > MAX_PITCH_DEG:
         return False, (f"paste-back is only right within {MAX_YAW_DEG:g}° yaw and {MAX_PITCH_DEG:g}° pitch of the "
                        f"photo's own pose (this view: {yaw:.0f}° yaw, {pitch:.0f}° pitch away)")
     return True, ""
+
+
+def turned_camera(photo_camera: OrbitCamera, yaw: float, pitch: float) -> OrbitCamera:
+    """The photo's own camera turned by `yaw` and `pitch` (radians): the view a pasted frame renders
+    from. Distance, field of view and pivot stay the photo's, so the render lines up with it."""
+    return photo_camera.replace(yaw=photo_camera.yaw + yaw, pitch=photo_camera.pitch + pitch)
+
+
+def limit_problem(cameras: list[OrbitCamera], photo_camera: OrbitCamera) -> str:
+    """"" when every view is within the pose limit; else why not for the farthest view, and how many
+    of several views are beyond it."""
+    beyond = [c for c in cameras if not pose_supported(c, photo_camera)[0]]
+    if not beyond:
+        return ""
+    worst = max(beyond, key=lambda c: max(pose_offset_deg(c, photo_camera)))
+    count = f"; {len(beyond)} of {len(cameras)} frames are beyond it" if len(cameras) > 1 else ""
+    return pose_supported(worst, photo_camera)[1] + count
 
 
 def face_region(camera: np.ndarray, size: int, settings: PasteBackSettings = PasteBackSettings()) -> np.ndarray:
@@ -139,6 +164,10 @@ class Compositor:
         self.original, self.transform, self.crop_size = original, transform, crop_size
         self.photo_camera, self.settings = photo_camera, settings
 
+    def turned(self, yaw: float, pitch: float) -> OrbitCamera:
+        """The photo's own camera turned by `yaw` and `pitch` (radians), as `turned_camera`."""
+        return turned_camera(self.photo_camera, yaw, pitch)
+
     def frame(self, session, lam, camera: OrbitCamera) -> np.ndarray:
         """The final render of (λ, camera) pasted into the photo, (H, W, 3) uint8 at the photo's size."""
         from export3d_core.session import tensor_to_image
@@ -167,3 +196,12 @@ def photo_and_transform(path: str | Path, crop_size: int, face_index: int | None
         return image, np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]]), None
     crop = crop_portrait(image, size=crop_size, face_index=face_index)
     return image, crop.transform, crop.camera
+
+
+def photo_compositor(path: str | Path, crop_size: int, face_index: int | None = None,
+                     aligned: bool | None = None, settings: PasteBackSettings = PasteBackSettings()) -> Compositor:
+    """A compositor into the photo at `path`, aligned as intake aligns it for a `crop_size` crop; a photo
+    without landmarks (an aligned demo portrait) is taken as seen from the frontal camera."""
+    original, transform, photo_camera = photo_and_transform(path, crop_size, face_index, aligned)
+    photo = OrbitCamera() if photo_camera is None else OrbitCamera.from_params(photo_camera)
+    return Compositor(original, transform, crop_size, photo, settings)

@@ -1,7 +1,7 @@
 """The editor's project files (`*.e3d.json`) as the headless commands need them, without Qt.
 
 The editor owns the format (app/project.py); this reader takes only what `animate`, `batch`
-and `drive` use (portrait, checkpoint, λ, names, camera, mode and the optional "animation") and
+and `drive` use (portrait, checkpoint, fit, λ, names, camera, mode and the optional "animation") and
 leaves every other key alone, so it keeps working as the editor adds fields. Paths are relative
 to the project file when they sit beside it. `save_animation` writes the "animation" key into a
 project, keeping all its other keys, or makes a minimal project the editor can open.
@@ -36,6 +36,7 @@ class ProjectFile:
     mode: str
     animation: Animation | None
     crop: tuple[tuple[float, float], float] | None = None  # the editor's manual crop (centre, side)
+    fit: Path | None = None  # the portrait's fit file (`export3d fit`, the editor's Fit to this portrait)
 
 
 def _abs(text: Any, base: Path, what: str) -> Path | None:
@@ -103,6 +104,7 @@ def load_project_file(path: str | Path) -> ProjectFile:
         animation = None if raw_animation is None else Animation.from_dict(raw_animation, len(lam), camera)
         portrait = _abs(data.get("portrait"), base, "portrait")
         checkpoint = _abs(data.get("checkpoint"), base, "checkpoint")
+        fit = _abs(data.get("fit"), base, "fit")
         crop = data.get("crop")
         crop = None if not crop else ((float(crop["center"][0]), float(crop["center"][1])), float(crop["side"]))
     except KeyError as exc:
@@ -113,7 +115,7 @@ def load_project_file(path: str | Path) -> ProjectFile:
         raise Export3DError(f"{path.name}: {exc}") from None
     mode = data.get("mode", "final")
     return ProjectFile(path, portrait, checkpoint, lam, names, camera,
-                       mode if mode in RENDER_MODES else "final", animation, crop)
+                       mode if mode in RENDER_MODES else "final", animation, crop, fit)
 
 
 def check_project_target(path: str | Path, overwrite: bool) -> Path:

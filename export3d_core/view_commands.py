@@ -115,27 +115,28 @@ def paste_back_compositor(args: argparse.Namespace, session: PortraitSession,
                           camera: OrbitCamera) -> tuple[Compositor, OrbitCamera]:
     """The --paste-back compositor for this portrait and the camera to render from: the photo's own
     pose turned by --yaw/--pitch (the composite is only right near that pose)."""
-    from export3d_core.data.face_pose import frontal_camera
-    from export3d_core.paste_back import photo_and_transform
+    from export3d_core.paste_back import photo_compositor
 
-    if args.mode != "final":
+    check_paste_back_mode(args.mode)
+    compositor = photo_compositor(args.portrait or default_portrait().path, session.config.input_size,
+                                  args.face_index)
+    return compositor, compositor.turned(camera.yaw, camera.pitch)
+
+
+def check_paste_back_mode(mode: str) -> None:
+    if mode != "final":
         raise Export3DError("--paste-back composites the final image; drop --mode or use --mode final")
-    size = session.config.input_size
-    original, transform, photo_camera = photo_and_transform(args.portrait or default_portrait().path, size,
-                                                            args.face_index)
-    photo = OrbitCamera.from_params(frontal_camera() if photo_camera is None else photo_camera)
-    turned = photo.replace(yaw=photo.yaw + camera.yaw, pitch=photo.pitch + camera.pitch)
-    return Compositor(original, transform, size, photo), turned
 
 
 def warn_beyond_paste_back_limit(compositor: Compositor, cameras: list[OrbitCamera]) -> None:
+    """One warning on stderr when any view is beyond the measured pose limit (`paste_back.limit_problem`)."""
     import sys
 
-    from export3d_core.paste_back import pose_supported
+    from export3d_core.paste_back import limit_problem
 
-    problems = [why for ok, why in (pose_supported(c, compositor.photo_camera) for c in cameras) if not ok]
-    if problems:
-        print(f"warning: {problems[-1]}", file=sys.stderr)
+    problem = limit_problem(cameras, compositor.photo_camera)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
 
 
 def print_domain_hint(model: Export3D, portrait) -> None:

@@ -21,6 +21,8 @@ DEFAULT_TURNTABLE = TurntableSettings()
 
 PASTE_TEXT = "Paste into the original photo"
 PASTE_TIP = "Composite the rendered face into the original photo at the photo's own resolution"
+SIZE_TIP = "Side of the square frames; the model's output size when left at its minimum"
+PASTED_SIZE_TIP = "Frames pasted into the photo have the photo's own size"
 
 
 def _paste_option(form: QFormLayout, paste_problem) -> QCheckBox:
@@ -142,11 +144,15 @@ class SweepDialog(QDialog):
 
 
 class AnimationDialog(QDialog):
-    """Frames per second, the time range and the output size of an animation export."""
+    """Frames per second, the time range and the output size of an animation export, and whether to
+    paste it into the original photo. `paste_problem(settings)` says why a pasted export cannot be
+    offered for these settings ("" when it can; `EditorController.animation_paste_back_problem`),
+    re-checked whenever the range changes; pasted frames have the photo's size."""
 
-    def __init__(self, animation, parent: QWidget | None = None) -> None:
+    def __init__(self, animation, parent: QWidget | None = None, paste_problem=None, mode: str = "final") -> None:
         super().__init__(parent)
         self.setWindowTitle("Export animation")
+        self.mode = mode
         form = QFormLayout(self)
         self.fps = QSpinBox()
         self.fps.setRange(1, MAX_FPS)
@@ -161,15 +167,45 @@ class AnimationDialog(QDialog):
         self.size.setRange(0, 4096)
         self.size.setSpecialValueText("the model's output")
         self.size.setSuffix(" px")
-        self.size.setToolTip("Side of the square frames; the model's output size when left at its minimum")
+        self.size.setToolTip(SIZE_TIP)
         form.addRow("FPS", self.fps)
         form.addRow("From", self.start)
         form.addRow("To (inclusive)", self.end)
         form.addRow("Size", self.size)
+        self._paste_problem = paste_problem
+        self.paste_back = _paste_option(form, None if paste_problem is None else self._problem)
+        self.paste_back.toggled.connect(self._paste_toggled)
+        if paste_problem is not None:
+            for signal in (self.fps.valueChanged, self.start.valueChanged, self.end.valueChanged):
+                signal.connect(self._check_paste)
         _buttons(self, form)
 
-    def settings(self, mode: str) -> AnimationExportSettings:
-        """Export3DError with one line for a range or size the core refuses."""
-        size = self.size.value() or None
+    def _problem(self) -> str:
+        from export3d_core import Export3DError
+
+        try:
+            return self._paste_problem(self._range_settings())
+        except Export3DError as exc:  # a range the core refuses: it is refused again on OK
+            return str(exc)
+
+    def _check_paste(self, *_args) -> None:
+        """Every frame in the range must be within the paste-back pose limit."""
+        _update_paste(self.paste_back, self._problem())
+
+    def _paste_toggled(self, on: bool) -> None:
+        """Pasted frames have the photo's own size."""
+        self.size.setEnabled(not on)
+        self.size.setToolTip(PASTED_SIZE_TIP if on else SIZE_TIP)
+
+    def pasted(self) -> bool:
+        return self.paste_back.isEnabled() and self.paste_back.isChecked()
+
+    def _range_settings(self) -> AnimationExportSettings:
         return AnimationExportSettings(fps=self.fps.value(), start=self.start.value(), end=self.end.value(),
-                                       size=size, mode=mode)
+                                       mode=self.mode)
+
+    def settings(self, mode: str | None = None) -> AnimationExportSettings:
+        """Export3DError with one line for a range or size the core refuses."""
+        size = None if self.pasted() else self.size.value() or None
+        return AnimationExportSettings(fps=self.fps.value(), start=self.start.value(), end=self.end.value(),
+                                       size=size, mode=mode or self.mode)

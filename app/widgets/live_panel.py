@@ -1,18 +1,35 @@
-"""The Live dialog: pick a camera index or a video file, start/stop driving, record/stop a take.
+"""The Live dialog: pick a camera index or a video file, start/stop driving, record/stop a take,
+and the gain on λ and the smoothing strength (both take effect on the running session).
 
 Non-modal: the viewport shows the live pose while it is open. Everything a source or a take can get
 wrong is one line in the dialog; closing it stops the capture.
 """
 from __future__ import annotations
 
-from PySide6.QtWidgets import (QButtonGroup, QDialog, QFileDialog, QGridLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QPushButton, QRadioButton, QSpinBox, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QDialog, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QPushButton, QRadioButton, QSpinBox, QWidget)
 
 from export3d_core import Export3DError
 
 from app.live_session import LiveSession
 
 VIDEO_FILTER = "Videos (*.mp4 *.mov *.avi *.mkv *.webm);;All files (*)"
+MAX_GAIN = 10.0
+MAX_SMOOTHING = 10.0
+GAIN_TIP = ("Scales the performance's expression around the neutral one: 0 holds it neutral, "
+            "above 1 exaggerates (as `export3d drive --gain`)")
+SMOOTHING_TIP = ("Strength of the One Euro filter on λ and the head pose: 0 off, 1 the default, "
+                 "2 halves its cutoff (steadier, more lag; as `export3d drive --smoothing`)")
+
+
+def _spin(value: float, maximum: float, step: float, tip: str) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(0.0, maximum)
+    spin.setSingleStep(step)
+    spin.setDecimals(2)
+    spin.setValue(value)
+    spin.setToolTip(tip)
+    return spin
 
 
 class LivePanel(QDialog):
@@ -40,6 +57,10 @@ class LivePanel(QDialog):
         self.record_button = QPushButton("Record")
         self.record_button.setToolTip("Record the take; Stop bakes it into keys that replace the timeline's")
         self.record_button.clicked.connect(self.toggle_record)
+        self.gain = _spin(session.settings.gain, MAX_GAIN, 0.1, GAIN_TIP)
+        self.gain.valueChanged.connect(session.set_gain)
+        self.smoothing = _spin(session.settings.smoothing, MAX_SMOOTHING, 0.25, SMOOTHING_TIP)
+        self.smoothing.valueChanged.connect(session.set_smoothing)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout = QGridLayout(self)
@@ -48,11 +69,15 @@ class LivePanel(QDialog):
         layout.addWidget(self.file_choice, 1, 0)
         layout.addWidget(self.video_path, 1, 1)
         layout.addWidget(browse, 1, 2)
+        layout.addWidget(QLabel("Gain"), 2, 0)
+        layout.addWidget(self.gain, 2, 1)
+        layout.addWidget(QLabel("Smoothing"), 3, 0)
+        layout.addWidget(self.smoothing, 3, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.record_button)
-        layout.addLayout(buttons, 2, 0, 1, 3)
-        layout.addWidget(self.status, 3, 0, 1, 3)
+        layout.addLayout(buttons, 4, 0, 1, 3)
+        layout.addWidget(self.status, 5, 0, 1, 3)
         session.ended.connect(self._on_ended)
         # λ and the reader belong to one model and portrait: a new one ends the live run
         session.controller.model_changed.connect(lambda _loaded: self.stop())

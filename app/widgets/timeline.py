@@ -1,4 +1,6 @@
 """The timeline dock: transport and key buttons above the λ curves (pyqtgraph), keys as draggable lines.
+With "Camera" on, the keys' camera is drawn too: yaw, pitch and field of view in degrees and the
+radius, as thin dashed curves on the same axis (dimmed, so λ stays the plot's subject).
 
 Everything it does goes through `app.timeline_state.Timeline`; it only draws what the model says.
 Click the plot to scrub, drag the red playhead to scrub continuously, click a key's line to select
@@ -23,6 +25,9 @@ SELECTED_PEN = pg.mkPen((255, 210, 60), width=3)
 PLAYHEAD_PEN = pg.mkPen((230, 60, 60), width=2)
 MAX_LENGTH_S = 600.0
 MIN_HALF_RANGE = 1.0  # the λ axis never collapses below ±1
+CAMERA_CURVES = (("yaw °", (255, 140, 90)), ("pitch °", (120, 200, 255)), ("radius", (200, 200, 120)),
+                 ("fov °", (190, 150, 230)))  # after λ in `Animation.sample_values`
+CAMERA_ALPHA = 150
 
 
 def curve_colour(index: int, count: int) -> tuple[int, int, int]:
@@ -41,9 +46,10 @@ class TimelinePanel(QWidget):
         layout.addWidget(self.plot, 1)
         self.key_lines: list[pg.InfiniteLine] = []
         self.curves: list[pg.PlotDataItem] = []
+        self.camera_curves: list[pg.PlotCurveItem] = []  # drawn only while "Camera" is on
         # What is drawn, so nothing is redrawn unchanged: with PySide6 6.12 and pyqtgraph 0.14 every
         # graphics update drops a reference to True and None, and enough of them abort the interpreter.
-        self._drawn: tuple | None = None  # (animation, names)
+        self._drawn: tuple | None = None  # (animation, names, camera shown)
         self._x_range: float | None = None
         # Bound methods, not lambdas: Qt drops them with this panel, so the state (which outlives the
         # window) never calls into a deleted panel, and the interpreter's exit does not crash.
@@ -75,12 +81,16 @@ class TimelinePanel(QWidget):
             self.easing.addItem(EASING_LABELS[name], name)
         self.easing.setToolTip("How the segment after the selected key moves to the next key")
         self.easing.activated.connect(lambda i: t.set_easing(self.easing.itemData(i)))
+        self.camera_box = QCheckBox("Camera")
+        self.camera_box.setToolTip("Also draw the keys' camera: yaw, pitch and field of view (degrees) and the "
+                                   "radius, dashed")
+        self.camera_box.toggled.connect(lambda _on: self.refresh())
         self.fps_box = self._spin(1, 120, 0, " fps", "Frames per second of play and export")
         self.length_box = self._spin(0.1, MAX_LENGTH_S, 2, " s", "Length of the animation")
         self.controls = QHBoxLayout()
         for widget in (self.play_button, self.loop_box, self.time_label, self.add_button, self.delete_button,
-                       self.copy_button, self.paste_button, QLabel("Easing"), self.easing, self.fps_box,
-                       self.length_box):
+                       self.copy_button, self.paste_button, QLabel("Easing"), self.easing, self.camera_box,
+                       self.fps_box, self.length_box):
             self.controls.addWidget(widget)
         self.controls.addStretch(1)
 
@@ -133,8 +143,9 @@ class TimelinePanel(QWidget):
             box.blockSignals(True)
             box.setValue(value)
             box.blockSignals(False)
-        if self._drawn != (animation, t.state.names):
-            self._drawn = (animation, t.state.names)
+        drawn = (animation, t.state.names, self.camera_box.isChecked())
+        if self._drawn != drawn:
+            self._drawn = drawn
             self._draw_curves(animation)
             for line in self.key_lines:
                 self.plot.removeItem(line)
@@ -161,13 +172,34 @@ class TimelinePanel(QWidget):
             for curve in self.curves:
                 if curve.xData is not None and len(curve.xData):
                     curve.setData([], [])
+            self._camera_curves(False)
             return
         times = np.linspace(0.0, animation.duration, CURVE_SAMPLES)
-        values = np.array([animation.sample_values(x)[:animation.n_basis] for x in times])
+        values = np.array([animation.sample_values(x) for x in times])
+        n = animation.n_basis
         for index, curve in enumerate(self.curves):
             curve.setData(times, values[:, index])
-        half = max(MIN_HALF_RANGE, float(np.abs(values).max(initial=0.0)) * 1.1)
+        camera = self._camera_curves(self.camera_box.isChecked())
+        for index, curve in enumerate(camera):
+            curve.setData(times, values[:, n + index])
+        shown = values[:, :n + len(camera)]
+        half = max(MIN_HALF_RANGE, float(np.abs(shown).max(initial=0.0)) * 1.1)
         self.plot.setYRange(-half, half, padding=0)
+
+    def _camera_curves(self, show: bool) -> list[pg.PlotCurveItem]:
+        """The camera's curves, added to the plot (and its legend) when shown, removed when not."""
+        if show and not self.camera_curves:
+            for name, colour in CAMERA_CURVES:
+                pen = pg.mkPen((*colour, CAMERA_ALPHA), width=1, style=Qt.PenStyle.DashLine)
+                curve = pg.PlotCurveItem(pen=pen, name=name)
+                curve.setZValue(-1)  # under the λ curves
+                self.plot.addItem(curve)
+                self.camera_curves.append(curve)
+        elif not show and self.camera_curves:
+            for curve in self.camera_curves:
+                self.plot.removeItem(curve)
+            self.camera_curves = []
+        return self.camera_curves
 
     def _key_line(self, index: int, time: float) -> pg.InfiniteLine:
         line = pg.InfiniteLine(time, movable=True, pen=KEY_PEN, hoverPen=SELECTED_PEN)

@@ -4,8 +4,8 @@ Split in two stages so the editor pays only for what changed (docs/architecture.
 `encode(S)` (conv encoder, patch merging, plain ViT blocks, high-resolution conv skip) gives an
 `Appearance` that depends on the source alone; `triplane(app, e)` runs the expression-conditioned
 EAdaLN-ViT blocks, pixel-shuffles the tokens to the plane resolution, fuses the skip, removes the
-patch-grid artefacts with a fixed Gaussian low-pass and adds the EMA tri-plane of Eq. (2).
-All initialisation is in `initialize_weights()`.
+patch-grid artefacts with a fixed Gaussian low-pass and adds the EMA tri-plane of Eq. (2) and, in
+a fitted copy, the portrait's offset warped along λ (`expression_flow.py`). All initialisation is in `initialize_weights()`.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import Export3DError
+from .expression_flow import ExpressionFlow
 from .vit import EAdaLNViTBlock, ViTBlock
 
 # Tokens sit at 1/16 of the input side (main paper, docs/architecture.md, "EG3D conventions").
@@ -116,6 +117,8 @@ class HybridTriplaneGenerator(nn.Module):
         # EMA tri-plane of Eq. (2): learned state that inference needs, so it is persistent.
         self.register_buffer("triplane_ema", torch.zeros(cfg.triplane_shape))
         self.ema_decay = cfg.ema_decay
+        # A fitted portrait's offset that follows λ (nn/expression_flow.py); None in a trained model.
+        self.expression_flow: ExpressionFlow | None = None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -184,7 +187,10 @@ class HybridTriplaneGenerator(nn.Module):
             planes = planes + self.fuse(torch.cat(fused, dim=1))
         planes = self.low_pass(planes)  # (B, 3C, R, R)
         raw = planes.view(b, 3, self.channels, self.res, self.res)  # (B, 3, C, R, R)
-        return self._apply_ema(raw)
+        planes = self._apply_ema(raw)
+        if self.expression_flow is not None:
+            planes = planes + self.expression_flow(e, planes.dtype)
+        return planes
 
     def _apply_ema(self, raw: torch.Tensor) -> torch.Tensor:
         """Eq. (2): T = T_raw + T_EMA^{j-1}; in training, T_EMA^j = δ T_EMA^{j-1} + (1-δ) mean_batch(T_raw)."""

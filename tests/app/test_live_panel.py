@@ -130,3 +130,31 @@ def test_a_new_portrait_stops_live(live_window, qtbot, make_portrait, idle):
     win.controller.set_portrait_image(make_portrait(96, 7), None)
     assert not panel.session.running
     idle(win)
+
+
+def test_gain_and_smoothing_controls_change_the_running_drive(live_window, qtbot):
+    from export3d_core import neutral_lambda
+    from export3d_core.drive import DEFAULT_MIN_CUTOFF_HZ
+
+    win = live_window
+    panel = win.live_panel
+    assert panel.gain.value() == 1.0 and panel.smoothing.value() == 1.0  # drive's defaults
+    neutral = tuple(float(v) for v in neutral_lambda(win.controller.loaded.model))
+    _start_file(panel)
+    _wait(qtbot, lambda: panel.session.poses_shown >= 2)
+    assert win.state.lam != pytest.approx(neutral)  # the actor drives λ
+    panel.smoothing.setValue(0.0)
+    panel.gain.setValue(0.0)  # holds the expression neutral: only the head still moves
+    driver = panel.session.driver
+    assert (driver.settings.gain, driver.settings.smoothing) == (0.0, 0.0)
+    # poses read before the change may still be on their way; the next ones hold λ neutral
+    _wait(qtbot, lambda: win.state.lam == pytest.approx(neutral), timeout=10.0)
+    panel.gain.setValue(2.5)
+    panel.smoothing.setValue(3.0)
+    assert (driver.settings.gain, driver.settings.smoothing) == (2.5, 3.0)
+    assert driver._filter.settings.min_cutoff == pytest.approx(DEFAULT_MIN_CUTOFF_HZ / 3)  # re-armed
+    _wait(qtbot, lambda: win.state.lam != pytest.approx(neutral), timeout=10.0)
+    panel.start_button.click()
+    panel.gain.setValue(1.5)  # a stopped session keeps the setting for the next start
+    _start_file(panel)
+    assert panel.session.driver.settings.gain == 1.5

@@ -207,3 +207,28 @@ def test_paste_back_option_follows_the_photo_and_the_pose_limit(qtbot, window, p
     window.state.set_camera(window.state.camera.replace(yaw_deg=window.state.camera.yaw_deg + 30))
     dialog = StillDialog(window, problem)
     assert not dialog.paste_back.isEnabled() and "only right within" in dialog.paste_back.toolTip()
+
+
+def test_use_fit_file_applies_a_fit_of_this_photo_and_refuses_another(qtbot, window, photo, idle, tmp_path):
+    _open(window, photo, idle)
+    _fit(qtbot, window, idle, window.fit_portrait)
+    fitted_frame = window.controller.last_frame.image.copy()
+    fit_file = window.controller.fit.path
+    other = tmp_path / "mirrored.png"
+    Image.fromarray(np.ascontiguousarray(astronaut()[:, ::-1])).save(other)
+
+    _open(window, other, idle)
+    assert window.controller.fit is None
+    assert not window.controller.open_fit(fit_file)
+    assert "was made for another photo" in window.errors[-1] and "\n" not in window.errors[-1]
+    assert window.controller.fit is None
+
+    _open(window, photo, idle)
+    assert window.controller.fit is None
+    assert window.controller.open_fit(fit_file)
+    idle(window)
+    assert window.controller.fit.path == fit_file
+    assert np.array_equal(window.controller.last_frame.image, fitted_frame)
+    assert not window.controller.open_fit(tmp_path / "missing.safetensors")
+    assert "not found" in window.errors[-1]
+    assert _menu_action(window, "Use fit file…") is not None

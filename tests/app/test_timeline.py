@@ -303,3 +303,27 @@ def test_the_export_menu_asks_then_writes_and_never_replaces_unasked(qtbot, wind
     _finish(qtbot, window, window.controller.jobs[0])
     gif = Image.open(target)
     assert gif.n_frames == 10 and gif.size == (24, 24)  # the default 3 s length at 3 fps, both ends
+
+
+def test_the_camera_curves_show_on_request(window):
+    panel = window.timeline_panel
+    _two_keys(window, "linear")  # yaw 0 -> 20 over the first second
+    assert panel.camera_curves == [] and not panel.camera_box.isChecked()  # λ alone by default
+    panel.camera_box.setChecked(True)
+    yaw, pitch, radius, fov = panel.camera_curves
+    items = panel.plot.getPlotItem().items
+    assert all(curve in items for curve in panel.camera_curves)
+    x, y = yaw.getData()
+    assert y[0] == pytest.approx(0.0) and y[-1] == pytest.approx(20.0)  # the keys' yaw, in degrees
+    middle = int(np.searchsorted(x, 0.5))
+    assert y[middle] == pytest.approx(20.0 * x[middle], abs=1e-6)  # linear between the keys
+    camera = window.state.camera
+    assert radius.getData()[1] == pytest.approx(np.full(len(x), camera.radius))
+    assert fov.getData()[1] == pytest.approx(np.full(len(x), camera.fov_deg))
+    assert pitch.getData()[1] == pytest.approx(np.zeros(len(x)))
+    assert panel.plot.getPlotItem().vb.viewRange()[1][1] >= 20.0  # the axis takes the camera in
+    window.timeline.move_key(1, 2.0)  # an edit redraws them
+    x, y = panel.camera_curves[0].getData()
+    assert y[int(np.searchsorted(x, 1.0))] == pytest.approx(10.0, abs=0.2)
+    panel.camera_box.setChecked(False)
+    assert panel.camera_curves == [] and yaw not in panel.plot.getPlotItem().items

@@ -205,3 +205,97 @@ def test_animate_bench_prints_playback_and_export_numbers(tmp_path, project, cap
     assert lines[-2].startswith("preview playback: ") and "frames/s over 5 frames" in lines[-2]
     assert lines[-1].startswith("full-quality export: 4 frames to MP4 in ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "p.e3d.json", "tiny.safetensors"]
+
+
+@pytest.fixture
+def photo_project(tmp_path):
+    """A project of the demo model (a random tiny model is nearly transparent: little would be pasted) on
+    a real photo (the public-domain astronaut, framed by dlib): keys at the photo's own pose (yaw 0) and
+    15° to its side, v1 moving."""
+    from export3d_core.checkpoint import REPO_ROOT
+
+    keys = (Key(0.0, (0.0,) * N, CameraPose(), "linear"), Key(1.0, (6.0,) + (0.0,) * (N - 1), CameraPose(yaw_deg=15)))
+    photo = REPO_ROOT / "resources" / "portraits" / "astronaut.png"
+    return save_animation(tmp_path / "p.e3d.json", Animation(keys, fps=2), portrait=photo)
+
+
+@pytest.mark.usefixtures("offline_hub")  # dlib frames the photo; no hub weights, no network
+def test_animate_paste_back_writes_photo_sized_frames_that_keep_the_photo_outside_the_mask(
+        tmp_path, photo_project, capsys):
+    from export3d_core.animation_commands import open_portrait_session
+    from export3d_core.paste_back import paste_weight, photo_compositor
+
+    out = tmp_path / "pasted"
+    assert main(["animate", str(photo_project), "--paste-back", "--fps", "4", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "5 frames at 4 fps, pasted into the photo" in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "only right within 10° yaw" in warnings[0]  # warned once, for all frames
+    assert "15° yaw" in warnings[0] and "2 of 5 frames are beyond it" in warnings[0]  # 11.25° and 15°
+
+    project = load_project_file(photo_project)
+    session = open_portrait_session(project.checkpoint, project.portrait)
+    compositor = photo_compositor(project.portrait, session.config.input_size)
+    photo = compositor.original
+    frames = [np.asarray(Image.open(f)) for f in sorted(out.iterdir())]
+    assert len(frames) == 5 and all(f.shape == photo.shape for f in frames)  # the photo's own size
+    for i, frame in enumerate(frames):
+        lam, key_camera = project.animation.sample(i / 4)
+        camera = compositor.turned(np.radians(key_camera.yaw_deg), np.radians(key_camera.pitch_deg))
+        assert np.array_equal(frame, compositor.frame(session, lam, camera))
+        alpha = session.render(lam, camera).alpha[0, 0].float().numpy()
+        weight = paste_weight(photo.shape[:2], compositor.transform, compositor.crop_size,
+                              session.config.output_size, alpha, camera.params().numpy())
+        outside = weight == 0
+        assert 0.5 < outside.mean() < 0.99  # a face-sized mask
+        assert np.array_equal(frame[outside], photo[outside])  # the photo, pixel for pixel
+        assert np.abs(frame.astype(int) - photo)[weight > 0.9].mean() > 20  # the render replaced the face
+    # A key's yaw 0 is the photo's own pose (as `render --paste-back` without --yaw), not the frontal view.
+    first = compositor.frame(session, project.animation.sample(0.0)[0], compositor.photo_camera)
+    assert np.array_equal(frames[0], first)
+    photo_pose = compositor.photo_camera
+    assert max(abs(photo_pose.yaw), abs(photo_pose.pitch)) > np.radians(1)  # so that the line above could fail
+
+
+def test_pasted_frames_turn_the_head_from_the_photos_pose_with_the_photos_distance_and_fov():
+    from export3d_core.animation_export import animation_paste_back_problem, paste_back_cameras
+    from export3d_core.camera import OrbitCamera
+
+    photo = OrbitCamera(yaw=np.radians(12), pitch=np.radians(-5), radius=3.1, fov_deg=14.0)
+    keys = (Key(0.0, (0.0,) * N, CameraPose(yaw_deg=0, radius=2.0, fov_deg=30), "linear"),
+            Key(1.0, (0.0,) * N, CameraPose(yaw_deg=-20, pitch_deg=4, radius=2.0, fov_deg=30)))
+    animation = Animation(keys, fps=4)
+    times = animation.frame_times()
+    cameras = paste_back_cameras(animation, times, photo)
+    assert [round(np.degrees(c.yaw), 6) for c in cameras] == [12, 7, 2, -3, -8]
+    assert [round(np.degrees(c.pitch), 6) for c in cameras] == [-5, -4, -3, -2, -1]
+    assert {(c.radius, c.fov_deg) for c in cameras} == {(3.1, 14.0)}  # the photo's, not the keys'
+    problem = animation_paste_back_problem(animation, times, photo)
+    assert "only right within 10° yaw" in problem and "(this view: 20° yaw, 4° pitch away); 2 of 5 frames" in problem
+    assert animation_paste_back_problem(animation, times[:3], photo) == ""  # 0°, 5° and 10° away: within
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_animate_renders_with_the_projects_fit_and_refuses_one_for_another_photo(tmp_path, capsys):
+    from export3d_core.checkpoint import REPO_ROOT
+
+    photo = REPO_ROOT / "resources" / "portraits" / "astronaut.png"
+    fit = tmp_path / "me.fit.safetensors"
+    assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny", "--steps", "2"]) == 0
+    project = save_animation(tmp_path / "p.e3d.json", two_key_animation((0.0,) * N, (3.0,) * N, 0.5, fps=2),
+                             portrait=photo)
+    unfitted, fitted = tmp_path / "unfitted", tmp_path / "fitted"
+    assert main(["animate", str(project), "--random-init", "tiny", "-o", str(unfitted)]) == 0
+    data = json.loads(project.read_text())
+    project.write_text(json.dumps({**data, "fit": fit.name}))  # as the editor saves it: beside the project
+    assert main(["animate", str(project), "--random-init", "tiny", "-o", str(fitted)]) == 0
+    pairs = list(zip(sorted(unfitted.iterdir()), sorted(fitted.iterdir())))
+    assert len(pairs) == 2 and all(not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+                                   for a, b in pairs)
+    other = tmp_path / "mirrored.png"
+    Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    capsys.readouterr()
+    assert main(["animate", str(project), "--random-init", "tiny", "--fit", str(fit), "--portrait", str(other),
+                 "-o", str(tmp_path / "other.gif")]) == 2
+    assert "was made for another photo" in capsys.readouterr().err
+    assert not (tmp_path / "other.gif").exists()

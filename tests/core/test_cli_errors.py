@@ -278,3 +278,28 @@ def test_prepare_input_that_is_a_symlink_loop(tmp_path: Path, capsys: pytest.Cap
     second.symlink_to(first)
     assert main(["prepare", str(first), "-o", str(tmp_path / "corpus")]) == EXIT_USER_ERROR
     assert "leads nowhere" in _one_error_line(capsys.readouterr().err, "prepare")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--mode", "depth"], "--paste-back composites the final image; drop --mode or use --mode final"),
+    (["--size", "64"], "--paste-back writes frames at the photo's own size; drop --size"),
+    (["--quality", "preview"], "--paste-back renders full-quality frames; drop --quality preview"),
+    (["--bench"], "--bench measures the timeline's own renders; drop --paste-back"),
+    (["--hand-crop"], "crop was placed by hand, so the photo's alignment is not known"),
+])
+def test_animate_paste_back_refuses_what_it_cannot_honour(extra: list[str], message: str, tmp_path: Path,
+                                                          inputs: dict[str, Path],
+                                                          capsys: pytest.CaptureFixture) -> None:
+    project = inputs["project"]
+    if extra == ["--hand-crop"]:
+        data = json.loads(project.read_text())
+        data.update(crop={"center": [256.0, 200.0], "side": 300.0}, portrait=str(inputs["photo"]))
+        project = tmp_path / "cropped.e3d.json"
+        project.write_text(json.dumps(data))
+        extra = []
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["animate", str(project), "--random-init", "tiny", "--paste-back", *extra, "-o", str(out / "a.gif")]
+    assert main(argv) == EXIT_USER_ERROR
+    assert message in _one_error_line(capsys.readouterr().err, "animate")
+    assert list(out.iterdir()) == []

@@ -77,3 +77,19 @@ def test_live_driver_renders_and_bakes_the_recorded_take(clip, tiny_model, tmp_p
 def test_a_missing_camera_or_file_is_one_clear_error(tmp_path):
     with pytest.raises(Export3DError, match="video not found"):
         LatestFrameSource(tmp_path / "none.mp4")
+
+
+def test_gain_and_smoothing_change_on_a_running_driver():
+    driver = LiveDriver(brightness_reader, np.zeros(10), DriveSettings(smoothing=0))
+    dim, bright = np.full((8, 8, 3), 50, np.uint8), np.full((8, 8, 3), 150, np.uint8)
+    assert driver.step(dim, 0.0).lam[0] == pytest.approx(1.0)
+    driver.set_settings(DriveSettings(gain=2.0, smoothing=0))
+    assert driver.step(dim, 0.1).lam[0] == pytest.approx(2.0)  # the next frame already has the gain
+    driver.set_settings(DriveSettings(gain=2.0, smoothing=4.0))
+    driver.step(dim, 0.2)  # the filter starts from the current reading: no jump
+    smoothed = driver.step(bright, 0.25).lam[0]
+    assert 2.0 < smoothed < 5.0  # a step to 6.0 is only partly followed within one 50 ms frame
+    driver.set_settings(DriveSettings(gain=2.0, smoothing=8.0))  # stronger: the filter keeps its state
+    assert smoothed < driver.step(bright, 0.3).lam[0] < 6.0
+    driver.set_settings(DriveSettings(gain=0.5, smoothing=0))
+    assert driver.step(bright, 0.35).lam[0] == pytest.approx(1.5)  # off: the raw reading at the new gain
