@@ -43,12 +43,15 @@ from torch import Tensor
 
 from export3d_core.camera import OrbitCamera
 from export3d_core.errors import Export3DError
+from export3d_core.fit_upscale import UpscaleSettings, train_upscaler
 from export3d_core.model import Export3D
 from export3d_core.nn.expression_flow import ExpressionFlow, FlowEstimate, estimate_flow_fields, lam_readout
+from export3d_core.nn.upscaler import Upscaler
 from export3d_core.render.renderer import VolumeRenderer
 from export3d_core.session import image_to_tensor
 
 FLOW_PREFIX = "generator.expression_flow."  # the state-dict names of a fitted portrait's offset and flow
+UPSCALER_PREFIX = "upscaler."  # the state-dict names of a fitted portrait's upscaler
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class FitSettings:
     side_size: int = 32  # rays per side of the side-view renders (no SR: only depth and opacity count)
     follow_expression: bool = True  # warp the offset along G's flow under λ (False: it holds still)
     flow: FlowEstimate = FlowEstimate()  # how that flow is estimated
+    # The per-photo upscaler learnt after the flow (fit_upscale.py), so full-quality renders are
+    # `factor` times the output size; it needs the photo crop at that size or larger (None: none).
+    upscale: UpscaleSettings | None = UpscaleSettings()
     storage_dtype: str = "float16"  # how the fit file stores the tensors; the fitted model is rounded alike
     seed: int = 0  # side views and ray jitter, so a fit is reproducible
     preview_every: int = 0  # every this many steps the progress report carries the tensors so far (0: never)
@@ -90,14 +96,15 @@ class FitSettings:
 class FitProgress:
     """One step's report to the caller's progress callback."""
 
-    step: int  # steps done, 1..total
+    step: int  # steps done, 1..total (the fit's steps, then the upscaler's)
     total: int
-    loss: float  # the reconstruction loss of this step (MSE of final + raw)
+    loss: float  # the reconstruction loss of this step (MSE of final + raw; the upscaler's own loss)
     eta_s: float  # estimated seconds left
     # Every `preview_every` steps: the changed tensors so far (name -> detached copy), for a preview
     # (the offset does not follow λ yet); `apply_tensors(model_copy, preview)` shows them in any
     # copy of the unfitted model.
     preview: dict[str, Tensor] | None = None
+    stage: str = "fit"  # "fit" (the tri-plane offset and the tuned tensors) or "upscale"
 
 
 @dataclass
@@ -111,6 +118,9 @@ class FitResult:
     lam: list[float]  # the pivot λ the fit used
     camera: list[float]  # the pivot camera (25,)
     settings: FitSettings = field(default_factory=FitSettings)
+    upscaled: bool = False  # whether the model carries an upscaler (full-quality renders at factor × output size)
+    upscale_note: str = ""  # one line saying what became of the upscaler (`upscale_summary`)
+    upscale_losses: list[float] = field(default_factory=list)  # the upscaler's training loss per step
 
 
 class FitCancelled(Export3DError):
@@ -148,6 +158,9 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     with torch.no_grad():
         side = _side_targets(model, planes_at(lam_t), renderer, settings, generator, device)
 
+    upscaling, note = upscale_plan(cfg.output_size, aligned, settings.upscale)
+    total = settings.steps + (settings.upscale.steps if upscaling else 0)
+    later_s = settings.upscale.time_budget_s if upscaling else 0.0  # the upscaler stops at its budget at the latest
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(settings.steps):
@@ -168,14 +181,47 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
             elapsed = time.perf_counter() - start
             every = settings.preview_every
             preview = _current_tensors(fitted, pivot, offset, settings) if every and (step + 1) % every == 0 else None
-            progress(FitProgress(step + 1, settings.steps, losses[-1],
-                                 elapsed / (step + 1) * (settings.steps - step - 1), preview))
+            progress(FitProgress(step + 1, total, losses[-1],
+                                 elapsed / (step + 1) * (settings.steps - step - 1) + later_s, preview))
     flow = _expression_flow(fitted, source, pivot, offset, settings, cancel)
     fitted.generator.expression_flow = flow.to(device)
+    upscale_losses = _attach_upscaler(fitted, aligned, cameras, pivot, settings, total, progress, cancel) if upscaling else []
+    if upscaling:
+        note = f"upscaled {settings.upscale.factor}× ({cfg.output_size}² -> {cfg.output_size * settings.upscale.factor}²)"
     seconds = time.perf_counter() - start
     changed = _round_changed(fitted, settings)
-    return FitResult(fitted, changed, losses, seconds, pivot,
-                     [float(v) for v in cameras[0].cpu()], settings)
+    return FitResult(fitted, changed, losses, seconds, pivot, [float(v) for v in cameras[0].cpu()], settings,
+                     upscaled=upscaling, upscale_note=note, upscale_losses=upscale_losses)
+
+
+def upscale_plan(output_size: int, aligned: np.ndarray, upscale: UpscaleSettings | None) -> tuple[bool, str]:
+    """Whether a fit of `aligned` learns an upscaler, and when not, the one line that says why."""
+    if upscale is None:
+        return False, f"not upscaled: the upscaler is off in the fit settings; renders stay {output_size}²"
+    side, need = min(np.asarray(aligned).shape[:2]), upscale.factor * output_size
+    if side < need:
+        return False, (f"not upscaled: the photo crop is {side} px and a {upscale.factor}× upscaler learns from "
+                       f"{need} px or more; renders stay {output_size}²")
+    return True, ""
+
+
+def _attach_upscaler(fitted: Export3D, aligned: np.ndarray, cameras: Tensor, lam: list[float], settings: FitSettings,
+                     total: int, progress: Callable[[FitProgress], None] | None,
+                     cancel: Callable[[], bool] | None) -> list[float]:
+    """Train the per-photo upscaler on the fitted model at the pivot and attach it; its losses."""
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise FitCancelled("the fit was cancelled; nothing was written")
+
+    def step(done: int, loss: float, eta_s: float) -> None:
+        if progress is not None:
+            progress(FitProgress(settings.steps + done, total, loss, eta_s, stage="upscale"))
+
+    result = train_upscaler(fitted, aligned, aligned, cameras[0].cpu().numpy(), lam, settings.upscale, step, check)
+    fitted.upscaler = result.upscaler.to(cameras.device)
+    if progress is not None and len(result.losses) < settings.upscale.steps:  # stopped by its time budget
+        progress(FitProgress(total, total, result.losses[-1], 0.0, stage="upscale"))
+    return result.losses
 
 
 def _param_groups(fitted: Export3D, offset: Tensor, settings: FitSettings) -> list[dict]:
@@ -285,8 +331,11 @@ FLOW_EXACT = ("pivot", "to_lam")  # kept in float32 whatever storage_dtype: at t
 
 
 def changed_names(model: Export3D, settings: FitSettings) -> list[str]:
-    """The state-dict names a fit with `settings` changes (and its file stores)."""
+    """The state-dict names a fit with `settings` changes (and its file stores); the upscaler's
+    when `model` (a fitted copy) carries one."""
     names = [FLOW_PREFIX + name for name, _ in _empty_flow(model).named_buffers()]
+    if model.upscaler is not None:
+        names += [UPSCALER_PREFIX + name for name in model.upscaler.state_dict()]
     state = model.state_dict()
     for prefix, lr in (("decoder.", settings.lr_decoder), ("superres.", settings.lr_superres),
                        *((f"generator.{p}.", settings.lr_appearance) for p in APPEARANCE_PARTS),
@@ -296,11 +345,27 @@ def changed_names(model: Export3D, settings: FitSettings) -> list[str]:
     return names
 
 
-def fit_shapes(model: Export3D) -> dict[str, torch.Size]:
-    """Every name a fit file may hold for `model`, with its shape (the model's own and the flow's)."""
-    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+def fit_shapes(model: Export3D, tensors: dict[str, Tensor] | None = None) -> dict[str, torch.Size]:
+    """Every name a fit file may hold for `model`, with its shape (the model's own and the flow's),
+    and the upscaler's when `tensors` (a fit file's) hold one; an upscaler this model cannot run
+    is an Export3DError."""
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()
+              if not name.startswith(UPSCALER_PREFIX)}
     shapes.update({FLOW_PREFIX + name: tensor.shape for name, tensor in _empty_flow(model).named_buffers()})
+    if tensors is not None and any(name.startswith(UPSCALER_PREFIX) for name in tensors):
+        shapes.update({UPSCALER_PREFIX + name: tensor.shape
+                       for name, tensor in _upscaler_for(model, tensors).state_dict().items()})
     return shapes
+
+
+def _upscaler_for(model: Export3D, tensors: dict[str, Tensor]) -> Upscaler:
+    """An upscaler of the shape `tensors` (state-dict names) describe, on the model's device."""
+    state = {name[len(UPSCALER_PREFIX):]: t for name, t in tensors.items() if name.startswith(UPSCALER_PREFIX)}
+    try:
+        upscaler = Upscaler.from_state(state, model.superres.blocks[-1].conv1.out_channels)
+    except (ValueError, KeyError):
+        raise Export3DError("the fit's upscaler does not match this model's architecture") from None
+    return upscaler.to(next(model.parameters()).device).eval().requires_grad_(False)
 
 
 def _current_tensors(fitted: Export3D, lam: list[float], offset: "_Offset", settings: FitSettings) -> dict[str, Tensor]:
@@ -314,10 +379,12 @@ def _current_tensors(fitted: Export3D, lam: list[float], offset: "_Offset", sett
 
 
 def apply_tensors(model: Export3D, tensors: dict[str, Tensor]) -> Export3D:
-    """Copy `tensors` (state-dict names) into `model` in place, giving it an expression flow if they
-    hold one; returns it."""
+    """Copy `tensors` (state-dict names) into `model` in place, giving it an expression flow and an
+    upscaler if they hold them; returns it."""
     if any(name.startswith(FLOW_PREFIX) for name in tensors) and model.generator.expression_flow is None:
         model.generator.expression_flow = _empty_flow(model)
+    if any(name.startswith(UPSCALER_PREFIX) for name in tensors) and model.upscaler is None:
+        model.upscaler = _upscaler_for(model, tensors)
     state = model.state_dict()
     with torch.no_grad():
         for name, tensor in tensors.items():

@@ -28,7 +28,7 @@ from export3d_core.model import Export3D
 from export3d_core.tensor_files import read_tensor_file
 
 FIT_FORMAT = "export3d-fit"
-FIT_VERSION = 2  # 2: the offset follows λ (generator.expression_flow.*)
+FIT_VERSION = 2  # 2: the offset follows λ (generator.expression_flow.*); an upscaler (upscaler.*) is optional
 FIT_SUFFIX = ".safetensors"
 THUMBNAIL_SIDE = 32  # crops are compared at this side
 SAME_CROP = 2.0  # mean absolute difference (0-255) of two thumbnails under which they are one crop
@@ -96,6 +96,8 @@ def save_fit(path: str | os.PathLike, result: FitResult, checkpoint: str | os.Pa
         "lam": result.lam,
         "camera": result.camera,
         "settings": dataclasses.asdict(result.settings),
+        "upscaled": result.upscaled,
+        "upscale_note": result.upscale_note,
     }
     header = {"format": FIT_FORMAT, "format_version": str(FIT_VERSION), "meta": json.dumps(meta)}
     with atomic_path(path) as tmp:
@@ -135,7 +137,7 @@ def load_fit(path: str | os.PathLike, model: Export3D, checkpoint: str | os.Path
     if meta.get("checkpoint_sha256") != file_digest(checkpoint):
         made_for = meta.get("checkpoint_name") or "a randomly initialised model"
         raise Export3DError(f"the fit {name} was made for another checkpoint ({made_for}); fit again with this one")
-    shapes = fit_shapes(model)
+    shapes = fit_shapes(model, tensors)
     for key, tensor in tensors.items():
         if key not in shapes or shapes[key] != tensor.shape:
             raise Export3DError(f"the fit {name} does not match this model's architecture (tensor {key})")

@@ -24,19 +24,18 @@ a general sharpener: learnt from the left half of the photo only, it makes the r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from export3d_core.display import image_to_tensor
 from export3d_core.errors import Export3DError
 from export3d_core.model import Export3D, RenderOutput
-
-LRELU_SLOPE = 0.2
-
+from export3d_core.nn.upscaler import Upscaler, bicubic
 
 @dataclass(frozen=True)
 class UpscaleSettings:
@@ -77,45 +76,6 @@ class UpscaleSettings:
             raise Export3DError(f"loss must be l1 or mse, got {self.loss!r}")
 
 
-class Upscaler(nn.Module):
-    """final image (B, 3, n, n) in [-1, 1] [+ SR features (B, C, n, n)] -> image (B, 3, f·n, f·n)."""
-
-    def __init__(self, feature_channels: int, settings: UpscaleSettings) -> None:
-        super().__init__()
-        self.factor = settings.factor
-        self.use_features = settings.use_features
-        self.high_band_only = settings.high_band_only
-        generator = torch.Generator().manual_seed(settings.seed)
-        in_ch = 3 + (feature_channels if settings.use_features else 0)
-        convs = []
-        for _ in range(settings.layers):
-            convs.append(nn.Conv2d(in_ch, settings.width, settings.kernel, padding=settings.kernel // 2))
-            in_ch = settings.width
-        self.convs = nn.ModuleList(convs)
-        self.to_rgb = nn.Conv2d(in_ch, 3 * settings.factor ** 2, 3, padding=1)
-        with torch.no_grad():
-            for conv in self.convs:
-                nn.init.kaiming_uniform_(conv.weight, a=LRELU_SLOPE, generator=generator)
-                nn.init.zeros_(conv.bias)
-            # zero residual at the start: an untrained upscaler is exactly the bicubic upsample
-            nn.init.zeros_(self.to_rgb.weight)
-            nn.init.zeros_(self.to_rgb.bias)
-
-    def forward(self, image: Tensor, features: Tensor | None = None) -> Tensor:
-        x = torch.cat([image, features], dim=1) if self.use_features else image
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-        detail = F.pixel_shuffle(self.to_rgb(x), self.factor)  # (B, 3, f·n, f·n)
-        if self.high_band_only:
-            detail = detail - bicubic(F.avg_pool2d(detail, self.factor), self.factor)
-        return bicubic(image, self.factor) + detail
-
-
-def bicubic(image: Tensor, factor: int) -> Tensor:
-    """The baseline the upscaler adds its detail to (and is compared with)."""
-    return F.interpolate(image, scale_factor=factor, mode="bicubic", align_corners=False)
-
-
 @torch.no_grad()
 def sr_features(model: Export3D, out: RenderOutput) -> Tensor:
     """The hidden features of the model's last SR block for a full-quality render (B, C, n, n).
@@ -147,23 +107,35 @@ class UpscaleResult:
 
 
 def train_upscaler(model: Export3D, aligned: np.ndarray, photo: np.ndarray, camera: np.ndarray | Tensor,
-                   lam: list[float], settings: UpscaleSettings = UpscaleSettings()) -> UpscaleResult:
+                   lam: list[float], settings: UpscaleSettings = UpscaleSettings(),
+                   step: Callable[[int, float, float], None] | None = None,
+                   check: Callable[[], None] | None = None) -> UpscaleResult:
     """Learn an upscaler that maps the (fitted) model's renders of `aligned` at `camera` and `lam` to
-    `photo`, the same aligned crop at `factor` times the model's output size or larger (uint8)."""
+    `photo`, the same aligned crop at `factor` times the model's output size or larger (uint8).
+
+    `step(done, loss, eta_s)` is called after every step; `check()` before the renders and every step
+    (it raises to stop, as a fit's cancel does)."""
     cfg = model.config
     side = cfg.output_size * settings.factor
     if photo.shape[0] < side:
         raise Export3DError(f"the upscaler learns from a photo crop of at least {side} px, got {photo.shape[0]}")
+    if model.upscaler is not None:
+        raise Export3DError("this model already has an upscaler; train one on the model without it")
+    check = check or (lambda: None)
+    check()
     begin = time.perf_counter()
     inputs, features = _training_renders(model, aligned, camera, lam, settings)
     render_seconds = time.perf_counter() - begin
     target = image_to_tensor(photo, side)  # (1, 3, side, side)
-    upscaler = Upscaler(features.shape[1], settings)
+    upscaler = Upscaler(features.shape[1], factor=settings.factor, width=settings.width, layers=settings.layers,
+                        kernel=settings.kernel, use_features=settings.use_features,
+                        high_band_only=settings.high_band_only, seed=settings.seed)
     optimizer = torch.optim.Adam(upscaler.parameters(), lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed + 1)
     losses: list[float] = []
     start = time.perf_counter()
-    for step in range(settings.steps):
+    for done in range(1, settings.steps + 1):
+        check()
         image, feats, wanted = _patches(inputs, features, target, settings, generator)
         predicted = upscaler(image, feats if settings.use_features else None)
         loss = F.l1_loss(predicted, wanted) if settings.loss == "l1" else F.mse_loss(predicted, wanted)
@@ -171,7 +143,11 @@ def train_upscaler(model: Export3D, aligned: np.ndarray, photo: np.ndarray, came
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-        if time.perf_counter() - begin > settings.time_budget_s:  # renders included
+        now = time.perf_counter()
+        if step is not None:  # the time budget (renders included) may end the steps early
+            left = (now - start) / done * (settings.steps - done)
+            step(done, losses[-1], min(left, max(0.0, begin + settings.time_budget_s - now)))
+        if now - begin > settings.time_budget_s:
             break
     upscaler.eval().requires_grad_(False)
     return UpscaleResult(upscaler, losses, time.perf_counter() - start, render_seconds, settings)

@@ -16,6 +16,7 @@ from export3d_core.nn.decoder import TriplaneDecoder
 from export3d_core.nn.generator import Appearance, HybridTriplaneGenerator
 from export3d_core.nn.lebs import LeBS
 from export3d_core.nn.superres import SuperResolution
+from export3d_core.nn.upscaler import Upscaler
 from export3d_core.render.accelerated import AcceleratedRenderer
 from export3d_core.render.occupancy import OccupancyGrid
 from export3d_core.render.renderer import FieldFn, VolumeRenderer, chunked_field, rays_per_pass
@@ -27,7 +28,9 @@ from export3d_core.render.triplane import sample_triplane
 class RenderOutput:
     """One rendered view. Images are in [-1, 1]."""
 
-    image: Tensor  # (B, 3, output_size, output_size) after super-resolution
+    # (B, 3, S, S) after super-resolution: S = output_size, or factor × output_size for a fitted
+    # portrait's full-quality render when the fit learnt an upscaler
+    image: Tensor
     image_raw: Tensor  # (B, 3, n, n): first three channels of the feature image
     depth: Tensor  # (B, 1, n, n) expected ray depth
     alpha: Tensor  # (B, 1, n, n) accumulated opacity
@@ -47,6 +50,9 @@ class Export3D(nn.Module):
         self.decoder = TriplaneDecoder(config)
         self.superres = SuperResolution(config)
         self.renderer = VolumeRenderer(config.render)
+        # A fitted portrait's upscaler (nn/upscaler.py), run after SR on full-quality renders; None
+        # in a trained model, so checkpoints' state dicts do not hold it.
+        self.upscaler: Upscaler | None = None
 
     # -- expression -------------------------------------------------------------------------------
     def basis(self) -> Tensor:
@@ -126,7 +132,8 @@ class Export3D(nn.Module):
         its occupancy `grid`); `decoder` another copy of the decoder (a compiled one); `neural_size`
         renders fewer rays (the editor's preview); `super_resolve=False` skips SR and returns the
         raw image bilinearly upsampled to the output size instead, as does any `neural_size` but
-        the model's. `sr_bf16` runs SR under bf16 autocast. Rays are rendered in passes of
+        the model's. A fitted portrait's `upscaler`, when there is one, runs after SR (full quality
+        only), so its image is `factor` times the output size. `sr_bf16` runs SR under bf16 autocast. Rays are rendered in passes of
         `rays_per_pass` unless `chunk` (rays per pass) is given.
         """
         if cameras.dim() != 2 or cameras.shape[1] != self.config.camera_dim:
@@ -142,7 +149,10 @@ class Export3D(nn.Module):
             self.field(planes, decoder), cameras, size, perturb=perturb, **render_kwargs
         )
         image_raw = result.features[:, :3]  # (B, 3, n, n)
-        if super_resolve and size == self.config.neural_size:
+        if super_resolve and size == self.config.neural_size and self.upscaler is not None:
+            image, hidden = self.superres(image_raw, result.features, bf16=sr_bf16, hidden=True)
+            image = self.upscaler(image, hidden).clamp(-1, 1)
+        elif super_resolve and size == self.config.neural_size:
             image = self.superres(image_raw, result.features, bf16=sr_bf16)
         else:
             image = nn.functional.interpolate(

@@ -67,16 +67,22 @@ class SuperResolution(nn.Module):
         self.channels_last = True
         return self
 
-    def forward(self, rgb_raw: torch.Tensor, features: torch.Tensor, *, bf16: bool = False) -> torch.Tensor:
+    def forward(self, rgb_raw: torch.Tensor, features: torch.Tensor, *, bf16: bool = False,
+                hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The image (B, 3, out, out); with `hidden`, also the last block's features (B, C, out, out),
+        which a fitted portrait's upscaler reads (nn/upscaler.py)."""
         if self.channels_last:
             features = features.contiguous(memory_format=torch.channels_last)
         if not bf16:
-            return self._upsample(rgb_raw, features)
-        with torch.autocast(features.device.type, dtype=torch.bfloat16):
-            return self._upsample(rgb_raw, features).float()
+            x, rgb = self._upsample(rgb_raw, features)
+        else:
+            with torch.autocast(features.device.type, dtype=torch.bfloat16):
+                x, rgb = self._upsample(rgb_raw, features)
+            x, rgb = x.float(), rgb.float()
+        return (rgb, x) if hidden else rgb
 
-    def _upsample(self, rgb_raw: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def _upsample(self, rgb_raw: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, rgb = features, rgb_raw
         for block in self.blocks:
             x, rgb = block(x, rgb)  # (B, C, s, s), (B, 3, s, s)
-        return rgb  # (B, 3, out, out)
+        return x, rgb  # (B, C, out, out), (B, 3, out, out)
