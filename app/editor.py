@@ -315,7 +315,7 @@ class EditorController(QObject):
         self.mark_changed()
         self._rebuild_session()
         self.fit_changed.emit(fitted.path)  # after the rebuild: thumbnails asked for now render the fit
-        self.status.emit(f"{note} {fitted.path}")
+        self.status.emit(f"{note} {fitted.path}" + (f"; {fitted.upscale_note}" if fitted.upscale_note else ""))
 
     def open_fit(self, path: Path) -> bool:
         """Use a fit file made earlier (by `export3d fit` or another project) for this portrait;

@@ -39,6 +39,7 @@ class FittedPortrait:
 
     model: object  # export3d_core.Export3D, eval mode
     path: Path
+    upscale_note: str = ""  # whether the fit learnt an upscaler (renders at 2× the model's size), or why not
 
 
 def fit_file_name(aligned: np.ndarray, checkpoint: Path | None) -> str:
@@ -54,8 +55,8 @@ def load_fitted(path: Path, model, checkpoint: Path | None, aligned: np.ndarray)
     from export3d_core import load_fit
 
     fitted = copy.deepcopy(model).eval()
-    load_fit(path, fitted, checkpoint, aligned)
-    return FittedPortrait(fitted, Path(path))
+    meta = load_fit(path, fitted, checkpoint, aligned)
+    return FittedPortrait(fitted, Path(path), meta.get("upscale_note", ""))
 
 
 def copy_atomic(source: Path, target: Path) -> Path:
@@ -87,7 +88,7 @@ class FitRequest:
 
 
 class FitJob(CancellableJob):
-    progress = Signal(int, int, float)  # step, total, seconds left
+    progress = Signal(int, int, float)  # step, total (the fit's steps, then the upscaler's), seconds left
     preview = Signal(object, int, int)  # uint8 image, step, total
     succeeded = Signal(object)  # FittedPortrait
     cancelled_error = FitCancelled
@@ -112,11 +113,11 @@ class FitJob(CancellableJob):
             raise FitCancelled("the fit was cancelled; nothing was written")
         request.target.parent.mkdir(parents=True, exist_ok=True)
         path = save_fit(request.target, result, request.checkpoint, request.aligned)
-        return FittedPortrait(result.model, path)
+        return FittedPortrait(result.model, path, result.upscale_note)
 
     def _report(self, report) -> None:
         self.progress.emit(report.step, report.total, report.eta_s)
-        if report.preview is not None and report.step < report.total:
+        if report.preview is not None and report.step < self.request.settings.steps:  # the final fit follows
             self.preview.emit(self._render_preview(report.preview), report.step, report.total)
 
     def _render_preview(self, tensors) -> np.ndarray:

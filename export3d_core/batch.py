@@ -23,7 +23,7 @@ from export3d_core.atomic import check_writable
 from export3d_core.checkpoint import DEMO_CHECKPOINT
 from export3d_core.errors import Export3DError
 from export3d_core.export import write_png
-from export3d_core.fit import FitSettings, fit_portrait
+from export3d_core.fit import FitSettings, fit_crop_size, fit_portrait, with_upscale_steps
 from export3d_core.lambda_units import check_lambda
 from export3d_core.project_file import ProjectFile, load_project_file
 from export3d_core.session import PortraitSession
@@ -125,17 +125,29 @@ class PortraitFitter:
     model: object  # Export3D
     estimator: object | None  # ExpressionEstimator for the pivot λ (None, a random model: λ = 0)
     steps: int
+    upscale_steps: int | None = None  # the upscaler's steps (None: the default; 0: none)
 
-    def session_for(self, image: np.ndarray, camera: np.ndarray | None) -> tuple[PortraitSession, float]:
+    @property
+    def settings(self) -> FitSettings:
+        return with_upscale_steps(FitSettings(steps=self.steps), self.upscale_steps)
+
+    @property
+    def crop_size(self) -> int:
+        """The side portraits are cropped at for the fit (large enough for the upscaler)."""
+        return fit_crop_size(self.model.config, self.settings)
+
+    def session_for(self, image: np.ndarray, camera: np.ndarray | None,
+                    native_side: float | None = None) -> tuple[PortraitSession, str]:
+        """A session of a fitted copy holding `image`, and the line that says how the fit went."""
         from export3d_core.data.face_pose import frontal_camera
 
         # the pivot, as `export3d fit` takes it: the photo's own λ and camera (frontal without landmarks)
         lam = self.estimator.estimate(image).lam if self.estimator is not None else [0.0] * self.model.config.n_basis
         camera = frontal_camera() if camera is None else camera
-        result = fit_portrait(self.model, image, camera, lam, FitSettings(steps=self.steps))
+        result = fit_portrait(self.model, image, camera, lam, self.settings, native_side=native_side)
         session = PortraitSession(result.model)
         session.set_portrait(image)
-        return session, result.seconds
+        return session, f"fitted in {result.seconds:.1f} s, {result.upscale_note}"
 
 
 def process_portrait(session: PortraitSession, job: BatchJob, portrait: Path, aligned: bool,
@@ -145,11 +157,12 @@ def process_portrait(session: PortraitSession, job: BatchJob, portrait: Path, al
 
     started = time.perf_counter()
     job.check_targets(portrait)
-    loaded = load_portrait(portrait, session.config.input_size, align=False if aligned else None)
+    size = session.config.input_size if fitter is None else fitter.crop_size
+    loaded = load_portrait(portrait, size, align=False if aligned else None)
     note = ""
     if fitter is not None:
-        session, seconds = fitter.session_for(loaded.image, loaded.camera)
-        note = f", fitted in {seconds:.1f} s"
+        session, fitted = fitter.session_for(loaded.image, loaded.camera, loaded.native_side)
+        note = f", {fitted}"
     else:
         session.set_portrait(loaded.image)
     written = job.run(session, portrait)
@@ -204,7 +217,7 @@ def run_batch(args: argparse.Namespace) -> int:
     fitter = None
     if args.fit:
         fitter = PortraitFitter(model, None if args.random_init else batch_estimator(model, args, project),
-                                args.fit_steps)
+                                args.fit_steps, args.fit_upscale_steps)
     job.out_dir.mkdir(exist_ok=True)
     session = PortraitSession(model)
     failed, started = [], time.perf_counter()
@@ -242,5 +255,7 @@ def add_batch_command(subparsers) -> None:
     parser.add_argument("--fit", action="store_true",
                         help="fit a copy of the model to each portrait first (as `export3d fit`; slower)")
     parser.add_argument("--fit-steps", type=int, default=FitSettings.steps, help="optimisation steps of --fit")
+    parser.add_argument("--fit-upscale-steps", type=int, default=None,
+                        help="training steps of --fit's 2x upscaler (0: none)")
     add_project_model_arguments(parser)
     parser.set_defaults(handler=run_batch)

@@ -119,7 +119,7 @@ class FitResult:
     camera: list[float]  # the pivot camera (25,)
     settings: FitSettings = field(default_factory=FitSettings)
     upscaled: bool = False  # whether the model carries an upscaler (full-quality renders at factor × output size)
-    upscale_note: str = ""  # one line saying what became of the upscaler (`upscale_summary`)
+    upscale_note: str = ""  # one line saying what became of the upscaler (`upscale_plan`)
     upscale_losses: list[float] = field(default_factory=list)  # the upscaler's training loss per step
 
 
@@ -130,10 +130,13 @@ class FitCancelled(Export3DError):
 def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tensor, lam: list[float],
                  settings: FitSettings = FitSettings(),
                  progress: Callable[[FitProgress], None] | None = None,
-                 cancel: Callable[[], bool] | None = None) -> FitResult:
+                 cancel: Callable[[], bool] | None = None, native_side: float | None = None) -> FitResult:
     """Fit a copy of `model` to the aligned uint8 photo seen from `camera` (25,) with expression `lam`.
 
     `progress` is called after every step; `cancel()` returning True stops the fit (`FitCancelled`).
+    With `settings.upscale`, a crop of at least `factor` times the output size also gets an upscaler
+    (`upscale_plan`); `native_side` says how many pixels of the original photo span the crop (an
+    enlarged crop of a small face holds too little detail to learn one from).
     """
     device = next(model.parameters()).device
     cfg = model.config
@@ -158,7 +161,7 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     with torch.no_grad():
         side = _side_targets(model, planes_at(lam_t), renderer, settings, generator, device)
 
-    upscaling, note = upscale_plan(cfg.output_size, aligned, settings.upscale)
+    upscaling, note = upscale_plan(cfg.output_size, aligned, settings.upscale, native_side)
     total = settings.steps + (settings.upscale.steps if upscaling else 0)
     later_s = settings.upscale.time_budget_s if upscaling else 0.0  # the upscaler stops at its budget at the latest
     losses: list[float] = []
@@ -186,23 +189,48 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     flow = _expression_flow(fitted, source, pivot, offset, settings, cancel)
     fitted.generator.expression_flow = flow.to(device)
     upscale_losses = _attach_upscaler(fitted, aligned, cameras, pivot, settings, total, progress, cancel) if upscaling else []
-    if upscaling:
-        note = f"upscaled {settings.upscale.factor}× ({cfg.output_size}² -> {cfg.output_size * settings.upscale.factor}²)"
     seconds = time.perf_counter() - start
     changed = _round_changed(fitted, settings)
     return FitResult(fitted, changed, losses, seconds, pivot, [float(v) for v in cameras[0].cpu()], settings,
                      upscaled=upscaling, upscale_note=note, upscale_losses=upscale_losses)
 
 
-def upscale_plan(output_size: int, aligned: np.ndarray, upscale: UpscaleSettings | None) -> tuple[bool, str]:
-    """Whether a fit of `aligned` learns an upscaler, and when not, the one line that says why."""
+def fit_crop_size(config, settings: FitSettings) -> int:
+    """The side to crop a photo at for a fit: the model's input size, or larger where the upscaler
+    needs it (factor × the output size), so a fit of a photo that holds the detail upscales."""
+    if settings.upscale is None:
+        return config.input_size
+    return max(config.input_size, settings.upscale.factor * config.output_size)
+
+
+def with_upscale_steps(settings: FitSettings, steps: int | None) -> FitSettings:
+    """`settings` with the upscaler's steps replaced (None: as they are; 0: no upscaler)."""
+    if steps is None:
+        return settings
+    if steps < 0:
+        raise Export3DError(f"the upscaler's steps must be 0 (none) or more, got {steps}")
+    if steps == 0:
+        return dataclasses.replace(settings, upscale=None)
+    return dataclasses.replace(settings, upscale=dataclasses.replace(settings.upscale or UpscaleSettings(), steps=steps))
+
+
+def upscale_plan(output_size: int, aligned: np.ndarray, upscale: UpscaleSettings | None,
+                 native_side: float | None = None) -> tuple[bool, str]:
+    """Whether a fit of `aligned` learns an upscaler, and the one line that says so (or why not).
+
+    `native_side`: how many pixels of the original photo span the crop (None: the crop's own side)."""
     if upscale is None:
         return False, f"not upscaled: the upscaler is off in the fit settings; renders stay {output_size}²"
-    side, need = min(np.asarray(aligned).shape[:2]), upscale.factor * output_size
-    if side < need:
+    side, big = min(np.asarray(aligned).shape[:2]), upscale.factor * output_size
+    native = side if native_side is None else min(side, native_side)
+    if side < big:
         return False, (f"not upscaled: the photo crop is {side} px and a {upscale.factor}× upscaler learns from "
-                       f"{need} px or more; renders stay {output_size}²")
-    return True, ""
+                       f"{big} px or more; renders stay {output_size}²")
+    if native < upscale.min_detail * output_size:
+        return False, (f"not upscaled: the photo holds the face at {native:.0f} px, and an upscaler needs "
+                       f"{upscale.min_detail * output_size:.0f} px or more; renders stay {output_size}²")
+    detail = "" if native >= big else f"; the photo holds the face at {native:.0f} px, finer detail is interpolated"
+    return True, f"upscaled {upscale.factor}× ({output_size}² -> {big}²){detail}"
 
 
 def _attach_upscaler(fitted: Export3D, aligned: np.ndarray, cameras: Tensor, lam: list[float], settings: FitSettings,

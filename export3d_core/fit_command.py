@@ -16,7 +16,7 @@ import torch
 from export3d_core.checkpoint import DEMO_CHECKPOINT
 from export3d_core.errors import Export3DError
 from export3d_core.export import check_target
-from export3d_core.fit import FitSettings, fit_portrait
+from export3d_core.fit import FitSettings, fit_crop_size, fit_portrait, with_upscale_steps
 from export3d_core.fit_file import save_fit
 from export3d_core.model import Export3D
 
@@ -63,21 +63,27 @@ def run_fit(args: argparse.Namespace) -> int:
     output = check_target(args.output, (".safetensors",), args.overwrite)
     model = load_model(args)
     checkpoint = None if args.random_init else (args.checkpoint or DEMO_CHECKPOINT)
-    portrait = load_portrait(args.photo, model.config.input_size, face_index=args.face_index)
+    settings = with_upscale_steps(FitSettings(steps=args.steps), args.upscale_steps)
+    # cropped large enough for the upscaler: the fit file's thumbnail accepts any size of this crop
+    portrait = load_portrait(args.photo, fit_crop_size(model.config, settings), face_index=args.face_index)
     lam, camera = photo_pivot(model, portrait.image, portrait.camera, checkpoint)
     before = photo_psnr(model, portrait.image, camera, lam)
-    settings = FitSettings(steps=args.steps)
     with tqdm(total=settings.steps, desc="fit", unit="step") as bar:
         def progress(report) -> None:
-            bar.update(1)
+            bar.total, bar.n = report.total, report.step
+            bar.set_description(report.stage)
             bar.set_postfix(loss=f"{report.loss:.4f}", left=f"{report.eta_s:.0f}s")
 
-        result = fit_portrait(model, portrait.image, camera, lam, settings, progress=progress)
+        result = fit_portrait(model, portrait.image, camera, lam, settings, progress=progress,
+                              native_side=portrait.native_side)
     path = save_fit(output, result, checkpoint, portrait.image)
     after = photo_psnr(result.model, portrait.image, camera, lam)
     size_kb = path.stat().st_size / 1024
+    side = model.config.output_size
+    after_side = side * (result.model.upscaler.factor if result.upscaled else 1)
     print(f"wrote {path} ({size_kb:.0f} KB, {settings.steps} steps in {result.seconds:.1f} s); "
-          f"PSNR at the photo's camera {before:.2f} -> {after:.2f} dB")
+          f"PSNR at the photo's camera {before:.2f} dB ({side}²) -> {after:.2f} dB ({after_side}²)")
+    print(result.upscale_note)
     return 0
 
 
@@ -89,6 +95,8 @@ def add_fit_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, required=True, help="the fit file to write (.safetensors)")
     add_model_arguments(parser)
     parser.add_argument("--steps", type=int, default=FitSettings.steps, help="optimisation steps")
+    parser.add_argument("--upscale-steps", type=int, default=None,
+                        help="training steps of the 2x upscaler (0: none; it needs a photo crop of 2x the output size)")
     parser.add_argument("--face-index", type=int, default=None, help="which face when the photo has several")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing fit file")
     parser.set_defaults(handler=run_fit)

@@ -60,6 +60,10 @@ class UpscaleSettings:
     # left half only, so the right half measures how the mapping does on pixels it never saw.
     columns: tuple[float, float] = (0.0, 1.0)
     loss: str = "l1"  # "l1" or "mse" against the photo
+    # A fit learns an upscaler only when the photo holds the face at this many times the model's
+    # output side in its own pixels (1.25: 160 px for the demo model); the crop is made at `factor`
+    # times regardless, so between the two the photo's finest detail is its own interpolation.
+    min_detail: float = 1.25
     time_budget_s: float = 15.0  # renders and training stop after this many seconds even if steps remain
     seed: int = 0
 

@@ -32,6 +32,9 @@ class LoadedPortrait:
     image: np.ndarray  # (S, S, 3) uint8, aligned to the model's framing
     method: str  # "aligned" | "face-alignment" | "dlib" | "opencv" | "manual"
     camera: np.ndarray | None = None  # (25,) estimated camera, when landmarks gave one
+    # How many pixels of the original photo span the crop's side: above `image`'s side, the crop
+    # was shrunk; below, enlarged (it then holds less detail than its size suggests).
+    native_side: float | None = None
 
 
 def demo_portraits() -> list[DemoPortrait]:
@@ -69,11 +72,12 @@ def load_portrait(path: str | Path, size: int, *, align: bool | None = None, fac
         align = not is_demo_aligned(path)
     image = load_image(path)
     if not align:
-        return LoadedPortrait(_resize(image, size), "aligned")
+        return LoadedPortrait(_resize(image, size), "aligned", native_side=float(min(image.shape[:2])))
     from export3d_core.data.intake import crop_portrait
 
     result = crop_portrait(image, size=size, face_index=face_index)
-    return LoadedPortrait(result.image, result.method, result.camera)
+    zoom = float(np.sqrt(abs(np.linalg.det(result.transform[:, :2]))))  # crop pixels per photo pixel
+    return LoadedPortrait(result.image, result.method, result.camera, native_side=size / zoom)
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:

@@ -15,7 +15,10 @@ def show_fit_progress(parent: QWidget, job, viewport) -> QProgressDialog:
     dialog.canceled.connect(job.cancel)
 
     def progress(step: int, steps: int, eta_s: float) -> None:
-        dialog.setLabelText(f"Fitting the model to this portrait: step {step} of {steps}, about {eta_s:.0f} s left")
+        # the steps count the fit's, then (when the photo is large enough) the 2× upscaler's
+        stage = "Fitting the model to this portrait" if step <= total else "Learning the 2× upscaler from the photo"
+        dialog.setMaximum(steps)
+        dialog.setLabelText(f"{stage}: step {step} of {steps}, about {eta_s:.0f} s left")
         dialog.setValue(min(step, steps))
 
     job.progress.connect(progress)

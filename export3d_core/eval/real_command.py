@@ -11,7 +11,7 @@
                                      "identity_minus": [n], "identity_plus": [n], "threshold_iod",
                                      "responding", "responding_vectors": [...], "identity_responding"},
              "depth_relief": float | null, "iod_px": float,
-             ["fitted": {the same metrics, "fit_seconds", "fit_steps"}]  (with --fit)}]}
+             ["fitted": {the same metrics, "fit_seconds", "fit_steps", "upscale"}]  (with --fit)}]}
 ```
 Heavy imports happen in the handler, so `export3d --help` stays fast.
 """
@@ -44,6 +44,8 @@ def add_eval_real_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fit", action="store_true",
                         help="also fit the model to each photo (as `export3d fit` does) and measure the fitted model")
     parser.add_argument("--fit-steps", type=int, default=None, metavar="N", help="steps of those fits (default: fit's)")
+    parser.add_argument("--fit-upscale-steps", type=int, default=None, metavar="N",
+                        help="training steps of those fits' 2x upscaler (0: none; default: fit's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_eval_real)
 
@@ -77,16 +79,17 @@ def _load(args: argparse.Namespace):
 
 
 def run_eval_real(args: argparse.Namespace) -> int:
-    import numpy as np
     from tqdm import tqdm
 
     from export3d_core.data.corpus import write_json_atomic
     from export3d_core.eval.real_photo import RealEvalSettings, contact_sheet, evaluate_photo, prepare_photo
+    from export3d_core.fit import fit_crop_size
 
     _check_outputs(args)
     model, checkpoint = _load(args)
     cfg, settings = model.config, RealEvalSettings()
-    photos = [prepare_photo(path, cfg.input_size, cfg.output_size) for path in args.photos]  # all found first
+    fit_size = fit_crop_size(cfg, _fit_settings(args)) if args.fit else None
+    photos = [prepare_photo(path, cfg.input_size, cfg.output_size, fit_size) for path in args.photos]  # all found first
     estimator = None
     if not args.neutral:
         from export3d_core.expression_estimate import ExpressionEstimator
@@ -114,7 +117,7 @@ def run_eval_real(args: argparse.Namespace) -> int:
         write_json_atomic(Path(args.json), report)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.sheet:
-        _write_sheet(Path(args.sheet), np.concatenate(sheets, axis=0))
+        _write_sheet(Path(args.sheet), _stacked(sheets))
         print(f"wrote {args.sheet}", file=sys.stderr)
     return 0
 
@@ -122,15 +125,35 @@ def run_eval_real(args: argparse.Namespace) -> int:
 def _fitted_metrics(args: argparse.Namespace, model, photo, lam, settings, renders: dict, bar) -> dict:
     """Fit a copy of the model to one photo (`export3d_core.fit`) and measure the fitted copy."""
     from export3d_core.eval.real_photo import evaluate_photo
-    from export3d_core.fit import FitSettings, fit_portrait
+    from export3d_core.fit import fit_portrait
 
-    fit_settings = FitSettings() if args.fit_steps is None else FitSettings(steps=args.fit_steps)
+    fit_settings = _fit_settings(args)
     bar.set_postfix_str(f"fitting {Path(photo.path).name}")
-    result = fit_portrait(model, photo.aligned, photo.camera, lam, fit_settings)
+    # the fit learns from (and is measured against) the crop made at the fit's size, as `export3d fit`'s
+    result = fit_portrait(model, photo.fit_crop, photo.camera, lam, fit_settings, native_side=photo.native_side)
     bar.set_postfix_str("")
-    metrics = evaluate_photo(result.model, photo.aligned, photo.camera, lam, reference=photo.reference,
+    metrics = evaluate_photo(result.model, photo.fit_crop, photo.camera, lam, reference=photo.fit_crop,
                              settings=settings, renders=renders, step=lambda: bar.update(1))
-    return {**metrics, "fit_seconds": result.seconds, "fit_steps": fit_settings.steps}
+    return {**metrics, "fit_seconds": result.seconds, "fit_steps": fit_settings.steps,
+            "upscale": result.upscale_note}
+
+
+def _fit_settings(args: argparse.Namespace):
+    from export3d_core.fit import FitSettings, with_upscale_steps
+
+    settings = FitSettings() if args.fit_steps is None else FitSettings(steps=args.fit_steps)
+    return with_upscale_steps(settings, args.fit_upscale_steps)
+
+
+def _stacked(sheets: list):
+    """The sheets one below the other, each scaled to the widest (a fitted upscaler's renders are larger)."""
+    import numpy as np
+    from PIL import Image
+
+    width = max(sheet.shape[1] for sheet in sheets)
+    scaled = [sheet if sheet.shape[1] == width else np.asarray(Image.fromarray(sheet).resize(
+        (width, round(sheet.shape[0] * width / sheet.shape[1])), Image.Resampling.LANCZOS)) for sheet in sheets]
+    return np.concatenate(scaled, axis=0)
 
 
 def _write_sheet(path: Path, image) -> None:
@@ -156,7 +179,7 @@ def format_table(report: dict) -> str:
         lines += _metric_lines(item, report["settings"])
         if "fitted" in item:
             fitted = item["fitted"]
-            lines += [f"  fitted ({fitted['fit_steps']} steps in {fitted['fit_seconds']:.1f} s):"]
+            lines += [f"  fitted ({fitted['fit_steps']} steps in {fitted['fit_seconds']:.1f} s; {fitted['upscale']}):"]
             lines += ["  " + line for line in _metric_lines(fitted, report["settings"])]
     return "\n".join(lines)
 

@@ -54,10 +54,13 @@ class PhotoInput:
     reference: np.ndarray  # (output_size, output_size, 3) uint8: what renders are compared with
     camera: np.ndarray  # (25,) float32, by PnP on the photo's landmarks
     method: str  # which landmarker framed it
+    fit_crop: np.ndarray | None = None  # (fit_size, fit_size, 3) uint8: what a fit learns from, and compares with
+    native_side: float | None = None  # pixels of the original photo across the crop
 
 
-def prepare_photo(path: str | Path, input_size: int, output_size: int) -> PhotoInput:
-    """Detect, align and crop one photo at the model's input and output sizes (one detection)."""
+def prepare_photo(path: str | Path, input_size: int, output_size: int, fit_size: int | None = None) -> PhotoInput:
+    """Detect, align and crop one photo at the model's input and output sizes, and at `fit_size`
+    for a fit (one detection)."""
     from export3d_core.data.image_io import load_image
     from export3d_core.data.intake import NoFaceFoundError, crop_face, detect_faces
 
@@ -71,7 +74,10 @@ def prepare_photo(path: str | Path, input_size: int, output_size: int) -> PhotoI
                                "frontal-ish face")
     model_crop = crop_face(image, faces[0], input_size)
     reference = crop_face(image, faces[0], output_size).image
-    return PhotoInput(path, model_crop.image, reference, model_crop.camera, model_crop.method)
+    fit_crop = None if fit_size is None else crop_face(image, faces[0], fit_size).image
+    zoom = float(np.sqrt(abs(np.linalg.det(model_crop.transform[:, :2]))))  # crop pixels per photo pixel
+    return PhotoInput(path, model_crop.image, reference, model_crop.camera, model_crop.method, fit_crop,
+                      input_size / zoom)
 
 
 def _session(renderer, aligned: np.ndarray):
@@ -154,7 +160,8 @@ def evaluate_photo(renderer, aligned: np.ndarray, camera: np.ndarray, lam: Seque
                    renders: dict | None = None, step: Callable[[], None] | None = None) -> dict:
     """Every eval-real metric of one aligned photo for `renderer` (an Export3D or a PortraitSession).
 
-    `reference` is the photo cropped at the output size (default: `aligned` resized); `renders`,
+    `reference` is the photo cropped at the renders' size (default: `aligned`; either is resized
+    to the size the full-quality renders have, which a fitted upscaler doubles); `renders`,
     when given, receives the rendered images by name (for the contact sheet); `step` is called
     after each render (progress).
     """
@@ -164,8 +171,6 @@ def evaluate_photo(renderer, aligned: np.ndarray, camera: np.ndarray, lam: Seque
     from export3d_core.display import tensor_to_image
 
     session = _session(renderer, aligned)
-    out_size = session.config.output_size
-    reference = np.array(_resized(aligned if reference is None else reference, out_size))  # writable copy for torch
     images = renders if renders is not None else {}
     tick = step or (lambda: None)
     own = [float(v) for v in lam]
@@ -181,6 +186,8 @@ def evaluate_photo(renderer, aligned: np.ndarray, camera: np.ndarray, lam: Seque
         for sign, row in zip("-+", pair):
             images[f"v{i + 1}{sign}"] = tensor_to_image(session.render(row, cameras["photo"]).image)
             tick()
+    out_size = images["photo"].shape[0]  # the model's output size, or the upscaler's
+    reference = np.array(_resized(aligned if reference is None else reference, out_size))  # writable copy for torch
     photo_id = face_identity.identity_descriptor(reference)
     identity = {name: face_identity.descriptor_distance(face_identity.identity_descriptor(image), photo_id)
                 for name, image in images.items()}

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from export3d_core import save_checkpoint
@@ -16,10 +17,12 @@ from export3d_core.checkpoint import load_checkpoint
 from export3d_core.errors import Export3DError
 from export3d_core.fit import FitCancelled, FitSettings, apply_tensors, fit_portrait
 from export3d_core.fit_file import load_fit, read_fit, save_fit
+from export3d_core.fit_upscale import UpscaleSettings
 from export3d_core.portrait import PORTRAITS_DIR
 from export3d_core.session import PortraitSession, image_to_tensor
 
-FAST = FitSettings(steps=6, lr_planes=0.5, side_views=2, side_size=8, samples=6, preview_every=3)
+TINY_UPSCALE = UpscaleSettings(width=8, layers=2, steps=4, patch=24, batch=2, renders=1, time_budget_s=600)
+FAST = FitSettings(steps=6, lr_planes=0.5, side_views=2, side_size=8, samples=6, preview_every=3, upscale=TINY_UPSCALE)
 
 
 def small_photo(name: str = "synthetic_01.png", size: int = 64) -> np.ndarray:
@@ -75,6 +78,72 @@ def test_fit_lowers_the_error_and_reloads_bit_identically(tmp_path, tiny_checkpo
         session.set_portrait(photo)
         images.append(session.render(lam, camera).image)
     assert torch.equal(images[0], images[1])
+
+
+def test_a_fit_of_a_large_photo_renders_at_twice_the_size_and_reloads_bit_identically(tmp_path, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    side = model.config.output_size
+    photo, lam = small_photo(size=2 * side), [0.0] * model.config.n_basis
+    reports = []
+    result = fit_portrait(model, photo, frontal_camera(), lam, FAST, progress=reports.append)
+    assert result.upscaled and result.upscale_note.startswith("upscaled 2×") and model.upscaler is None
+    total = FAST.steps + TINY_UPSCALE.steps
+    assert [r.step for r in reports] == list(range(1, total + 1)) and {r.total for r in reports} == {total}
+    assert [r.stage for r in reports] == ["fit"] * FAST.steps + ["upscale"] * TINY_UPSCALE.steps
+    assert reports[-1].eta_s == 0 and len(result.upscale_losses) == TINY_UPSCALE.steps
+    assert "upscaler.to_rgb.weight" not in model.state_dict()  # the checkpoint's model has no upscaler
+
+    path = save_fit(tmp_path / "big.fit.safetensors", result, tiny_checkpoint, photo)
+    tensors, meta = read_fit(path)
+    assert meta["upscaled"] and tensors["upscaler.to_rgb.weight"].dtype == torch.float16
+    reloaded, _ = load_checkpoint(tiny_checkpoint)
+    load_fit(path, reloaded, tiny_checkpoint, photo)
+    camera = OrbitCamera(yaw=math.radians(15))
+    images, previews = [], []
+    for fitted in (result.model, reloaded):
+        session = PortraitSession(fitted)
+        session.set_portrait(photo)
+        images.append(session.render(lam, camera).image)
+        previews.append(session.render(lam, camera, "preview").image)
+    assert images[0].shape == (1, 3, 2 * side, 2 * side) and torch.equal(images[0], images[1])
+    assert previews[0].shape == (1, 3, side, side)  # previews stay at the model's size
+    target = image_to_tensor(photo, 2 * side)
+    session = PortraitSession(result.model, renderer="reference")
+    session.set_portrait(photo)
+    sharp = session.render(lam, OrbitCamera()).image
+    plain = F.interpolate(session.render(lam, OrbitCamera(), "full").image_raw, size=2 * side, mode="bilinear")
+    assert torch.isfinite(sharp).all() and float(((sharp - target) ** 2).mean()) < float(((plain - target) ** 2).mean())
+
+
+def test_a_photo_too_small_to_upscale_gives_a_fit_that_says_so(tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    lam, side = [0.0] * model.config.n_basis, model.config.output_size
+    settings = dataclasses.replace(FAST, steps=1, preview_every=0)
+    small = fit_portrait(model, small_photo(size=side), frontal_camera(), lam, settings)
+    assert not small.upscaled and small.model.upscaler is None
+    assert small.upscale_note == (f"not upscaled: the photo crop is {side} px and a 2× upscaler learns from "
+                                  f"{2 * side} px or more; renders stay {side}²")
+    assert not any(name.startswith("upscaler.") for name in small.changed)
+    # a crop made large from a small face: the photo holds too little detail to learn from
+    enlarged = fit_portrait(model, small_photo(size=2 * side), frontal_camera(), lam, settings, native_side=side)
+    assert not enlarged.upscaled and f"holds the face at {side} px" in enlarged.upscale_note
+    off = fit_portrait(model, small_photo(size=2 * side), frontal_camera(), lam,
+                       dataclasses.replace(settings, upscale=None))
+    assert not off.upscaled and "off in the fit settings" in off.upscale_note
+
+
+def test_a_fit_cancelled_while_it_learns_the_upscaler_leaves_no_file(tmp_path, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    reports = []
+
+    def cancel() -> bool:
+        return any(r.stage == "upscale" for r in reports)
+
+    with pytest.raises(FitCancelled):
+        fit_portrait(model, small_photo(size=128), frontal_camera(), [0.0] * model.config.n_basis, FAST,
+                     progress=reports.append, cancel=cancel)
+    assert [r.stage for r in reports][-2:] == ["fit", "upscale"]
+    assert list(tmp_path.iterdir()) == [tiny_checkpoint] and model.upscaler is None
 
 
 def test_a_fit_for_another_photo_or_checkpoint_is_refused(tmp_path, tiny_checkpoint):
@@ -158,10 +227,15 @@ def test_fit_and_render_commands_with_paste_back(tmp_path, capsys):
 
     photo = PORTRAITS_DIR / "astronaut.png"
     fit = tmp_path / "astronaut.fit.safetensors"
-    assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny", "--steps", "2"]) == 0
-    assert fit.is_file() and "PSNR at the photo's camera" in capsys.readouterr().out
+    assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny", "--steps", "2",
+                 "--upscale-steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert fit.is_file() and "PSNR at the photo's camera" in out and "dB (64²) -> " in out and "dB (128²)" in out
+    assert "upscaled 2× (64² -> 128²)" in out  # the command crops the photo at twice the tiny model's 64
     assert main(["fit", str(photo), "-o", str(fit), "--random-init", "tiny"]) == 2  # exists: not overwritten
-    still = tmp_path / "still.png"
+    still, plain = tmp_path / "still.png", tmp_path / "plain.png"
+    assert main(["render", "--random-init", "tiny", "--portrait", str(photo), "--fit", str(fit), "-o", str(plain)]) == 0
+    assert Image.open(plain).size == (128, 128)  # the fitted portrait renders at twice the model's size
     assert main(["render", "--random-init", "tiny", "--portrait", str(photo), "--fit", str(fit),
                  "--paste-back", "-o", str(still)]) == 0
     assert Image.open(still).size == Image.open(photo).size
@@ -178,14 +252,18 @@ def test_eval_real_with_fit_measures_the_fitted_model_too(tmp_path, capsys):
     from export3d_core.cli import main
 
     out = tmp_path / "real.json"
+    sheet = tmp_path / "sheet.png"
     assert main(["eval-real", str(PORTRAITS_DIR / "astronaut.png"), "--fit", "--fit-steps", "4", "--json", str(out),
-                 "--no-progress"]) == 0
+                 "--fit-upscale-steps", "3", "--sheet", str(sheet), "--no-progress"]) == 0
     item = json.loads(out.read_text(encoding="utf-8"))["photos"][0]
     fitted = item["fitted"]
     assert fitted["fit_steps"] == 4 and fitted["fit_seconds"] > 0
-    assert set(fitted) == set(item) - {"photo", "method", "lam_source", "fitted"} | {"fit_seconds", "fit_steps"}
+    assert set(fitted) == set(item) - {"photo", "method", "lam_source", "fitted"} | {"fit_seconds", "fit_steps",
+                                                                                      "upscale"}
+    assert fitted["upscale"].startswith("upscaled 2× (128² -> 256²)")  # measured at 256² against a 256 px crop
     assert fitted["reconstruction"]["psnr"] > item["reconstruction"]["psnr"] + 2  # 4 steps already help
     assert "fitted (4 steps in" in capsys.readouterr().out
+    assert Image.open(sheet).size[0] == 10 * 256  # v1..v10 at 256²: the unfitted rows scaled up to the fitted ones
 
 
 def test_the_offset_penalty_keeps_the_paint_smaller(tiny_checkpoint):
