@@ -15,6 +15,7 @@ from skimage.data import astronaut
 
 from export3d_core.checkpoint import DEMO_CHECKPOINT
 from export3d_core.fit import FitSettings
+from export3d_core.fit_upscale import UpscaleSettings
 
 from app.export_jobs import SweepSettings
 from app.fit_job import FITS_FOLDER
@@ -23,7 +24,7 @@ from app.widgets.export_dialogs import StillDialog, TurntableDialog
 
 pytestmark = pytest.mark.usefixtures("offline_hub")  # no face-alignment weights: dlib is the landmarker
 
-FEW_STEPS = FitSettings(steps=3)
+FEW_STEPS = FitSettings(steps=3, upscale=UpscaleSettings(width=8, layers=2, steps=3, patch=24, batch=2, renders=1))
 
 
 @pytest.fixture
@@ -76,6 +77,9 @@ def test_banner_shows_for_an_out_of_domain_photo_and_goes_after_a_fit_from_the_m
 
     assert not window.domain_banner.isVisible()
     assert "fitted to it" in window.portrait_info.text()
+    side = window.controller.loaded.model.config.output_size
+    assert before.shape == (side, side, 3) and window.controller.last_frame.image.shape == (2 * side, 2 * side, 3)
+    assert "upscaled 2×" in window.statusBar().currentMessage()  # the editor's 256 px portrait holds the detail
     assert [p.name for p in _fits(window)] == [window.controller.fit.path.name]
     assert window.controller.render_model is window.controller.fit.model
     assert not np.array_equal(window.controller.last_frame.image, before)  # the viewport shows the fit

@@ -90,12 +90,17 @@ def test_fit_batch_renders_each_portrait_with_its_own_fitted_model(tmp_path, fol
     plain, fitted = tmp_path / "plain", tmp_path / "fitted"
     common = ["batch", "--preset", str(presets), "--portraits", str(folder), "--random-init", "tiny", "--aligned"]
     assert main(common + ["-o", str(plain)]) == 0
-    assert main(common + ["-o", str(fitted), "--fit", "--fit-steps", "3"]) == 0
+    capsys.readouterr()
+    assert main(common + ["-o", str(fitted), "--fit", "--fit-steps", "3", "--fit-upscale-steps", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert sum("fitted in" in line for line in lines) == 2
-    for name in ("a.png", "c.png"):
+    # a.png holds the face at 80 px (1.25 × the tiny model's 64): upscaled; c.jpg at 64 px: not, and says so
+    assert "upscaled 2× (64² -> 128²)" in next(line for line in lines if line.startswith("ok      a.png"))
+    assert "not upscaled: the photo holds the face at 64 px" in next(line for line in lines if "c.jpg" in line)
+    for name, side in (("a.png", 128), ("c.png", 64)):
         before, after = (np.asarray(Image.open(folder_ / name)) for folder_ in (plain, fitted))
-        assert before.shape == after.shape and not np.array_equal(before, after)  # the fit changed the render
+        assert after.shape == (side, side, 3) and before.shape == (64, 64, 3)
+        assert not np.array_equal(before, after[::side // 64, ::side // 64])  # the fit changed the render
 
 
 def test_fit_without_an_expression_estimator_stops_before_the_first_portrait(tmp_path, folder, checkpoint,
