@@ -81,7 +81,8 @@ def run_fit(args: argparse.Namespace) -> int:
     size_kb = path.stat().st_size / 1024
     side = model.config.output_size
     after_side = side * (result.model.upscaler.factor if result.upscaled else 1)
-    print(f"wrote {path} ({size_kb:.0f} KB, {settings.steps} steps in {result.seconds:.1f} s); "
+    steps = f"{settings.steps} steps" + (f" + {len(result.upscale_losses)} upscaler steps" if result.upscaled else "")
+    print(f"wrote {path} ({size_kb:.0f} KB, {steps} in {result.seconds:.1f} s); "
           f"PSNR at the photo's camera {before:.2f} dB ({side}²) -> {after:.2f} dB ({after_side}²)")
     print(result.upscale_note)
     return 0
