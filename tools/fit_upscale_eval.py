@@ -245,7 +245,9 @@ def main() -> None:
     estimator = ExpressionEstimator.for_checkpoint(model, DEMO_CHECKPOINT)
     report = {}
     for spec in args.photos:
-        report[spec] = evaluate(spec, model, estimator, FitSettings(steps=args.fit_steps), settings, args.sheets,
+        # the fit without its own upscaler: this tool trains and measures the upscaler itself
+        fit_settings = FitSettings(steps=args.fit_steps, upscale=None)
+        report[spec] = evaluate(spec, model, estimator, fit_settings, settings, args.sheets,
                                 args.basis, args.holdout)
         print(json.dumps({spec: report[spec]}, indent=1), flush=True)
     print(f"\nsettings: {dataclasses.asdict(settings)}")
