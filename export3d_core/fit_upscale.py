@@ -1,8 +1,8 @@
 """A per-photo 2× upscaler: one more super-resolution stage, learnt from the one photo a fit used.
 
 The demo model renders 128²; a photo usually holds more detail than that. After a fit
-(`fit.fit_portrait`, `FitSettings.upscale`), this stage (nn/upscaler.py) is trained in seconds to turn the fitted model's final image at the photo's camera into the
-aligned photo at twice the size. It is a residual over a bicubic upsample of the final image (so
+(`fit.fit_portrait`, `FitSettings.upscale`), this stage (nn/upscaler.py) is trained in seconds to
+turn the fitted model's final image at the photo's camera into the aligned photo at twice the size. It is a residual over a bicubic upsample of the final image (so
 an untrained stage is exactly bicubic), a few 3×3 convolutions at the model's output size and a
 pixel shuffle. Its inputs are the final image and, optionally, the hidden features of the model's
 last SR block: both come from the tri-plane, so they move with the surface when the camera turns.
