@@ -87,9 +87,9 @@ def placeholder_portrait(size: int) -> np.ndarray:
     return image
 
 
-def load_portrait_image(path: str | Path, size: int) -> tuple[np.ndarray, str, np.ndarray | None]:
-    """(aligned uint8 (size, size, 3) image, method, the photo's estimated camera (25,) or None).
-    No face -> `NoPortraitFace`."""
+def load_portrait_image(path: str | Path, size: int) -> tuple[np.ndarray, str, np.ndarray | None, float | None]:
+    """(aligned uint8 (size, size, 3) image, method, the photo's estimated camera (25,) or None,
+    how many of the photo's own pixels span the crop). No face -> `NoPortraitFace`."""
     from export3d_core import NoFaceFoundError, load_portrait
 
     try:
@@ -103,7 +103,7 @@ def load_portrait_image(path: str | Path, size: int) -> tuple[np.ndarray, str, n
         raise
     except Exception as exc:  # a strange file must never take the editor down
         raise Export3DError(f"could not read {Path(path).name}: {type(exc).__name__}: {exc}") from None
-    return loaded.image, loaded.method, loaded.camera
+    return loaded.image, loaded.method, loaded.camera, loaded.native_side
 
 
 def crop_by_hand(image: np.ndarray, center_xy: tuple[float, float], side: float, size: int) -> np.ndarray:

@@ -51,6 +51,7 @@ class EditorController(QObject):
         self.portrait_image: np.ndarray | None = None
         self.portrait_crop: tuple[tuple[float, float], float] | None = None
         self.portrait_camera: np.ndarray | None = None  # (25,) the photo's estimated camera, when known
+        self.portrait_native_side: float | None = None  # the photo's own pixels across the crop, when known
         self.fit: FittedPortrait | None = None  # the portrait's fit: renders and exports use its model
         self.fit_folder: Path | None = None  # where new fits are written (the window: settings folder/fits)
         self.fit_settings = FitSettings()
@@ -179,14 +180,17 @@ class EditorController(QObject):
         return max(size, PORTRAIT_MIN_SIDE)
 
     @staticmethod
-    def read_portrait(path: Path, crop: tuple | None, size: int) -> tuple[np.ndarray, str, np.ndarray | None]:
-        """(aligned image, method, camera or None), not applied; Export3DError (or NoPortraitFace) in one line."""
+    def read_portrait(path: Path, crop: tuple | None,
+                      size: int) -> tuple[np.ndarray, str, np.ndarray | None, float | None]:
+        """(aligned image, method, camera or None, the photo's own pixels across the crop), not applied;
+        Export3DError (or NoPortraitFace) in one line."""
         try:
             if crop is not None:
                 from export3d_core import load_image
 
                 (center, side) = crop
-                return backend.crop_by_hand(load_image(path), tuple(center), float(side), size), "manual", None
+                image = backend.crop_by_hand(load_image(path), tuple(center), float(side), size)
+                return image, "manual", None, float(side)
             return backend.load_portrait_image(path, size)
         except Export3DError:
             raise
@@ -197,7 +201,7 @@ class EditorController(QObject):
         """Intake a photo (detect, align, crop). No face -> `no_face` (the window offers a manual crop)."""
         path = Path(path)
         try:
-            image, method, camera = self.read_portrait(path, crop, self.portrait_size())
+            image, method, camera, native_side = self.read_portrait(path, crop, self.portrait_size())
         except backend.NoPortraitFace as exc:
             exc.path = path
             self.no_face.emit(exc)
@@ -206,15 +210,17 @@ class EditorController(QObject):
             self.error.emit(str(exc))
             return False
         self.portrait_crop = tuple(crop) if crop is not None else None
-        self.set_portrait_image(image, path, camera)
+        self.set_portrait_image(image, path, camera, native_side=native_side)
         read = f"; expression read from its {self.expression_source}" if self.expression_source else ""
         self.status.emit(f"portrait {path.name} ({method}){read}")
         return True
 
     def set_portrait_image(self, image: np.ndarray, path: Path | None, camera: np.ndarray | None = None,
-                           fit: FittedPortrait | None = None) -> None:
+                           fit: FittedPortrait | None = None, native_side: float | None = None) -> None:
         self.portrait_image = image
         self.portrait_camera = camera
+        # the photo's own pixels across the crop: a fit learns an upscaler only when they hold the detail
+        self.portrait_native_side = native_side
         self._set_fit(fit)
         self.state.portrait_path = path
         self.state.set_portrait_lam(self.estimate_lam(image, path))
@@ -249,7 +255,7 @@ class EditorController(QObject):
             return False
         path = Path(path)
         try:
-            image, _method, _camera = backend.load_portrait_image(path, self.portrait_size())
+            image, _method, _camera, _native = backend.load_portrait_image(path, self.portrait_size())
         except Export3DError as exc:
             self.error.emit(str(exc))
             return False
@@ -301,7 +307,7 @@ class EditorController(QObject):
         lam = tuple(self.state.portrait_lam) if self.state.portrait_lam else (0.0,) * self.state.n_basis
         request = FitRequest(self.loaded.model, self.loaded.path, self.portrait_image, self.photo_camera(), lam,
                              folder / fit_file_name(self.portrait_image, self.loaded.path),
-                             self.state.camera.to_orbit(), self.fit_settings)
+                             self.state.camera.to_orbit(), self.fit_settings, self.portrait_native_side)
         job = FitJob(request)
         image, model = self.portrait_image, self.loaded.model
         # Applied only when the portrait and the model are still the ones the fit was made for.
@@ -489,7 +495,7 @@ class EditorController(QObject):
             self._apply_model(loaded)
         if portrait is not None:
             self.portrait_crop = project.crop
-            self.set_portrait_image(portrait[0], project.portrait, portrait[2], fit)
+            self.set_portrait_image(portrait[0], project.portrait, portrait[2], fit, native_side=portrait[3])
         self.state.set_names(project.names)
         self.state.set_lam(project.lam)
         self.state.set_camera(project.camera)

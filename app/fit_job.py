@@ -85,6 +85,7 @@ class FitRequest:
     target: Path  # the fit file to write
     view: object  # OrbitCamera of the previews
     settings: FitSettings = FitSettings()
+    native_side: float | None = None  # the photo's own pixels across the crop (None: the crop's side)
 
 
 class FitJob(CancellableJob):
@@ -108,7 +109,7 @@ class FitJob(CancellableJob):
         every = max(1, request.settings.steps // PREVIEWS)
         settings = dataclasses.replace(request.settings, preview_every=every)
         result = fit_portrait(request.model, request.aligned, request.camera, list(request.lam), settings,
-                              progress=self._report, cancel=self._cancel.is_set)
+                              progress=self._report, cancel=self._cancel.is_set, native_side=request.native_side)
         if self._cancel.is_set():  # cancelled after the last step: still nothing is written
             raise FitCancelled("the fit was cancelled; nothing was written")
         request.target.parent.mkdir(parents=True, exist_ok=True)

@@ -86,6 +86,16 @@ def test_banner_shows_for_an_out_of_domain_photo_and_goes_after_a_fit_from_the_m
     assert window.has_unsaved_changes()
 
 
+def test_a_photo_with_a_small_face_is_fitted_without_the_upscaler_and_says_so(qtbot, window, idle, tmp_path):
+    small = tmp_path / "small.png"
+    Image.fromarray(astronaut()).resize((200, 200), Image.Resampling.LANCZOS).save(small)  # the face: ~71 px
+    _open(window, small, idle)
+    _fit(qtbot, window, idle, window.fit_portrait)
+    side = window.controller.loaded.model.config.output_size
+    assert window.controller.fit.model.upscaler is None and window.controller.last_frame.image.shape == (side, side, 3)
+    assert "not upscaled: the photo holds the face at 71 px" in window.statusBar().currentMessage()
+
+
 def test_banner_button_runs_the_fit(qtbot, window, photo, idle):
     _open(window, photo, idle)
     qtbot.waitUntil(window.domain_banner.isVisible, timeout=10_000)
