@@ -114,7 +114,7 @@ class FitResult:
     model: Export3D  # the fitted copy, eval mode, no gradients; the input model is untouched
     changed: dict[str, Tensor]  # name -> the tensors the fit changed, as stored (rounded to storage_dtype)
     losses: list[float]  # reconstruction loss per step
-    seconds: float  # wall time of the optimisation
+    seconds: float  # wall time of the fit (the expression flow and the upscaler's training included)
     lam: list[float]  # the pivot λ the fit used
     camera: list[float]  # the pivot camera (25,)
     settings: FitSettings = field(default_factory=FitSettings)

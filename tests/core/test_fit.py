@@ -113,6 +113,13 @@ def test_a_fit_of_a_large_photo_renders_at_twice_the_size_and_reloads_bit_identi
     sharp = session.render(lam, OrbitCamera()).image
     plain = F.interpolate(session.render(lam, OrbitCamera(), "full").image_raw, size=2 * side, mode="bilinear")
     assert torch.isfinite(sharp).all() and float(((sharp - target) ** 2).mean()) < float(((plain - target) ** 2).mean())
+    # an upscaler this model cannot run (a damaged or foreign file) is refused before the model is touched
+    bad = dataclasses.replace(result, changed={**result.changed, "upscaler.to_rgb.weight": torch.zeros(5, 8, 3, 3)})
+    save_fit(tmp_path / "bad.fit.safetensors", bad, tiny_checkpoint, photo)
+    untouched, _ = load_checkpoint(tiny_checkpoint)
+    with pytest.raises(Export3DError, match="does not match this model's architecture"):
+        load_fit(tmp_path / "bad.fit.safetensors", untouched, tiny_checkpoint, photo)
+    assert untouched.upscaler is None and untouched.generator.expression_flow is None
 
 
 def test_a_photo_too_small_to_upscale_gives_a_fit_that_says_so(tiny_checkpoint):
