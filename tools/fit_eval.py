@@ -190,7 +190,11 @@ def synthetic(k: int, model, estimator) -> dict:
     for clip in clips:
         s = clip.source_index()
         source, camera = clip.frames[s], clip.cameras[s]
-        result = fit_portrait(model, source, camera, estimator.estimate(source).lam, SETTINGS)
+        lam = estimator.estimate(source).lam
+        if TRUE_PIVOT:  # the clip's own λ: what a perfect expression reader would give
+            with torch.no_grad():
+                lam = model.coefficients(torch.as_tensor(clip.betas[s:s + 1], dtype=torch.float32))[0].tolist()
+        result = fit_portrait(model, source, camera, lam, SETTINGS)
         drive = clip.driving_indices(8)
         targets = [clip.frames[d] for d in drive]
         wanted = regressor.predict(targets).expression
@@ -204,7 +208,7 @@ def synthetic(k: int, model, estimator) -> dict:
         for m in (model, result.model):
             session = PortraitSession(m)
             session.set_portrait(source)
-            reliefs.append(depth_relief(render(session, estimator.estimate(source).lam, camera)[1], camera))
+            reliefs.append(depth_relief(render(session, lam, camera)[1], camera))
         out["depth_relief"].append(reliefs)
     for name in ("unfitted", "fitted"):
         for metric in ("psnr", "aed"):
@@ -234,6 +238,7 @@ def domain(model, estimator) -> dict:
 
 SETTINGS = FitSettings()
 SKIP_UNFITTED = False
+TRUE_PIVOT = False
 
 
 def parse_settings(items: list[str]) -> FitSettings:
@@ -254,12 +259,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--sheets", type=Path)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a FitSettings field (numbers and true/false), e.g. --set basis_weight=1")
+                        help="override a FitSettings field (numbers and true/false), e.g. --set offset_weight=1")
+    parser.add_argument("--true-pivot", action="store_true",
+                        help="fit the synthetic clips at their true λ instead of the estimator's")
     parser.add_argument("--skip-unfitted", action="store_true", help="measure the fitted model only (faster sweeps)")
     args = parser.parse_args()
-    global SETTINGS, SKIP_UNFITTED
+    global SETTINGS, SKIP_UNFITTED, TRUE_PIVOT
     SETTINGS = parse_settings(args.set)
     SKIP_UNFITTED = args.skip_unfitted
+    TRUE_PIVOT = args.true_pivot
     torch.set_num_threads(1)
     model, _ = load_checkpoint(DEMO_CHECKPOINT)
     estimator = ExpressionEstimator.for_checkpoint(model, DEMO_CHECKPOINT)
