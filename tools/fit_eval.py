@@ -241,13 +241,14 @@ SKIP_UNFITTED = False
 TRUE_PIVOT = False
 
 
-def parse_settings(items: list[str]) -> FitSettings:
+def parse_settings(items: list[str], kind=FitSettings):
+    """`kind()` with fields overridden by FIELD=VALUE items (numbers, true/false), as `--set` gives them."""
     changes = {}
     for item in items:
         name, _, value = item.partition("=")
-        default = getattr(FitSettings(), name)
+        default = getattr(kind(), name)
         changes[name] = (value.lower() == "true") if isinstance(default, bool) else type(default)(value)
-    return dataclasses.replace(FitSettings(), **changes)
+    return dataclasses.replace(kind(), **changes)
 
 
 def main() -> None:

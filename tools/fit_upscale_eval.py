@@ -46,6 +46,7 @@ from export3d_core.fit import FitSettings, fit_portrait  # noqa: E402
 from export3d_core.fit_upscale import UpscaleSettings, bicubic, train_upscaler, upscale  # noqa: E402
 from export3d_core.metrics import psnr, ssim  # noqa: E402
 from export3d_core.session import PortraitSession, image_to_tensor, tensor_to_image  # noqa: E402
+from fit_eval import parse_settings  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 VIEWS = {"photo": (0, 0), "yaw-20": (-20, 0), "yaw+20": (20, 0), "pitch-10": (0, -10), "pitch+10": (0, 10)}
 SHEET_ONLY = {"yaw+40": (40, 0)}  # farther than the table goes: where ghosting of frontal detail would show most
@@ -217,15 +218,6 @@ def print_table(report: dict) -> None:
               f"{side_plain:.0f} / {side_sharp:.0f} | {r['high_band_error_upscaled']:.3f} | {r['train_seconds']:.1f} |")
 
 
-def parse_settings(items: list[str]) -> UpscaleSettings:
-    changes = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        default = getattr(UpscaleSettings(), name)
-        changes[name] = (value.lower() == "true") if isinstance(default, bool) else type(default)(value)
-    return dataclasses.replace(UpscaleSettings(), **changes)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", nargs="*", default=["resources/portraits/astronaut.png", "lfw:0", "lfw:10"])
@@ -240,7 +232,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    settings = parse_settings(args.set)
+    settings = parse_settings(args.set, UpscaleSettings)
     model, _ = load_checkpoint(DEMO_CHECKPOINT)
     estimator = ExpressionEstimator.for_checkpoint(model, DEMO_CHECKPOINT)
     report = {}
