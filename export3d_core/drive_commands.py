@@ -88,7 +88,7 @@ def run_drive(args: argparse.Namespace) -> int:
     if args.keys_out is not None:
         check_project_target(args.keys_out, args.overwrite)
     session = open_portrait_session(args.checkpoint, args.portrait, device=args.device,
-                                    aligned=args.aligned_portrait)
+                                    aligned=args.aligned_portrait, fit=args.fit)
     model = session.model
     estimator = ExpressionEstimator.for_checkpoint(model, args.checkpoint or DEMO_CHECKPOINT)
     performance = read_video(args, estimator, model.config.input_size)
@@ -104,7 +104,7 @@ def run_drive(args: argparse.Namespace) -> int:
           f"{jitter(raw):.3f} raw, {jitter(smoothed):.3f} smoothed")
     if args.keys_out is not None:
         path = save_animation(args.keys_out, animation, portrait=args.portrait,
-                              checkpoint=args.checkpoint, overwrite=args.overwrite)
+                              checkpoint=args.checkpoint, fit=args.fit, overwrite=args.overwrite)
         print(f"wrote keys to {path}")
     if args.output is not None:
         render_performance(args, session, animation, export_settings)
@@ -141,7 +141,7 @@ def run_live(args: argparse.Namespace) -> int:
         check_output(args.output, args.overwrite)
     settings = DriveSettings(gain=args.gain, smoothing=args.smoothing, head_pose=not args.no_head_pose,
                              tolerance=args.simplify)
-    session = open_portrait_session(args.checkpoint, args.portrait, device=args.device)
+    session = open_portrait_session(args.checkpoint, args.portrait, device=args.device, fit=args.fit)
     model = session.model
     estimator = ExpressionEstimator.for_checkpoint(model, args.checkpoint or DEMO_CHECKPOINT)
     reader = FaceReader(estimator, model.config.input_size, source=args.reader)
@@ -160,7 +160,7 @@ def run_live(args: argparse.Namespace) -> int:
     print(f"live: showed {len(shown)} of {source.grabbed} frames in {seconds:.1f} s ({len(shown) / seconds:.1f} "
           f"frames/s, {source.grabbed - len(shown)} dropped, {driver.faceless} without a face)")
     path = save_animation(args.keys_out, take, portrait=args.portrait, checkpoint=args.checkpoint,
-                          overwrite=args.overwrite)
+                          fit=args.fit, overwrite=args.overwrite)
     print(f"wrote {len(take.keys)} keys to {path}")
     if args.output is not None:
         print(f"wrote {write_frames(args.output, shown, take.fps, overwrite=args.overwrite)} (the previews shown)")
@@ -188,6 +188,7 @@ def add_live_command(subparsers) -> None:
     source.add_argument("--camera", type=int, default=0, help="OpenCV capture device index (default 0)")
     source.add_argument("--video", type=Path, help="a video file played at its own rate instead of a camera")
     parser.add_argument("--portrait", type=Path, help="portrait photo (default: a shipped demo portrait)")
+    parser.add_argument("--fit", type=Path, help="a fit file of this portrait (from `export3d fit`)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the take")
     parser.add_argument("--keys-out", type=Path, required=True, metavar="PROJECT", help="project for the take's keys")
     parser.add_argument("-o", "--output", type=Path, help="also save the previews shown (MP4, GIF or a folder)")
@@ -198,6 +199,7 @@ def add_live_command(subparsers) -> None:
 def add_drive_command(subparsers) -> None:
     parser = subparsers.add_parser("drive", help="drive a portrait from a video of a face; bake the keys")
     parser.add_argument("--portrait", type=Path, help="portrait photo (default: a shipped demo portrait)")
+    parser.add_argument("--fit", type=Path, help="a fit file of this portrait (from `export3d fit`)")
     parser.add_argument("--video", type=Path, required=True, help="video file or folder of frames with one face")
     parser.add_argument("-o", "--output", type=Path, help="OUT.mp4, OUT.gif, or a folder for PNGs")
     parser.add_argument("--keys-out", type=Path, metavar="PROJECT",

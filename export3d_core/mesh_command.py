@@ -15,7 +15,7 @@ from export3d_core.export import STILL_SUFFIXES, check_target, write_png
 from export3d_core.mesh import KEEP_MODES, MeshSettings
 from export3d_core.mesh_export import export_head_mesh
 from export3d_core.mesh_io import check_mesh_target, validate_glb
-from export3d_core.view_commands import add_model_arguments, load_model, parse_lambda
+from export3d_core.view_commands import add_model_arguments, apply_fit_argument, load_model, parse_lambda
 
 
 def add_mesh_command(subparsers) -> None:
@@ -23,6 +23,7 @@ def add_mesh_command(subparsers) -> None:
     add_model_arguments(mesh)
     mesh.add_argument("--portrait", type=Path, help="portrait photo (default: a shipped demo portrait)")
     mesh.add_argument("--face-index", type=int, default=None, help="which face when the photo has several")
+    mesh.add_argument("--fit", type=Path, help="a fit file of this portrait (from `export3d fit`)")
     mesh.add_argument("--lam", help="coefficients, e.g. v1=2.5,v3=-4 (others 0); the base of morph targets")
     mesh.add_argument("--resolution", type=int, default=256, help="grid points per side of the head's box")
     mesh.add_argument("--level", type=float, default=None,
@@ -48,9 +49,9 @@ def run_mesh(args: argparse.Namespace) -> int:
     if args.preview is not None:
         check_target(args.preview, STILL_SUFFIXES, args.overwrite)
     model = load_model(args)
-    # A `--fit FIT` option builds its fitted model here and passes it on instead.
     portrait = load_portrait(args.portrait or default_portrait().path, model.config.input_size,
                              face_index=args.face_index)
+    apply_fit_argument(args, model, portrait)
     return run_mesh_export(model, portrait.image, args, settings)
 
 

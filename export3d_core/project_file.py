@@ -130,11 +130,11 @@ def check_project_target(path: str | Path, overwrite: bool) -> Path:
 
 
 def save_animation(path: str | Path, animation: Animation, *, portrait: Path | None = None,
-                   checkpoint: Path | None = None, overwrite: bool = False) -> Path:
+                   checkpoint: Path | None = None, fit: Path | None = None, overwrite: bool = False) -> Path:
     """Put `animation` into the project at `path` (its other keys kept), or make a new project.
 
     An existing project is updated in place only with `overwrite`; a new one gets the animation's
-    first pose as its still pose, and `portrait`/`checkpoint` (relative when beside it).
+    first pose as its still pose, and `portrait`/`checkpoint`/`fit` (relative when beside it).
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -149,6 +149,8 @@ def save_animation(path: str | Path, animation: Animation, *, portrait: Path | N
                 "portrait": _rel(portrait, path.parent), "checkpoint": _rel(checkpoint, path.parent),
                 "lambda": list(lam), "names": [f"v{i + 1}" for i in range(len(lam))],
                 "camera": camera.to_dict(), "mode": "final", "presets": [], "crop": None}
+        if fit is not None:
+            data["fit"] = _rel(fit, path.parent)
     if len(data.get("lambda") or []) not in (0, animation.n_basis):
         raise Export3DError(f"{path.name} has {len(data['lambda'])} λ values; the animation has {animation.n_basis}")
     data["animation"] = animation.to_dict()

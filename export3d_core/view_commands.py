@@ -90,17 +90,23 @@ def load_model(args: argparse.Namespace) -> Export3D:
     return model
 
 
-def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera, list[float]]:
-    model = load_model(args)
-    cfg = model.config
-    portrait_path = args.portrait or default_portrait().path
-    portrait = load_portrait(portrait_path, cfg.input_size, face_index=args.face_index)
+def apply_fit_argument(args: argparse.Namespace, model: Export3D, portrait) -> None:
+    """`--fit FIT` applied to `model` (refused in one line when made for another photo or checkpoint);
+    without one, the hint for an unfitted photo outside the model's domain."""
     if args.fit is not None:
         from export3d_core.fit_file import load_fit
 
         load_fit(args.fit, model, None if args.random_init else (args.checkpoint or DEMO_CHECKPOINT), portrait.image)
     elif portrait.method != "aligned":
         print_domain_hint(model, portrait)
+
+
+def open_session(args: argparse.Namespace) -> tuple[PortraitSession, OrbitCamera, list[float]]:
+    model = load_model(args)
+    cfg = model.config
+    portrait_path = args.portrait or default_portrait().path
+    portrait = load_portrait(portrait_path, cfg.input_size, face_index=args.face_index)
+    apply_fit_argument(args, model, portrait)
     session = PortraitSession(model)
     session.set_portrait(portrait.image)
     try:

@@ -168,3 +168,21 @@ def test_live_command_with_a_video_for_the_camera_records_keys(video, tmp_path, 
     assert f"of {2 * T} frames" in printed and "dropped" in printed
     take = load_project_file(keys).animation
     assert len(take.keys) >= 2 and len(imageio.mimread(shown)) == len(take.keys)
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_drive_and_live_render_the_portraits_fit_and_refuse_another_photos(video, tmp_path, capsys):
+    from export3d_core.portrait import PORTRAITS_DIR
+
+    photo, other = PORTRAITS_DIR / "astronaut.png", PORTRAITS_DIR / "synthetic_01.png"
+    fit = tmp_path / "astronaut.fit.safetensors"
+    assert main(["fit", str(photo), "-o", str(fit), "--steps", "1", "--upscale-steps", "0"]) == 0
+    keys = tmp_path / "driven.e3d.json"
+    assert main(["drive", "--video", str(video), "--portrait", str(photo), "--fit", str(fit), "-o",
+                 str(tmp_path / "driven.gif"), "--keys-out", str(keys), "--max-frames", "3"]) == 0
+    assert load_project_file(keys).fit == fit  # `animate` on the baked keys renders the fitted portrait
+    capsys.readouterr()
+    for command in (["drive", "--video", str(video), "-o", str(tmp_path / "x.gif")],
+                    ["live", "--video", str(video), "--seconds", "1", "--keys-out", str(tmp_path / "take.e3d.json")]):
+        assert main([*command, "--portrait", str(other), "--fit", str(fit)]) == 2
+        assert "was made for another photo" in capsys.readouterr().err

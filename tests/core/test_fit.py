@@ -228,6 +228,18 @@ def test_out_of_domain_for_a_real_photo_not_for_a_synthetic_portrait():
     assert not out_of_domain(model, synthetic.image, frontal_camera())[0]
 
 
+def _median_density(photo) -> float:
+    """A density level with surface in it for the model `--random-init tiny` builds (it has no head)."""
+    from export3d_core import Export3D, ModelConfig
+    from export3d_core.mesh import HeadField, density_grid
+    from export3d_core.portrait import load_portrait
+
+    torch.manual_seed(0)
+    model = Export3D(ModelConfig.preset("tiny")).eval()
+    field = HeadField.from_portrait(model, load_portrait(photo, 64).image)
+    return float(np.median(density_grid(field.density([0.0] * 10), field.half, 16)))
+
+
 @pytest.mark.usefixtures("offline_hub")
 def test_fit_and_render_commands_with_paste_back(tmp_path, capsys):
     from export3d_core.cli import main
@@ -250,6 +262,13 @@ def test_fit_and_render_commands_with_paste_back(tmp_path, capsys):
     assert main(["render", "--random-init", "tiny", "--portrait", str(other), "--fit", str(fit),
                  "-o", str(tmp_path / "other.png")]) == 2
     assert "made for another photo" in capsys.readouterr().err
+    mesh = ["mesh", "--random-init", "tiny", "--resolution", "16", "--level", repr(_median_density(photo))]
+    assert main([*mesh, "--portrait", str(other), "--fit", str(fit), "-o", str(tmp_path / "other.ply")]) == 2
+    assert "made for another photo" in capsys.readouterr().err
+    heads = [tmp_path / "unfitted.ply", tmp_path / "fitted.ply"]
+    assert main([*mesh, "--portrait", str(photo), "-o", str(heads[0])]) == 0
+    assert main([*mesh, "--portrait", str(photo), "--fit", str(fit), "-o", str(heads[1])]) == 0
+    assert heads[0].read_bytes() != heads[1].read_bytes()  # the mesh is the fitted head's
 
 
 @pytest.mark.usefixtures("offline_hub")
