@@ -2,7 +2,9 @@
 
 With `--preset P.json` (the editor's presets library, or one preset) each portrait gets one still
 PNG per preset; with `--project X` it gets the project's animation (MP4, GIF or a PNG folder), or
-the project's still pose when it has no keys. One model stays loaded; a file that cannot be read,
+the project's still pose when it has no keys; `--paste-back` composites every image into its own
+photo at the photo's size (a pose's yaw and pitch turn the head from the photo's own pose, as
+`render --paste-back` does). One model stays loaded; a file that cannot be read,
 has no face or fails to render is reported on its own line and skipped, never fatal. The exit code
 is 0 when every portrait was written, 1 when some were not.
 """
@@ -88,6 +90,7 @@ class BatchJob:
     kind: str  # mp4 | gif | png (animation only)
     settings: AnimationExportSettings
     overwrite: bool
+    paste_back: bool = False  # composite into each portrait's own photo, at its size
 
     def targets(self, portrait: Path) -> list[Path]:
         stem = portrait.stem
@@ -105,16 +108,34 @@ class BatchJob:
             elif target.exists() and not self.overwrite:
                 raise Export3DError(f"{target} exists; pass --overwrite to replace it")
 
-    def run(self, session: PortraitSession, portrait: Path) -> list[Path]:
+    def run(self, session: PortraitSession, portrait: Path, compositor=None) -> list[Path]:
+        """Render and write this portrait's outputs; with a `paste_back.Compositor`, pasted into its photo."""
         targets = self.targets(portrait)
         if self.animation is not None:
-            return [export_animation(session, self.animation, targets[0], self.settings, overwrite=self.overwrite)]
+            return [export_animation(session, self.animation, targets[0], self.settings, overwrite=self.overwrite,
+                                     compositor=compositor)]
         from export3d_core.animation_export import resize_frame
 
         for pose, target in zip(self.poses, targets):
-            frame = session.render_image(pose.lam, pose.camera.to_orbit(), self.settings.mode)
-            write_png(target, resize_frame(frame, self.settings.size), overwrite=self.overwrite)
+            camera = pose.camera.to_orbit()
+            if compositor is not None:
+                frame = compositor.frame(session, pose.lam, compositor.turned(camera.yaw, camera.pitch))
+            else:
+                frame = resize_frame(session.render_image(pose.lam, camera, self.settings.mode), self.settings.size)
+            write_png(target, frame, overwrite=self.overwrite)
         return targets
+
+    def paste_back_problem(self, compositor) -> str:
+        """"" when every pasted view is within the measured pose limit of the photo; else which are not."""
+        from export3d_core.animation_export import frame_times, paste_back_cameras
+        from export3d_core.paste_back import limit_problem
+
+        if self.animation is not None:
+            times = frame_times(self.animation, self.settings)
+            cameras = paste_back_cameras(self.animation, times, compositor.photo_camera)
+        else:
+            cameras = [compositor.turned(c.yaw, c.pitch) for c in (p.camera.to_orbit() for p in self.poses)]
+        return limit_problem(cameras, compositor.photo_camera)
 
 
 @dataclass
@@ -165,12 +186,25 @@ def process_portrait(session: PortraitSession, job: BatchJob, portrait: Path, al
         note = f", {fitted}"
     else:
         session.set_portrait(loaded.image)
-    written = job.run(session, portrait)
+    compositor = None
+    if job.paste_back:
+        from export3d_core.paste_back import photo_compositor
+
+        compositor = photo_compositor(portrait, size, aligned=True if aligned else None)
+        problem = job.paste_back_problem(compositor)
+        note += f", warning: {problem}" if problem else ""
+    written = job.run(session, portrait, compositor)
     names = ", ".join(p.name for p in written)
     return f"ok      {portrait.name} -> {names} ({time.perf_counter() - started:.1f} s{note})"
 
 
 def build_job(args: argparse.Namespace) -> tuple[BatchJob, ProjectFile | None]:
+    if args.paste_back:
+        from export3d_core.view_commands import check_paste_back_mode
+
+        check_paste_back_mode(args.mode)
+        if args.size is not None:
+            raise Export3DError("--paste-back writes each image at its photo's own size; drop --size")
     settings = AnimationExportSettings(fps=args.fps, size=args.size, mode=args.mode)
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
@@ -179,10 +213,12 @@ def build_job(args: argparse.Namespace) -> tuple[BatchJob, ProjectFile | None]:
         raise Export3DError(f"folder does not exist: {out_dir.parent}")
     check_writable(out_dir / "probe")  # a read-only folder fails now, not once per portrait
     if args.preset is not None:
-        return BatchJob(load_presets(args.preset), None, out_dir, "png", settings, args.overwrite), None
+        return BatchJob(load_presets(args.preset), None, out_dir, "png", settings, args.overwrite,
+                        args.paste_back), None
     project = load_project_file(args.project)
     poses = [StillPose(project.path.name, project.lam, project.camera)]
-    return BatchJob(poses, project.animation, out_dir, args.format, settings, args.overwrite), project
+    return BatchJob(poses, project.animation, out_dir, args.format, settings, args.overwrite,
+                    args.paste_back), project
 
 
 def load_batch_model(args: argparse.Namespace, project: ProjectFile | None):
@@ -252,6 +288,9 @@ def add_batch_command(subparsers) -> None:
     parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: the model's)")
     parser.add_argument("--mode", choices=RENDER_MODES, default="final")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--paste-back", action="store_true",
+                        help="composite each image into its own photo, at the photo's size; a pose's "
+                             "yaw/pitch turn the head from the photo's own pose")
     parser.add_argument("--fit", action="store_true",
                         help="fit a copy of the model to each portrait first (as `export3d fit`; slower)")
     parser.add_argument("--fit-steps", type=int, default=FitSettings.steps, help="optimisation steps of --fit")

@@ -112,3 +112,28 @@ def test_fit_without_an_expression_estimator_stops_before_the_first_portrait(tmp
     captured = capsys.readouterr()
     assert "expression estimates need one" in captured.err and "FAILED" not in captured.out
     assert not (tmp_path / "out").exists()
+
+
+def test_paste_back_batch_writes_each_image_at_its_photos_size(tmp_path, folder, checkpoint, capsys):
+    wide = folder / "wide.png"  # not square, not the crop's size: the outputs must take the photo's shape
+    Image.fromarray(np.pad(pattern(80), ((10, 10), (40, 0), (0, 0)), mode="edge")).save(wide)
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"format": "export3d-studio-presets", "presets": [
+        {"name": "smile", "lambda": [5.0] + [0.0] * (N - 1)},
+        {"name": "far", "lambda": [0.0] * N, "camera": {"yaw_deg": 25.0, "pitch_deg": 0.0, "radius": 2.7,
+                                                          "fov_deg": 18.837}}]}))
+    out = tmp_path / "out"
+    code = main(["batch", "--preset", str(presets), "--portraits", str(folder), "-o", str(out),
+                 "--checkpoint", str(checkpoint), "--aligned", "--paste-back"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 1 and lines[1].startswith("FAILED  b.png: ")  # the corrupt file still only skips itself
+    assert "warning:" in lines[0] and "25° yaw" in lines[0]  # the far pose is beyond the measured limit
+    photo = np.asarray(Image.open(wide).convert("RGB"))
+    for name in ("wide_smile.png", "wide_far.png"):
+        pasted = np.asarray(Image.open(out / name))
+        assert pasted.shape == photo.shape
+        assert np.array_equal(pasted[:8, :8], photo[:8, :8]) and np.array_equal(pasted[-8:, -8:], photo[-8:, -8:])
+        assert not np.array_equal(pasted, photo)  # the head went in
+    assert main(["batch", "--preset", str(presets), "--portraits", str(folder), "-o", str(tmp_path / "o2"),
+                 "--checkpoint", str(checkpoint), "--paste-back", "--size", "64"]) == 2
+    assert "drop --size" in capsys.readouterr().err
