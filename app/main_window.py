@@ -422,8 +422,12 @@ class MainWindow(QMainWindow):
         """A fit applied (or dropped): no banner; thumbnails show the model that now renders."""
         self.domain_banner.hide()
         if path is not None:
-            self.portrait_info.setText(f"{self.state.portrait_path}\nfitted to it: {Path(path).name}")
-            self.portrait_info.setToolTip(str(path))
+            fit = self.controller.fit
+            upscaler = getattr(fit.model, "upscaler", None) if fit is not None else None
+            shown = "" if upscaler is None else f" (renders at {fit.model.config.output_size * upscaler.factor}²)"
+            note = fit.upscale_note if fit is not None else ""
+            self.portrait_info.setText(f"{self.state.portrait_path}\nfitted to it: {Path(path).name}{shown}")
+            self.portrait_info.setToolTip(f"{path}\n{note}" if note else str(path))
             self.controller.refresh_presets()
             if self.explore_on_load:
                 self.explorer.request()

@@ -80,6 +80,8 @@ def test_banner_shows_for_an_out_of_domain_photo_and_goes_after_a_fit_from_the_m
     side = window.controller.loaded.model.config.output_size
     assert before.shape == (side, side, 3) and window.controller.last_frame.image.shape == (2 * side, 2 * side, 3)
     assert "upscaled 2×" in window.statusBar().currentMessage()  # the editor's 256 px portrait holds the detail
+    assert f"(renders at {2 * side}²)" in window.portrait_info.text()
+    assert "upscaled 2×" in window.portrait_info.toolTip()
     assert [p.name for p in _fits(window)] == [window.controller.fit.path.name]
     assert window.controller.render_model is window.controller.fit.model
     assert not np.array_equal(window.controller.last_frame.image, before)  # the viewport shows the fit
@@ -94,6 +96,7 @@ def test_a_photo_with_a_small_face_is_fitted_without_the_upscaler_and_says_so(qt
     side = window.controller.loaded.model.config.output_size
     assert window.controller.fit.model.upscaler is None and window.controller.last_frame.image.shape == (side, side, 3)
     assert "not upscaled: the photo holds the face at 71 px" in window.statusBar().currentMessage()
+    assert "renders at" not in window.portrait_info.text() and "not upscaled" in window.portrait_info.toolTip()
 
 
 def test_banner_button_runs_the_fit(qtbot, window, photo, idle):
