@@ -32,12 +32,17 @@ def checkpoint(tmp_path, tiny_model):
     return save_checkpoint(lively(tiny_model), tmp_path / "tiny.safetensors")
 
 
+def two_presets(path, names=("smile wide", "turn")):
+    """A presets file: the first preset smiles (v1 = 5), the second turns the head 25° to the side."""
+    path.write_text(json.dumps({"format": "export3d-studio-presets", "presets": [
+        {"name": names[0], "lambda": [5.0] + [0.0] * (N - 1)},
+        {"name": names[1], "lambda": [0.0] * N, "camera": {"yaw_deg": 25.0, "pitch_deg": 0.0, "radius": 2.7,
+                                                             "fov_deg": 18.837}}]}))
+    return path
+
+
 def test_presets_batch_survives_a_corrupt_file(tmp_path, folder, checkpoint, capsys):
-    presets = tmp_path / "presets.json"
-    presets.write_text(json.dumps({"format": "export3d-studio-presets", "presets": [
-        {"name": "smile wide", "lambda": [5.0] + [0.0] * (N - 1)},
-        {"name": "turn", "lambda": [0.0] * N, "camera": {"yaw_deg": 25.0, "pitch_deg": 0.0, "radius": 2.7,
-                                                           "fov_deg": 18.837}}]}))
+    presets = two_presets(tmp_path / "presets.json")
     out = tmp_path / "out"
     code = main(["batch", "--preset", str(presets), "--portraits", str(folder), "-o", str(out),
                  "--checkpoint", str(checkpoint), "--aligned"])
@@ -117,11 +122,7 @@ def test_fit_without_an_expression_estimator_stops_before_the_first_portrait(tmp
 def test_paste_back_batch_writes_each_image_at_its_photos_size(tmp_path, folder, checkpoint, capsys):
     wide = folder / "wide.png"  # not square, not the crop's size: the outputs must take the photo's shape
     Image.fromarray(np.pad(pattern(80), ((10, 10), (40, 0), (0, 0)), mode="edge")).save(wide)
-    presets = tmp_path / "presets.json"
-    presets.write_text(json.dumps({"format": "export3d-studio-presets", "presets": [
-        {"name": "smile", "lambda": [5.0] + [0.0] * (N - 1)},
-        {"name": "far", "lambda": [0.0] * N, "camera": {"yaw_deg": 25.0, "pitch_deg": 0.0, "radius": 2.7,
-                                                          "fov_deg": 18.837}}]}))
+    presets = two_presets(tmp_path / "presets.json", ("smile", "far"))
     out = tmp_path / "out"
     code = main(["batch", "--preset", str(presets), "--portraits", str(folder), "-o", str(out),
                  "--checkpoint", str(checkpoint), "--aligned", "--paste-back"])
