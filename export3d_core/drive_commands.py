@@ -83,6 +83,8 @@ def run_drive(args: argparse.Namespace) -> int:
     settings = DriveSettings(gain=args.gain, smoothing=args.smoothing, head_pose=not args.no_head_pose,
                              tolerance=args.simplify)
     export_settings = AnimationExportSettings(size=args.size, quality=args.quality)
+    if args.paste_back:
+        check_drive_paste_back(args)
     if args.output is not None:
         check_output(args.output, args.overwrite)
     if args.keys_out is not None:
@@ -111,12 +113,39 @@ def run_drive(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_drive_paste_back(args: argparse.Namespace) -> None:
+    """Refuse what a pasted performance cannot honour, before the model or the video is read."""
+    if args.output is None:
+        raise Export3DError("--paste-back needs -o OUT.mp4|OUT.gif|DIR (it pastes the rendered frames)")
+    if args.size is not None:
+        raise Export3DError("--paste-back writes frames at the photo's own size; drop --size")
+    if args.quality != "full":
+        raise Export3DError("--paste-back renders full-quality frames; drop --quality preview")
+
+
+def performance_frames(args: argparse.Namespace, session, animation, settings: AnimationExportSettings):
+    """The rendered frames, or with `--paste-back` each pasted into the portrait's photo (the baked
+    head pose turns the head from the photo's own pose; one warning beyond the measured limit)."""
+    if not args.paste_back:
+        return animation_frames(session, animation, settings)
+    from export3d_core.animation_export import paste_back_cameras, pasted_frames
+    from export3d_core.paste_back import photo_compositor
+    from export3d_core.portrait import default_portrait
+    from export3d_core.view_commands import warn_beyond_paste_back_limit
+
+    photo = args.portrait or default_portrait().path
+    compositor = photo_compositor(photo, session.config.input_size, aligned=True if args.aligned_portrait else None)
+    times = animation.frame_times()
+    warn_beyond_paste_back_limit(compositor, paste_back_cameras(animation, times, compositor.photo_camera))
+    return pasted_frames(session, animation, times, compositor)
+
+
 def render_performance(args: argparse.Namespace, session, animation, settings: AnimationExportSettings) -> None:
     from tqdm import tqdm
 
     total = len(animation.frame_times())
     started = time.perf_counter()
-    frames = animation_frames(session, animation, settings)
+    frames = performance_frames(args, session, animation, settings)
     if args.side_by_side:  # the driving frame on the left of each render
         frames = (beside(source, render) for source, render in zip(source_frames(args), frames))
     with tqdm(total=total, desc="rendering", unit="frame") as bar:
@@ -221,6 +250,9 @@ def add_drive_command(subparsers) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
     parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: the model's)")
     parser.add_argument("--side-by-side", action="store_true", help="show the driving frame left of each render")
+    parser.add_argument("--paste-back", action="store_true",
+                        help="paste each frame into the portrait's photo at its size (the head pose turns the "
+                             "head from the photo's own pose)")
     parser.add_argument("--quality", choices=("full", "preview"), default="full")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")

@@ -181,6 +181,13 @@ def test_drive_and_live_render_the_portraits_fit_and_refuse_another_photos(video
     assert main(["drive", "--video", str(video), "--portrait", str(photo), "--fit", str(fit), "-o",
                  str(tmp_path / "driven.gif"), "--keys-out", str(keys), "--max-frames", "3"]) == 0
     assert load_project_file(keys).fit == fit  # `animate` on the baked keys renders the fitted portrait
+    pasted = tmp_path / "pasted.gif"
+    assert main(["drive", "--video", str(video), "--portrait", str(photo), "--fit", str(fit), "--paste-back",
+                 "-o", str(pasted), "--max-frames", "3"]) == 0
+    frames = imageio.mimread(pasted)
+    assert len(frames) == 3 and frames[0].shape[:2] == (512, 512)  # the astronaut photo's own size
+    assert main(["drive", "--video", str(video), "--paste-back", "--size", "64", "-o", str(tmp_path / "s.gif")]) == 2
+    assert "drop --size" in capsys.readouterr().err
     capsys.readouterr()
     for command in (["drive", "--video", str(video), "-o", str(tmp_path / "x.gif")],
                     ["live", "--video", str(video), "--seconds", "1", "--keys-out", str(tmp_path / "take.e3d.json")]):
