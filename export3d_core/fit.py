@@ -142,14 +142,9 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     cfg = model.config
     generator = torch.Generator().manual_seed(settings.seed)
     jitter = torch.Generator(device=device).manual_seed(settings.seed + 1)  # the rays' jitter
-    cameras = torch.as_tensor(np.asarray(camera, dtype=np.float32)).reshape(1, -1).to(device)
-    if cameras.shape[1] != cfg.camera_dim:
-        raise Export3DError(f"the photo's camera needs {cfg.camera_dim} numbers, got {cameras.shape[1]}")
+    cameras, source, target, target_raw = _photo_tensors(model, aligned, camera)
     pivot = [float(v) for v in lam]
     lam_t = torch.tensor([pivot], dtype=torch.float32, device=device)
-    source = image_to_tensor(aligned, cfg.input_size).to(device)
-    target = image_to_tensor(aligned, cfg.output_size).to(device)
-    target_raw = image_to_tensor(aligned, cfg.neural_size).to(device)
 
     fitted = copy.deepcopy(model).eval()
     for parameter in fitted.parameters():
@@ -193,6 +188,16 @@ def fit_portrait(model: Export3D, aligned: np.ndarray, camera: np.ndarray | Tens
     changed = _round_changed(fitted, settings)
     return FitResult(fitted, changed, losses, seconds, pivot, [float(v) for v in cameras[0].cpu()], settings,
                      upscaled=upscaling, upscale_note=note, upscale_losses=upscale_losses)
+
+
+def _photo_tensors(model: Export3D, aligned: np.ndarray, camera) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The pivot camera (1, 25) and the photo at the model's input, output and neural sizes, on its device."""
+    device, cfg = next(model.parameters()).device, model.config
+    cameras = torch.as_tensor(np.asarray(camera, dtype=np.float32)).reshape(1, -1).to(device)
+    if cameras.shape[1] != cfg.camera_dim:
+        raise Export3DError(f"the photo's camera needs {cfg.camera_dim} numbers, got {cameras.shape[1]}")
+    return cameras, *(image_to_tensor(aligned, size).to(device)
+                      for size in (cfg.input_size, cfg.output_size, cfg.neural_size))
 
 
 def fit_crop_size(config, settings: FitSettings) -> int:
