@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export3d_core import RENDER_MODES, Animation, CameraPose, Export3DError, write_json_atomic
+from export3d_core import RENDER_MODES, Animation, CameraPose, Export3DError, path_for_project, write_json_atomic
 
 from app.presets import Preset
 from app.state import ViewCamera, check_lambda
@@ -36,16 +36,6 @@ class Project:
     animation: Animation | None = None  # the timeline's keys (docs/animation.md); None: no keys
 
 
-def _rel(path: Path | None, base: Path) -> str | None:
-    if path is None:
-        return None
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(base.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _abs(text: str | None, base: Path) -> Path | None:
     if not text:
         return None
@@ -61,14 +51,14 @@ def save_project(path: str | Path, project: Project) -> Path:
     data = {
         "format": PROJECT_FORMAT,
         "version": PROJECT_VERSION,
-        "portrait": _rel(project.portrait, base),
-        "checkpoint": _rel(project.checkpoint, base),
+        "portrait": path_for_project(project.portrait, base),
+        "checkpoint": path_for_project(project.checkpoint, base),
         "lambda": list(project.lam),
         "names": list(project.names),
         "camera": project.camera.to_dict(),
         "mode": project.mode,
         "presets": [p.to_dict() for p in project.presets],
-        "fit": _rel(project.fit, base),
+        "fit": path_for_project(project.fit, base),
         "crop": None if project.crop is None else {"center": list(project.crop[0]), "side": project.crop[1]},
     }
     if project.animation is not None:  # the same JSON as `export3d animate` reads

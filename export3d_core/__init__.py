@@ -96,6 +96,7 @@ _EXPORTS = {
     "turned_camera": "export3d_core.paste_back",
     # files and errors
     "write_json_atomic": "export3d_core.atomic",
+    "path_for_project": "export3d_core.project_file",
     "write_text_atomic": "export3d_core.atomic",
     "Export3DError": "export3d_core.errors",
 }

@@ -48,7 +48,8 @@ def _abs(text: Any, base: Path, what: str) -> Path | None:
     return path if path.is_absolute() else base / path
 
 
-def _rel(path: Path | None, base: Path) -> str | None:
+def path_for_project(path: Path | None, base: Path) -> str | None:
+    """How a project in `base` names `path`: relative (POSIX) when it lies below `base`, else absolute."""
     if path is None:
         return None
     path = Path(path).resolve()
@@ -146,11 +147,12 @@ def save_animation(path: str | Path, animation: Animation, *, portrait: Path | N
     else:
         lam, camera = animation.sample(animation.keys[0].time)
         data = {"format": PROJECT_FORMAT, "version": PROJECT_VERSION,
-                "portrait": _rel(portrait, path.parent), "checkpoint": _rel(checkpoint, path.parent),
+                "portrait": path_for_project(portrait, path.parent),
+                "checkpoint": path_for_project(checkpoint, path.parent),
                 "lambda": list(lam), "names": [f"v{i + 1}" for i in range(len(lam))],
                 "camera": camera.to_dict(), "mode": "final", "presets": [], "crop": None}
         if fit is not None:
-            data["fit"] = _rel(fit, path.parent)
+            data["fit"] = path_for_project(fit, path.parent)
     if len(data.get("lambda") or []) not in (0, animation.n_basis):
         raise Export3DError(f"{path.name} has {len(data['lambda'])} λ values; the animation has {animation.n_basis}")
     data["animation"] = animation.to_dict()
